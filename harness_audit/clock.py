@@ -1,0 +1,48 @@
+"""Time, behind a small interface so tests never wait through a real backoff."""
+
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int:
+        """Wall-clock time, epoch milliseconds (what Harness timestamps are in)."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for deadlines."""
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+class Deadline:
+    """The point by which paging must stop so that writing and checkpointing still fit."""
+
+    def __init__(self, clock: Clock, budget_seconds: float, reserve_seconds: float):
+        self._clock = clock
+        self._stop_paging_at = clock.monotonic() + max(0.0, budget_seconds - reserve_seconds)
+
+    def remaining(self) -> float:
+        return self._stop_paging_at - self._clock.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+def write_reserve_seconds(max_run_seconds: int) -> float:
+    """Time kept back from paging for the last upload and checkpoint.
+
+    An 8 MB upload and a checkpoint take a second or two; 10% of the budget, between
+    5 and 30 seconds, leaves room for google-cloud-storage's own retries too.
+    """
+    return min(30.0, max(5.0, max_run_seconds * 0.1))

@@ -57,17 +57,25 @@ def main(cloud_event) -> None:
         return
     except CollectorError as failure:
         summary = getattr(failure, "summary", None)
-        log(ERROR, str(failure), outcome="failed",
+        log(
+            ERROR,
+            str(failure),
+            outcome="failed",
             error=type(failure).__name__,
-            action="fix the cause named above" if isinstance(failure, NeedsFix)
+            action="fix the cause named above"
+            if isinstance(failure, NeedsFix)
             else "none needed if it passes: the next run resumes from the checkpoint",
-            **invocation, **(summary.fields() if summary else {}))
+            **invocation,
+            **(summary.fields() if summary else {}),
+        )
         # An HTTP error, not an exception: one log line, no traceback, still a failure.
         raise InternalServerError(type(failure).__name__) from None
     fields = summary.fields()
     if summary.window_complete:
-        message = (f"collected {summary.events_written} events; window complete")
+        message = f"collected {summary.events_written} events; window complete"
     else:
-        message = (f"collected {summary.events_written} events; stopped by "
-                   f"{summary.stopped_by or 'the deadline'}, the window continues next run")
+        message = (
+            f"collected {summary.events_written} events; stopped by "
+            f"{summary.stopped_by or 'the deadline'}, the window continues next run"
+        )
     log(INFO, message, outcome="ok", **invocation, **fields)

@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 PUBSUB_EVENT_TYPE = "google.cloud.pubsub.topic.v1.messagePublished"
 
 
-def scheduler_event(project: str = "local-project", topic: str = "harness-audit-trigger",
-                    payload: bytes = b"{}") -> tuple[dict, bytes]:
+def scheduler_event(
+    project: str = "local-project", topic: str = "harness-audit-trigger", payload: bytes = b"{}"
+) -> tuple[dict, bytes]:
     """(headers, body) of a binary-mode CloudEvent carrying Cloud Scheduler's ``{}``."""
     message_id = str(uuid.uuid4().int)[:16]
     published = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

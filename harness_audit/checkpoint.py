@@ -60,11 +60,12 @@ class CheckpointStore:
         lease = state.lease
         if lease is not None and lease.owner != owner and lease.is_live(now_ms):
             seconds = (lease.expires_ms - now_ms) / 1000
-            raise LeaseHeld(f"another run holds the lease on {self.uri} for {seconds:.0f} s "
-                            "more; this invocation exits without changes")
+            raise LeaseHeld(
+                f"another run holds the lease on {self.uri} for {seconds:.0f} s "
+                "more; this invocation exits without changes"
+            )
 
-    def acquire(self, state: State, generation: int, owner: str,
-                now_ms: int) -> tuple[State, int]:
+    def acquire(self, state: State, generation: int, owner: str, now_ms: int) -> tuple[State, int]:
         """Take the lease by writing ``state`` under ``generation``; LeaseHeld if beaten."""
         self.ensure_free(state, owner, now_ms)
         state = self.renewed(state, owner, now_ms)
@@ -84,9 +85,12 @@ class CheckpointStore:
         blob = self._bucket.blob(self._key)
         with storage_errors("write the checkpoint", self._bucket.name):
             try:
-                blob.upload_from_string(data, content_type="application/json",
-                                        if_generation_match=generation,
-                                        retry=CONDITIONAL_RETRY)
+                blob.upload_from_string(
+                    data,
+                    content_type="application/json",
+                    if_generation_match=generation,
+                    retry=CONDITIONAL_RETRY,
+                )
                 return blob.generation
             except PreconditionFailed:
                 current = self._bucket.get_blob(self._key)

@@ -102,29 +102,41 @@ def load_config(environ: Mapping[str, str]) -> Config:
             return default
         return value
 
-    account_id = required(HARNESS_ACCOUNT_ID, "your Harness account identifier "
-                          "(Account Settings > Overview, or the id in app URLs)")
+    account_id = required(
+        HARNESS_ACCOUNT_ID,
+        "your Harness account identifier (Account Settings > Overview, or the id in app URLs)",
+    )
     if account_id and not _ACCOUNT_ID.match(account_id):
-        problems.append(f"{HARNESS_ACCOUNT_ID} has characters an account identifier never "
-                        "has: copy the id only (letters, digits, '-' and '_'), not a URL")
+        problems.append(
+            f"{HARNESS_ACCOUNT_ID} has characters an account identifier never "
+            "has: copy the id only (letters, digits, '-' and '_'), not a URL"
+        )
 
     # Secret Manager values often end in a newline when created with echo; it is not
     # part of the token.
-    api_key = required(HARNESS_API_KEY, "a Harness API token with core_audit_view "
-                       "(deploy.sh mounts it from Secret Manager)")
+    api_key = required(
+        HARNESS_API_KEY,
+        "a Harness API token with core_audit_view (deploy.sh mounts it from Secret Manager)",
+    )
     if api_key and any(ch.isspace() for ch in api_key):
-        problems.append(f"{HARNESS_API_KEY} contains white space inside it: store the token "
-                        "alone, exactly as Harness showed it")
+        problems.append(
+            f"{HARNESS_API_KEY} contains white space inside it: store the token "
+            "alone, exactly as Harness showed it"
+        )
 
     bucket = required(GCS_BUCKET, "the name of the bucket the SecOps feed reads")
     if bucket:
         if bucket.startswith("gs://"):
-            problems.append(f"{GCS_BUCKET}={bucket!r}: give the bucket name only, without "
-                            "gs:// or a path (put the path in GCS_PREFIX)")
+            problems.append(
+                f"{GCS_BUCKET}={bucket!r}: give the bucket name only, without "
+                "gs:// or a path (put the path in GCS_PREFIX)"
+            )
         elif not _BUCKET_NAME.match(bucket) or ".." in bucket:
-            problems.append(f"{GCS_BUCKET}={bucket!r} is not a valid bucket name: 3-63 "
-                            "lowercase letters, digits, '-', '_' or '.', starting and ending "
-                            "with a letter or digit")
+            problems.append(
+                f"{GCS_BUCKET}={bucket!r} is not a valid bucket name: 3-63 "
+                "lowercase letters, digits, '-', '_' or '.', starting and ending "
+                "with a letter or digit"
+            )
 
     api_base = _api_base(text(HARNESS_API_BASE, DEFAULT_API_BASE), problems)
 
@@ -132,8 +144,10 @@ def load_config(environ: Mapping[str, str]) -> Config:
     state_key = text(STATE_KEY, DEFAULT_STATE_KEY).lstrip("/")
     warnings: list[str] = []
     if state_key.endswith("/"):
-        problems.append(f"{STATE_KEY}={state_key!r} names a folder: give an object name, "
-                        f"e.g. {DEFAULT_STATE_KEY}")
+        problems.append(
+            f"{STATE_KEY}={state_key!r} names a folder: give an object name, "
+            f"e.g. {DEFAULT_STATE_KEY}"
+        )
     elif prefix == "" or state_key.startswith(prefix + "/"):
         warnings.append(
             f"{STATE_KEY}={state_key!r} lies under {GCS_PREFIX}={prefix!r}: the SecOps feed "
@@ -144,21 +158,26 @@ def load_config(environ: Mapping[str, str]) -> Config:
     page_size = integer(PAGE_SIZE, 100, 1, 100)
     start_minutes_back = integer(START_MINUTES_BACK, 60, 1, 525_600, " minutes")
     modules = _filter_list(FILTER_MODULES, text(FILTER_MODULES), "CD,CI,CORE", problems)
-    actions = _filter_list(FILTER_ACTIONS, text(FILTER_ACTIONS), "CREATE,UPDATE,DELETE",
-                           problems)
+    actions = _filter_list(FILTER_ACTIONS, text(FILTER_ACTIONS), "CREATE,UPDATE,DELETE", problems)
 
     static_filter = text(STATIC_FILTER)
     if static_filter is not None:
         static_filter = static_filter.upper()
         if static_filter not in STATIC_FILTERS:
-            problems.append(f"{STATIC_FILTER}={static_filter!r} is not one of "
-                            f"{', '.join(STATIC_FILTERS)}: pick one, or unset it")
+            problems.append(
+                f"{STATIC_FILTER}={static_filter!r} is not one of "
+                f"{', '.join(STATIC_FILTERS)}: pick one, or unset it"
+            )
             static_filter = None
 
     max_retries = integer(MAX_RETRIES, 8, 0, 20)
-    max_run_seconds = integer(MAX_RUN_SECONDS, 480, 10, FUNCTION_TIMEOUT_LIMIT - 1, " seconds "
-                              "(below the function timeout, at most 540 s for event-driven "
-                              "functions)")
+    max_run_seconds = integer(
+        MAX_RUN_SECONDS,
+        480,
+        10,
+        FUNCTION_TIMEOUT_LIMIT - 1,
+        " seconds (below the function timeout, at most 540 s for event-driven functions)",
+    )
     overlap_seconds = integer(OVERLAP_SECONDS, 600, 0, 86_400, " seconds")
     max_object_bytes = _object_bytes(text(MAX_OBJECT_MB), problems)
 
@@ -195,16 +214,19 @@ def load_config(environ: Mapping[str, str]) -> Config:
 
 def _api_base(raw: str, problems: list[str]) -> str:
     parts = urlsplit(raw)
-    fix = ("use https://app.harness.io (or your Harness host, e.g. https://app.harness.io/"
-           "gateway); plain http is accepted only for a loopback host in local runs")
+    fix = (
+        "use https://app.harness.io (or your Harness host, e.g. https://app.harness.io/"
+        "gateway); plain http is accepted only for a loopback host in local runs"
+    )
     if parts.scheme not in ("https", "http") or not parts.hostname:
         problems.append(f"{HARNESS_API_BASE}={raw!r} is not an http(s) URL: {fix}")
         return raw
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         problems.append(f"{HARNESS_API_BASE}={raw!r} would send the API key unencrypted: {fix}")
     if parts.query or parts.fragment or parts.username or parts.password:
-        problems.append(f"{HARNESS_API_BASE}={raw!r} must not carry credentials, a query or a "
-                        f"fragment: {fix}")
+        problems.append(
+            f"{HARNESS_API_BASE}={raw!r} must not carry credentials, a query or a fragment: {fix}"
+        )
     return raw.rstrip("/")
 
 
@@ -223,9 +245,11 @@ def _filter_list(name: str, raw: str | None, example: str, problems: list[str]) 
     words = tuple(word.strip() for word in raw.split(",") if word.strip())
     bad = [word for word in words if not _FILTER_WORD.match(word)]
     if bad:
-        problems.append(f"{name} has values that are not upper-case words: "
-                        f"{', '.join(map(repr, bad))}: write a comma-separated list such as "
-                        f"{example}")
+        problems.append(
+            f"{name} has values that are not upper-case words: "
+            f"{', '.join(map(repr, bad))}: write a comma-separated list such as "
+            f"{example}"
+        )
     return words
 
 
@@ -238,7 +262,9 @@ def _object_bytes(raw: str | None, problems: list[str]) -> int:
         megabytes = -1.0
     # Up to 8 MB an upload is a single request, which keeps if_generation_match cheap.
     if not 0.001 <= megabytes <= 8:
-        problems.append(f"{MAX_OBJECT_MB}={raw!r} must be a number of megabytes from 0.001 "
-                        "to 8, or unset for the default 8")
+        problems.append(
+            f"{MAX_OBJECT_MB}={raw!r} must be a number of megabytes from 0.001 "
+            "to 8, or unset for the default 8"
+        )
         return 8_000_000
     return int(megabytes * 1_000_000)

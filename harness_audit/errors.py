@@ -35,8 +35,14 @@ class ConfigError(NeedsFix):
 class HarnessRejected(NeedsFix):
     """Harness refused the request in a way that retrying will not change."""
 
-    def __init__(self, status: int, code: str | None, harness_message: str | None,
-                 correlation_id: str | None, hint: str):
+    def __init__(
+        self,
+        status: int,
+        code: str | None,
+        harness_message: str | None,
+        correlation_id: str | None,
+        hint: str,
+    ):
         self.status = status
         self.code = code
         self.harness_message = harness_message

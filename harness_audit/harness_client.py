@@ -29,6 +29,7 @@ from urllib3.util.retry import Retry
 
 from harness_audit.clock import Clock, Deadline
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
+from harness_audit.logs import log
 
 LIST_V2 = "listV2"
 LIST = "list"
@@ -37,6 +38,7 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 RETRY_AFTER_MAX_SECONDS = 60
+WARNING = 30
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
 
@@ -88,9 +90,14 @@ class _MalformedBody(ProtocolError):
 class JitteredRetry(Retry):
     """urllib3's Retry with full-jitter backoff, an injectable pause, and a retry observer."""
 
-    def __init__(self, *args, pause: Callable[[float], None] = time.sleep,
-                 jitter: Callable[[], float] = random.random,
-                 observe: Callable[[str], None] = lambda cause: None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        pause: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        observe: Callable[[str], None] = lambda cause: None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.pause = pause
         self.jitter = jitter
@@ -122,8 +129,9 @@ class JitteredRetry(Retry):
         if backoff > 0:
             self.pause(backoff)
 
-    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
-                  _stacktrace=None):
+    def increment(
+        self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None
+    ):
         retry = super().increment(method, url, response, error, _pool, _stacktrace)
         self.observe(retry_cause(response, error))
         return retry
@@ -145,9 +153,18 @@ def retry_cause(response, error) -> str:
 
 
 class HarnessClient:
-    def __init__(self, *, api_base: str, account_id: str, api_key: str, page_size: int,
-                 max_retries: int, clock: Clock, pool: urllib3.PoolManager | None = None,
-                 jitter: Callable[[], float] = random.random):
+    def __init__(
+        self,
+        *,
+        api_base: str,
+        account_id: str,
+        api_key: str,
+        page_size: int,
+        max_retries: int,
+        clock: Clock,
+        pool: urllib3.PoolManager | None = None,
+        jitter: Callable[[], float] = random.random,
+    ):
         self._api_base = api_base
         self._account_id = account_id
         self._headers = {
@@ -180,8 +197,9 @@ class HarnessClient:
             timeout = self._timeout(deadline)
             self.requests += 1
             try:
-                response = self._pool.request("POST", url, body=body, headers=self._headers,
-                                              retries=retry, timeout=timeout)
+                response = self._pool.request(
+                    "POST", url, body=body, headers=self._headers, retries=retry, timeout=timeout
+                )
             except MaxRetryError as exc:
                 raise HarnessUnavailable(
                     f"Harness did not answer usably after {self._max_retries} retries: "
@@ -235,14 +253,22 @@ class HarnessClient:
 
     def _observe(self, cause: str) -> None:
         self.retries[cause] += 1
+        log(
+            WARNING,
+            "retrying a Harness request",
+            cause=cause,
+            retries_so_far=sum(self.retries.values()),
+        )
 
     @staticmethod
     def _timeout(deadline: Deadline) -> urllib3.Timeout:
         remaining = deadline.remaining()
         if remaining <= 0:
             raise DeadlineReached("no time left for another request")
-        return urllib3.Timeout(connect=min(CONNECT_TIMEOUT_SECONDS, max(remaining, 1.0)),
-                               read=min(READ_TIMEOUT_SECONDS, max(remaining, 1.0)))
+        return urllib3.Timeout(
+            connect=min(CONNECT_TIMEOUT_SECONDS, max(remaining, 1.0)),
+            read=min(READ_TIMEOUT_SECONDS, max(remaining, 1.0)),
+        )
 
     def _interpret(self, response, cursor: Cursor) -> Page:
         status = response.status
@@ -259,8 +285,9 @@ class HarnessClient:
 
     def _rejection(self, response) -> HarnessRejected:
         code, message, correlation_id = _error_fields(response.data)
-        return HarnessRejected(response.status, code, message, correlation_id,
-                               _hint(response.status, self._account_id))
+        return HarnessRejected(
+            response.status, code, message, correlation_id, _hint(response.status, self._account_id)
+        )
 
 
 class _EndpointMissing(Exception):
@@ -313,19 +340,27 @@ def _error_summary(data: bytes) -> str:
 
 def _hint(status: int, account_id: str) -> str:
     if status == 401:
-        return ("Check HARNESS_API_KEY: the token is invalid, expired or revoked. Create a new "
-                "token in Harness (My API Keys) and store it as a new version of the secret")
+        return (
+            "Check HARNESS_API_KEY: the token is invalid, expired or revoked. Create a new "
+            "token in Harness (My API Keys) and store it as a new version of the secret"
+        )
     if status == 403:
-        return ("The token's principal lacks the core_audit_view permission on account "
-                f"{account_id}: grant a role with 'Audit View' (e.g. Account Viewer) to the "
-                "user or service account that owns the token, or check HARNESS_ACCOUNT_ID")
+        return (
+            "The token's principal lacks the core_audit_view permission on account "
+            f"{account_id}: grant a role with 'Audit View' (e.g. Account Viewer) to the "
+            "user or service account that owns the token, or check HARNESS_ACCOUNT_ID"
+        )
     if status == 400:
-        return ("Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and "
-                "STATIC_FILTER. If the message names the page token, the saved token is no "
-                "longer accepted: see 'Reset the checkpoint' in the README")
+        return (
+            "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and "
+            "STATIC_FILTER. If the message names the page token, the saved token is no "
+            "longer accepted: see 'Reset the checkpoint' in the README"
+        )
     if status in (404, 405):
-        return ("Neither listV2 nor list exists at HARNESS_API_BASE: check the host, and "
-                "whether your installation serves the API under /gateway")
+        return (
+            "Neither listV2 nor list exists at HARNESS_API_BASE: check the host, and "
+            "whether your installation serves the API under /gateway"
+        )
     if 300 <= status < 400:
         return "HARNESS_API_BASE redirects: set it to the final https URL"
     return "Check HARNESS_API_BASE and the Harness status page"

@@ -61,12 +61,15 @@ class _StdoutHandler(logging.StreamHandler):
 
 
 def configure_logging() -> logging.Logger:
-    """Send this package's logs, and urllib3's retry warnings, to stdout as JSON. Idempotent."""
+    """Send this package's logs (and urllib3's errors) to stdout as JSON. Idempotent.
+
+    urllib3's own retry warnings are left out: the client logs each retry with its cause.
+    """
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
         handler = _StdoutHandler()
         handler.setFormatter(JsonFormatter())
-        for name, level in ((LOGGER_NAME, logging.INFO), ("urllib3", logging.WARNING)):
+        for name, level in ((LOGGER_NAME, logging.INFO), ("urllib3", logging.ERROR)):
             target = logging.getLogger(name)
             target.addHandler(handler)
             target.setLevel(level)

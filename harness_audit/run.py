@@ -78,8 +78,15 @@ class RunSummary:
 class Collector:
     """Everything a run needs that outlives it: configuration, clients, clock."""
 
-    def __init__(self, config: Config, *, bucket, clock: Clock,
-                 pool: urllib3.PoolManager | None = None, jitter=None):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        bucket,
+        clock: Clock,
+        pool: urllib3.PoolManager | None = None,
+        jitter=None,
+    ):
         self.config = config
         self._bucket = bucket
         self._clock = clock
@@ -89,20 +96,35 @@ class Collector:
     def run(self) -> RunSummary:
         extra = {"jitter": self._jitter} if self._jitter else {}
         harness = HarnessClient(
-            api_base=self.config.api_base, account_id=self.config.account_id,
-            api_key=self.config.api_key, page_size=self.config.page_size,
-            max_retries=self.config.max_retries, clock=self._clock, pool=self._pool, **extra)
+            api_base=self.config.api_base,
+            account_id=self.config.account_id,
+            api_key=self.config.api_key,
+            page_size=self.config.page_size,
+            max_retries=self.config.max_retries,
+            clock=self._clock,
+            pool=self._pool,
+            **extra,
+        )
         checkpoints = CheckpointStore(
-            self._bucket, self.config.state_key,
-            lease_seconds=self.config.max_run_seconds + LEASE_MARGIN_SECONDS)
-        sink = ObjectSink(self._bucket, prefix=self.config.prefix,
-                          output_format=str(self.config.output_format))
+            self._bucket,
+            self.config.state_key,
+            lease_seconds=self.config.max_run_seconds + LEASE_MARGIN_SECONDS,
+        )
+        sink = ObjectSink(
+            self._bucket, prefix=self.config.prefix, output_format=str(self.config.output_format)
+        )
         return _Run(self.config, harness, checkpoints, sink, self._clock).execute()
 
 
 class _Run:
-    def __init__(self, config: Config, harness: HarnessClient, checkpoints: CheckpointStore,
-                 sink: ObjectSink, clock: Clock):
+    def __init__(
+        self,
+        config: Config,
+        harness: HarnessClient,
+        checkpoints: CheckpointStore,
+        sink: ObjectSink,
+        clock: Clock,
+    ):
         self.config = config
         self.harness = harness
         self.checkpoints = checkpoints
@@ -116,8 +138,11 @@ class _Run:
         self.generation: int | None = None  # set once the lease is ours
 
     def execute(self) -> RunSummary:
-        deadline = Deadline(self.clock, self.config.max_run_seconds,
-                            write_reserve_seconds(self.config.max_run_seconds))
+        deadline = Deadline(
+            self.clock,
+            self.config.max_run_seconds,
+            write_reserve_seconds(self.config.max_run_seconds),
+        )
         snapshot = self.checkpoints.load()
         now_ms = self.clock.now_ms()
         # Checked before any request to Harness: a second invocation touches nothing.
@@ -125,17 +150,27 @@ class _Run:
         state = snapshot.state
         if state.origin == ORIGIN_GUIDE:
             state = self._adopt_guide_state(state, now_ms)
-        window = plan_window(state, now_ms, overlap_ms=self.overlap_ms,
-                             first_lookback_ms=self.config.start_minutes_back * 60_000)
+        window = plan_window(
+            state,
+            now_ms,
+            overlap_ms=self.overlap_ms,
+            first_lookback_ms=self.config.start_minutes_back * 60_000,
+        )
         summary = self.summary
         summary.window_start_ms, summary.window_end_ms = window.start_ms, window.end_ms
         summary.resumed = state.window is not None
         # Until this window completes, everything is delivered up to the last watermark
         # (or, on a first run, up to nothing before the window's start).
         summary.watermark_ms = state.watermark_ms or window.start_ms
-        log(INFO, "run started", window_start=iso(window.start_ms),
-            window_end=iso(window.end_ms), resumed=summary.resumed,
-            next_part=window.next_part, checkpoint=self.checkpoints.uri)
+        log(
+            INFO,
+            "run started",
+            window_start=iso(window.start_ms),
+            window_end=iso(window.end_ms),
+            resumed=summary.resumed,
+            next_part=window.next_part,
+            checkpoint=self.checkpoints.uri,
+        )
         try:
             self._page(snapshot, state, window, deadline)
         except CollectorError as exc:
@@ -146,13 +181,23 @@ class _Run:
     def _adopt_guide_state(self, state: State, now_ms: int) -> State:
         since_ms = state.watermark_ms - self.overlap_ms
         delivered = self.sink.ids_written_since(since_ms, now_ms)
-        log(INFO, "continuing from the guide's checkpoint", since=iso(state.watermark_ms),
-            window_start=iso(since_ms), ids_found_in_earlier_objects=len(delivered))
+        log(
+            INFO,
+            "continuing from the guide's checkpoint",
+            since=iso(state.watermark_ms),
+            window_start=iso(since_ms),
+            ids_found_in_earlier_objects=len(delivered),
+        )
         return replace(state, delivered=delivered)
 
     def _page(self, snapshot, state: State, window: WindowProgress, deadline: Deadline):
-        query = AuditQuery(window.start_ms, window.end_ms, self.config.modules,
-                           self.config.actions, self.config.static_filter)
+        query = AuditQuery(
+            window.start_ms,
+            window.end_ms,
+            self.config.modules,
+            self.config.actions,
+            self.config.static_filter,
+        )
         dedup = Deduplicator(state.delivered, window.committed, window.ahead)
         cursor: Cursor = window.cursor
         buffer = PartBuffer()
@@ -162,8 +207,14 @@ class _Run:
                     raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
                 page = self._fetch(query, cursor, deadline)
                 if self.generation is None:
+                    # The window is saved with the lease, so that a run taking over after a
+                    # crash resumes this very window and finds the parts already written.
                     state, self.generation = self.checkpoints.acquire(
-                        state, snapshot.generation, self.owner, self.clock.now_ms())
+                        replace(state, window=window),
+                        snapshot.generation,
+                        self.owner,
+                        self.clock.now_ms(),
+                    )
                 batch = self._encode(page, dedup, window.end_ms)
                 if len(buffer) and buffer.size + batch.size > self.config.max_object_bytes:
                     # The part ends before this page, so the checkpoint can point at it.
@@ -191,8 +242,7 @@ class _Run:
                     state, window = self._write(state, window, buffer, cursor)
                     self._release(state)
                 except CollectorError as secondary:
-                    log(WARNING, "could not checkpoint after the failure",
-                        error=str(secondary))
+                    log(WARNING, "could not checkpoint after the failure", error=str(secondary))
             raise
 
     def _fetch(self, query: AuditQuery, cursor: Cursor, deadline: Deadline) -> Page:
@@ -220,8 +270,9 @@ class _Run:
             batch.add(audit_id, timestamp, line)
         return batch
 
-    def _write(self, state: State, window: WindowProgress, buffer: PartBuffer,
-               cursor: Cursor | None) -> tuple[State, WindowProgress]:
+    def _write(
+        self, state: State, window: WindowProgress, buffer: PartBuffer, cursor: Cursor | None
+    ) -> tuple[State, WindowProgress]:
         """Write the buffer as the next part(s), then checkpoint ``cursor`` (None: done)."""
         part = window.next_part
         committed = dict(window.committed)
@@ -230,13 +281,13 @@ class _Run:
         since_ms = window.end_ms - self.overlap_ms
         while len(buffer):
             name = object_name(self.config.prefix, window.start_ms, window.end_ms, part)
-            if self.sink.create(name, buffer, start_ms=window.start_ms, end_ms=window.end_ms,
-                                part=part):
+            if self.sink.create(
+                name, buffer, start_ms=window.start_ms, end_ms=window.end_ms, part=part
+            ):
                 committed.update(tail_ids(buffer.ids, since_ms))
                 written += len(buffer)
                 self.summary.objects.append(self.sink.uri(name))
-                log(INFO, "wrote part", object=self.sink.uri(name), events=len(buffer),
-                    part=part)
+                log(INFO, "wrote part", object=self.sink.uri(name), events=len(buffer), part=part)
                 part += 1
                 break
             # An earlier attempt at this window wrote this part and died before its
@@ -245,15 +296,24 @@ class _Run:
             ahead.update(existing)
             remaining = buffer.without(existing)
             self.summary.duplicates_dropped += len(buffer) - len(remaining)
-            log(WARNING, "part already written by an earlier attempt; skipping what it holds",
-                object=self.sink.uri(name), events_in_part=len(existing),
-                events_it_lacks=len(remaining))
+            log(
+                WARNING,
+                "part already written by an earlier attempt; skipping what it holds",
+                object=self.sink.uri(name),
+                events_in_part=len(existing),
+                events_it_lacks=len(remaining),
+            )
             buffer = remaining
             part += 1
         self.summary.events_written += written
-        window = replace(window, cursor=cursor or window.cursor, next_part=part,
-                         events_written=window.events_written + written,
-                         committed=committed, ahead=ahead)
+        window = replace(
+            window,
+            cursor=cursor or window.cursor,
+            next_part=part,
+            events_written=window.events_written + written,
+            committed=committed,
+            ahead=ahead,
+        )
         if cursor is None:
             return state, window
         state = replace(state, window=window)
@@ -271,13 +331,12 @@ class _Run:
         self.summary.watermark_ms = window.end_ms
 
     def _release(self, state: State) -> None:
-        self.generation = self.checkpoints.save(replace(state, lease=None), self.generation,
-                                                self.clock.now_ms())
+        self.generation = self.checkpoints.save(
+            replace(state, lease=None), self.generation, self.clock.now_ms()
+        )
 
     def _finish_summary(self) -> RunSummary:
         if self.summary.watermark_ms is not None:
             lag = (self.clock.now_ms() - self.summary.watermark_ms) / 1000
             self.summary.lag_seconds = round(lag, 3)
         return self.summary
-
-

@@ -28,8 +28,9 @@ def object_name(prefix: str, start_ms: int, end_ms: int, part: int) -> str:
     """``<prefix>/YYYY/MM/DD/harness-audit-<start>-<end>-<part>.jsonl``, sorting by time."""
     start, end = _stamp(start_ms), _stamp(end_ms)
     folder = f"{prefix}/" if prefix else ""
-    return (f"{folder}{start:%Y/%m/%d}/harness-audit-{_compact(start)}-{_compact(end)}-"
-            f"{part:04d}.jsonl")
+    return (
+        f"{folder}{start:%Y/%m/%d}/harness-audit-{_compact(start)}-{_compact(end)}-{part:04d}.jsonl"
+    )
 
 
 def iso(epoch_ms: int) -> str:
@@ -69,8 +70,9 @@ class ObjectSink:
     def uri(self, name: str) -> str:
         return f"gs://{self._bucket.name}/{name}"
 
-    def create(self, name: str, buffer: PartBuffer, *, start_ms: int, end_ms: int,
-               part: int) -> bool:
+    def create(
+        self, name: str, buffer: PartBuffer, *, start_ms: int, end_ms: int, part: int
+    ) -> bool:
         """Upload the part unless it exists. True: created; False: it was already there."""
         blob = self._bucket.blob(name)
         blob.metadata = {
@@ -83,8 +85,12 @@ class ObjectSink:
         }
         with storage_errors(f"write {name}", self._bucket.name):
             try:
-                blob.upload_from_string(b"".join(buffer.lines), content_type=CONTENT_TYPE,
-                                        if_generation_match=0, retry=CONDITIONAL_RETRY)
+                blob.upload_from_string(
+                    b"".join(buffer.lines),
+                    content_type=CONTENT_TYPE,
+                    if_generation_match=0,
+                    retry=CONDITIONAL_RETRY,
+                )
             except PreconditionFailed:
                 return False
         return True
@@ -103,8 +109,7 @@ class ObjectSink:
         last_day = _stamp(until_ms).date()
         with storage_errors("list earlier objects", self._bucket.name):
             while day <= last_day:
-                folder = f"{self._prefix}/{day:%Y/%m/%d}/" if self._prefix else \
-                    f"{day:%Y/%m/%d}/"
+                folder = f"{self._prefix}/{day:%Y/%m/%d}/" if self._prefix else f"{day:%Y/%m/%d}/"
                 for blob in self._bucket.list_blobs(prefix=folder):
                     created = blob.time_created
                     if created is not None and created.timestamp() * 1000 < since_ms:

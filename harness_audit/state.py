@@ -122,8 +122,9 @@ def decode_state(data: bytes) -> State:
 def _decode_guide(document: dict) -> State:
     since = document.get("since")
     if not _is_int(since) or since <= 0:
-        raise StateCorrupt(f"it looks like the guide's format but 'since' is {since!r}, "
-                           "not epoch milliseconds")
+        raise StateCorrupt(
+            f"it looks like the guide's format but 'since' is {since!r}, not epoch milliseconds"
+        )
     # The guide's pageToken belongs to a request body we cannot rebuild (its endTime moved
     # on every page): the window restarts at `since` minus the overlap instead.
     return State(watermark_ms=since, origin=ORIGIN_GUIDE)

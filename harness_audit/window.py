@@ -20,8 +20,9 @@ from harness_audit.state import State, WindowProgress
 RECENT_IDS = 20_000
 
 
-def plan_window(state: State, now_ms: int, *, overlap_ms: int, first_lookback_ms: int) -> \
-        WindowProgress:
+def plan_window(
+    state: State, now_ms: int, *, overlap_ms: int, first_lookback_ms: int
+) -> WindowProgress:
     """The window this run pages: the unfinished one if any, else a new one ending now."""
     if state.window is not None:
         return state.window
@@ -89,5 +90,4 @@ def complete_window(state: State, window: WindowProgress, *, overlap_ms: int) ->
     delivered = tail_ids(state.delivered.items(), since_ms)
     delivered.update(tail_ids(window.ahead.items(), since_ms))
     delivered.update(tail_ids(window.committed.items(), since_ms))
-    return State(watermark_ms=window.end_ms, delivered=delivered, window=None,
-                 lease=state.lease)
+    return State(watermark_ms=window.end_ms, delivered=delivered, window=None, lease=state.lease)

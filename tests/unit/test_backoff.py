@@ -20,9 +20,13 @@ from harness_audit.harness_client import (
 
 def retry_after_failures(failures: int, jitter: float) -> JitteredRetry:
     history = tuple(RequestHistory("POST", "/", None, 503, None) for _ in range(failures))
-    return JitteredRetry(total=20, backoff_factor=BACKOFF_BASE_SECONDS,
-                         backoff_max=BACKOFF_MAX_SECONDS, history=history,
-                         jitter=lambda: jitter)
+    return JitteredRetry(
+        total=20,
+        backoff_factor=BACKOFF_BASE_SECONDS,
+        backoff_max=BACKOFF_MAX_SECONDS,
+        history=history,
+        jitter=lambda: jitter,
+    )
 
 
 @pytest.mark.parametrize(
@@ -37,9 +41,15 @@ def test_full_jitter_exponential_schedule(failures, ceiling):
 
 def test_pause_observer_and_jitter_survive_new():
     paused, seen = [], []
-    retry = JitteredRetry(total=3, status_forcelist={503}, allowed_methods={"POST"},
-                          backoff_factor=1.0, pause=paused.append, jitter=lambda: 1.0,
-                          observe=seen.append)
+    retry = JitteredRetry(
+        total=3,
+        status_forcelist={503},
+        allowed_methods={"POST"},
+        backoff_factor=1.0,
+        pause=paused.append,
+        jitter=lambda: 1.0,
+        observe=seen.append,
+    )
     retry = retry.increment("POST", "/", error=_MalformedBody("bad"))
     retry.sleep()
     retry = retry.increment("POST", "/", error=_MalformedBody("bad"))
@@ -55,8 +65,9 @@ def test_retry_after_is_honoured_and_capped():
     paused = []
 
     class Response:
-        status = 429
-        headers = {"Retry-After": "3600"}
+        def __init__(self):
+            self.status = 429
+            self.headers = {"Retry-After": "3600"}
 
     retry = JitteredRetry(total=3, retry_after_max=60, pause=paused.append)
     retry.sleep(Response())
@@ -76,11 +87,19 @@ def test_cause_labels():
 def test_query_body_is_fixed_and_carries_filters():
     query = AuditQuery(1, 2, ("CD",), ("CREATE", "DELETE"), "EXCLUDE_LOGIN_EVENTS")
     assert json.loads(query.body()) == {
-        "filterType": "Audit", "startTime": 1, "endTime": 2, "modules": ["CD"],
-        "actions": ["CREATE", "DELETE"], "staticFilter": "EXCLUDE_LOGIN_EVENTS"}
+        "filterType": "Audit",
+        "startTime": 1,
+        "endTime": 2,
+        "modules": ["CD"],
+        "actions": ["CREATE", "DELETE"],
+        "staticFilter": "EXCLUDE_LOGIN_EVENTS",
+    }
     assert query.body() == query.body()
-    assert json.loads(AuditQuery(1, 2).body()) == {"filterType": "Audit", "startTime": 1,
-                                                  "endTime": 2}
+    assert json.loads(AuditQuery(1, 2).body()) == {
+        "filterType": "Audit",
+        "startTime": 1,
+        "endTime": 2,
+    }
 
 
 def page(data: dict) -> bytes:
@@ -88,8 +107,9 @@ def page(data: dict) -> bytes:
 
 
 def test_parse_listv2_pages():
-    last = _parse_page(page({"content": [{"a": 1}], "hasNext": False, "pageToken": None}),
-                       Cursor(), 100)
+    last = _parse_page(
+        page({"content": [{"a": 1}], "hasNext": False, "pageToken": None}), Cursor(), 100
+    )
     assert last.next_cursor is None and last.events == [{"a": 1}]
     more = _parse_page(page({"content": [], "hasNext": True, "pageToken": "t2"}), Cursor(), 100)
     assert more.next_cursor == Cursor(endpoint=LIST_V2, token="t2")
@@ -98,16 +118,19 @@ def test_parse_listv2_pages():
 def test_parse_list_pages_by_total_pages():
     first = _parse_page(page({"content": [{}] * 2, "totalPages": 3}), Cursor(endpoint=LIST), 2)
     assert first.next_cursor == Cursor(endpoint=LIST, index=1)
-    last = _parse_page(page({"content": [{}], "totalPages": 3}), Cursor(endpoint=LIST, index=2),
-                       2)
+    last = _parse_page(page({"content": [{}], "totalPages": 3}), Cursor(endpoint=LIST, index=2), 2)
     assert last.next_cursor is None
 
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html>502</html>", b'{"status":"SUCCESS","data":{"content":[{"a"', b'{"status":"ERROR"}',
-     b'{"status":"SUCCESS","data":{}}',
-     b'{"status":"SUCCESS","data":{"content":[],"hasNext":true}}'],
+    [
+        b"<html>502</html>",
+        b'{"status":"SUCCESS","data":{"content":[{"a"',
+        b'{"status":"ERROR"}',
+        b'{"status":"SUCCESS","data":{}}',
+        b'{"status":"SUCCESS","data":{"content":[],"hasNext":true}}',
+    ],
 )
 def test_malformed_bodies_are_retryable(body):
     with pytest.raises(_MalformedBody):

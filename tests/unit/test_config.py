@@ -5,8 +5,11 @@ from harness_audit.errors import ConfigError
 from harness_audit.layout import OutputFormat
 
 KEY = "pat.acct.tokenid.s3cr3tvalue"
-BASE = {"HARNESS_ACCOUNT_ID": "Xk3pQ9rTSvWm2LbA7cYd1Q", "HARNESS_API_KEY": KEY,
-        "GCS_BUCKET": "harness-io-logs"}
+BASE = {
+    "HARNESS_ACCOUNT_ID": "Xk3pQ9rTSvWm2LbA7cYd1Q",
+    "HARNESS_API_KEY": KEY,
+    "GCS_BUCKET": "harness-io-logs",
+}
 
 
 def config_with(**overrides):
@@ -47,8 +50,9 @@ def test_required_variables_are_named(name):
 
 
 def test_all_problems_reported_at_once_and_key_never_echoed():
-    message = problems_of(PAGE_SIZE="500", STATIC_FILTER="nope", GCS_BUCKET="gs://b/x",
-                          HARNESS_API_KEY="pat.a b")
+    message = problems_of(
+        PAGE_SIZE="500", STATIC_FILTER="nope", GCS_BUCKET="gs://b/x", HARNESS_API_KEY="pat.a b"
+    )
     for expected in ("PAGE_SIZE=500", "STATIC_FILTER", "without gs://", "white space"):
         assert expected in message
     assert "pat.a b" not in message
@@ -88,16 +92,26 @@ def test_invalid_values_name_the_variable_and_the_fix(name, value, expected):
 
 @pytest.mark.parametrize(
     "base",
-    ["http://127.0.0.1:8080", "http://localhost:9", "http://[::1]:80", "https://h.example/gateway/"],
+    [
+        "http://127.0.0.1:8080",
+        "http://localhost:9",
+        "http://[::1]:80",
+        "https://h.example/gateway/",
+    ],
 )
 def test_accepted_api_bases(base):
     assert config_with(HARNESS_API_BASE=base).api_base == base.rstrip("/")
 
 
 def test_filters_and_formats_parse():
-    config = config_with(FILTER_MODULES=" CD, CI ,,CORE ", FILTER_ACTIONS="CREATE",
-                         STATIC_FILTER="exclude_login_events", OUTPUT_FORMAT=" Streaming ",
-                         MAX_OBJECT_MB="0.5", GCS_PREFIX="/audit/harness/")
+    config = config_with(
+        FILTER_MODULES=" CD, CI ,,CORE ",
+        FILTER_ACTIONS="CREATE",
+        STATIC_FILTER="exclude_login_events",
+        OUTPUT_FORMAT=" Streaming ",
+        MAX_OBJECT_MB="0.5",
+        GCS_PREFIX="/audit/harness/",
+    )
     assert config.modules == ("CD", "CI", "CORE")
     assert config.actions == ("CREATE",)
     assert config.static_filter == "EXCLUDE_LOGIN_EVENTS"

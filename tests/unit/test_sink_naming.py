@@ -4,11 +4,15 @@ from harness_audit.sink import PartBuffer, _ids_in, iso, object_name
 def test_object_names_are_deterministic_and_sort_by_time():
     start, end = 1_749_560_400_123, 1_749_564_000_000
     name = object_name("harness/audit", start, end, 3)
-    assert name == ("harness/audit/2025/06/10/"
-                    "harness-audit-20250610T130000123Z-20250610T140000000Z-0003.jsonl")
+    assert name == (
+        "harness/audit/2025/06/10/harness-audit-20250610T130000123Z-20250610T140000000Z-0003.jsonl"
+    )
     assert object_name("harness/audit", start, end, 3) == name
-    names = [object_name("p", start, end, 2), object_name("p", start, end, 10),
-             object_name("p", end - 600_000, end + 3_600_000, 1)]
+    names = [
+        object_name("p", start, end, 2),
+        object_name("p", start, end, 10),
+        object_name("p", end - 600_000, end + 3_600_000, 1),
+    ]
     assert names == sorted(names)
 
 
@@ -31,8 +35,5 @@ def test_buffer_without_known_ids():
 
 
 def test_ids_read_back_from_either_layout_and_bad_lines_ignored():
-    data = (b'{"auditId":"a","timestamp":5}\n'
-            b'{"auditEventId":"b","auditEventTime":"6"}\n'
-            b"\n"
-            b"not json\n")
+    data = b'{"auditId":"a","timestamp":5}\n{"auditEventId":"b","auditEventTime":"6"}\n\nnot json\n'
     assert _ids_in(data) == {"a": 5, "b": 6}

@@ -24,10 +24,21 @@ def test_empty_state_roundtrips():
 
 def test_full_state_roundtrips():
     window = WindowProgress(
-        start_ms=100, end_ms=900, cursor=Cursor(token="tok/+=?&"), next_part=3, pages=7,
-        events_written=650, committed={"a": 850}, ahead={"b": 500})
-    state = State(watermark_ms=400, delivered={"x": 395, "y": 399}, window=window,
-                  lease=Lease("owner-1", 5_000))
+        start_ms=100,
+        end_ms=900,
+        cursor=Cursor(token="tok/+=?&"),
+        next_part=3,
+        pages=7,
+        events_written=650,
+        committed={"a": 850},
+        ahead={"b": 500},
+    )
+    state = State(
+        watermark_ms=400,
+        delivered={"x": 395, "y": 399},
+        window=window,
+        lease=Lease("owner-1", 5_000),
+    )
     assert roundtrip(state) == state
 
 
@@ -45,8 +56,10 @@ def test_encoding_is_compact_json_with_version():
 
 @pytest.mark.parametrize(
     ("document", "pageToken"),
-    [({"since": 1749560400000, "pageToken": None}, None),
-     ({"since": 1749560400000, "pageToken": "abc", "lastRun": 1, "lastRunISO": "x"}, "abc")],
+    [
+        ({"since": 1749560400000, "pageToken": None}, None),
+        ({"since": 1749560400000, "pageToken": "abc", "lastRun": 1, "lastRunISO": "x"}, "abc"),
+    ],
 )
 def test_guide_format_is_migrated(document, pageToken):
     state = decode_state(json.dumps(document).encode())
@@ -72,10 +85,16 @@ def test_guide_format_is_migrated(document, pageToken):
         (b'{"version": 1, "delivered": []}', "wrong type"),
         (b'{"version": 1, "window": {"start_ms": 1}}', "missing"),
         (b'{"version": 1, "lease": {"owner": 5, "expires_ms": 1}}', "wrong type"),
-        (b'{"version": 1, "window": {"start_ms": 9, "end_ms": 1, "endpoint": "listV2", '
-         b'"page_index": 0, "next_part": 1, "pages": 0, "events_written": 0}}', "inconsistent"),
-        (b'{"version": 1, "window": {"start_ms": 1, "end_ms": 2, "endpoint": "v3", '
-         b'"page_index": 0, "next_part": 1, "pages": 0, "events_written": 0}}', "endpoint"),
+        (
+            b'{"version": 1, "window": {"start_ms": 9, "end_ms": 1, "endpoint": "listV2", '
+            b'"page_index": 0, "next_part": 1, "pages": 0, "events_written": 0}}',
+            "inconsistent",
+        ),
+        (
+            b'{"version": 1, "window": {"start_ms": 1, "end_ms": 2, "endpoint": "v3", '
+            b'"page_index": 0, "next_part": 1, "pages": 0, "events_written": 0}}',
+            "endpoint",
+        ),
     ],
 )
 def test_invalid_state_says_why(data, reason):

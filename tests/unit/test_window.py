@@ -82,8 +82,11 @@ def test_tail_ids():
 
 def test_complete_window_keeps_every_id_in_the_next_overlap():
     window = WindowProgress(
-        start_ms=1_000, end_ms=2_000, committed={"w1": 1_950, "w2": 1_900},
-        ahead={"x1": 1_990, "x_old": 1_100})
+        start_ms=1_000,
+        end_ms=2_000,
+        committed={"w1": 1_950, "w2": 1_900},
+        ahead={"x1": 1_990, "x_old": 1_100},
+    )
     # Window shorter than the overlap: ids delivered before it are still in the next one.
     state = State(watermark_ms=1_500, delivered={"p1": 1_400, "p_old": 1_000})
     done = complete_window(state, window, overlap_ms=700)

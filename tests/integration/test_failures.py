@@ -1,0 +1,149 @@
+"""Failures a person must fix, and those the next run recovers from: each fails clearly,
+writes nothing it should not, and leaves the checkpoint as it was."""
+
+import json
+
+import pytest
+from support import API_KEY, HOUR_MS, STATE_KEY, assert_exactly_once, publish
+
+from devtools.sample_events import generate_events
+
+pytestmark = pytest.mark.integration
+
+
+def snapshot(bucket):
+    blob = bucket.get_blob(STATE_KEY)
+    data_objects = sorted(blob.name for blob in bucket.list_blobs(prefix="harness/audit/"))
+    return (None if blob is None else (blob.generation, blob.download_as_bytes())), data_objects
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "words"),
+    [
+        ("401", 401, "INVALID_TOKEN", ["Token is not valid.", "HARNESS_API_KEY"]),
+        ("403", 403, "ACCESS_DENIED", ["core_audit_view", "Audit View"]),
+    ],
+)
+def test_rejected_key_fails_clearly_and_touches_nothing(
+    start_instance, harness, clock, bucket, fault, status, code, words
+):
+    t0 = clock.now_ms()
+    publish(harness, generate_events(150, t0 - 2 * HOUR_MS, t0, seed=11))
+    instance = start_instance()
+    clock.advance(-3600)
+    assert instance.invoke().status == 200  # an earlier good run: there is a checkpoint
+    clock.advance(3600)
+    before = snapshot(bucket)
+    harness.inject(fault)
+    result = instance.invoke()
+    assert result.status == 500
+    errors = [line for line in result.logs if line["severity"] == "ERROR"]
+    assert len(errors) == 1
+    message = errors[0]["message"]
+    assert f"HTTP {status} {code}" in message
+    for word in words:
+        assert word in message
+    assert snapshot(bucket) == before
+    assert len(harness.requests) == 2  # one page before, then no retry of a rejection
+
+
+def test_rejected_key_from_the_start_names_the_status(start_instance, harness, environment, bucket):
+    environment.setenv("HARNESS_API_KEY", "pat.wrong.key.value")
+    result = start_instance().invoke()
+    assert result.status == 500
+    assert "HTTP 401 INVALID_TOKEN" in result.summary["message"]
+    assert snapshot(bucket) == (None, [])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"version": 7}',
+        b"",
+        b'{"since": "last tuesday"}',
+        b'{"version": 1, "watermark_ms": "x"}',
+    ],
+)
+def test_corrupt_state_fails_loudly_and_is_never_overwritten(
+    start_instance, harness, clock, bucket, content
+):
+    t0 = clock.now_ms()
+    publish(harness, generate_events(50, t0 - HOUR_MS, t0, seed=12))
+    bucket.blob(STATE_KEY).upload_from_string(content)
+    before = snapshot(bucket)
+    instance = start_instance()
+    for _ in range(2):
+        result = instance.invoke()
+        assert result.status == 500
+        message = result.summary["message"]
+        assert "cannot be used" in message and "left as it is" in message
+        assert f"gcloud storage cat gs://{bucket.name}/{STATE_KEY}" in message
+        assert "delete it to start again" in message
+        assert result.summary["error"] == "StateCorrupt"
+    assert snapshot(bucket) == before
+    assert harness.requests == []  # nothing collected on a state we cannot trust
+
+
+def test_configuration_error_names_the_variable(start_instance, environment, harness):
+    environment.delenv("GCS_BUCKET")
+    environment.setenv("PAGE_SIZE", "1000")
+    result = start_instance().invoke()
+    assert result.status == 500
+    message = result.summary["message"]
+    assert "GCS_BUCKET is not set" in message and "PAGE_SIZE=1000 is out of range" in message
+    assert harness.requests == []
+
+
+def test_api_key_never_appears_in_any_log_line(start_instance, harness, clock, bucket, environment):
+    t0 = clock.now_ms()
+    publish(harness, generate_events(300, t0 - HOUR_MS, t0, seed=13))
+    environment.setenv("STATE_KEY", "harness/audit/state.json")  # a warning at start-up
+    instance = start_instance(PAGE_SIZE=100, MAX_RETRIES=2)
+    harness.inject("429", "cut", "truncated_200", "503_html", "503_html", "503_html")
+    outputs = []
+    for _ in range(3):
+        result = instance.invoke()
+        outputs.append(json.dumps(result.logs) + result.stderr)
+        clock.advance(3600)
+    harness.inject("401")
+    result = instance.invoke()
+    outputs.append(json.dumps(result.logs) + result.stderr)
+    everything = "".join(outputs)
+    assert "retrying a Harness request" in everything
+    assert "HTTP 401" in everything
+    assert "STATE_KEY" in everything
+    secret = API_KEY.rsplit(".", 1)[-1]
+    assert API_KEY not in everything
+    assert secret not in everything
+
+
+def test_storage_outage_fails_the_run_and_the_next_one_recovers(
+    start_instance, harness, clock, bucket, mocker
+):
+    from google.api_core.exceptions import ServiceUnavailable
+    from google.cloud.storage import Blob
+
+    t0 = clock.now_ms()
+    events = generate_events(400, t0 - HOUR_MS, t0, seed=14)
+    publish(harness, events)
+    instance = start_instance(MAX_OBJECT_MB=0.1)
+    real_upload = Blob.upload_from_string
+    data_uploads = []
+
+    def upload(self, *args, **kwargs):
+        if self.name.startswith("harness/audit/"):
+            data_uploads.append(self.name)
+            if len(data_uploads) == 2:  # still failing once the library's retries gave up
+                raise ServiceUnavailable("backend unavailable")
+        return real_upload(self, *args, **kwargs)
+
+    mocker.patch.object(Blob, "upload_from_string", upload)
+    result = instance.invoke()
+    assert result.status == 500
+    assert result.summary["error"] == "StorageUnavailable"
+    assert "Cloud Storage failed" in result.summary["message"]
+    mocker.stopall()
+    clock.advance(3600)
+    assert instance.invoke().status == 200
+    assert_exactly_once(bucket, [event["auditId"] for event in events])

@@ -13,6 +13,7 @@ import os
 import threading
 
 import functions_framework
+from google.cloud import storage
 from werkzeug.exceptions import InternalServerError
 
 from harness_audit.clock import SystemClock
@@ -40,8 +41,6 @@ def _get_collector() -> Collector:
             register_secret(config.api_key)
             for warning in config.warnings:
                 log(WARNING, warning)
-            from google.cloud import storage  # slow import, only once configuration is valid
-
             bucket = storage.Client().bucket(config.bucket)
             _collector = Collector(config, bucket=bucket, clock=CLOCK)
         return _collector

@@ -14,6 +14,7 @@ Order of effects, which is what makes a crash at any point lossless and duplicat
 
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -201,11 +202,19 @@ class _Run:
         dedup = Deduplicator(state.delivered, window.committed, window.ahead)
         cursor: Cursor = window.cursor
         buffer = PartBuffer()
+        # One request in flight at a time, as sequential paging requires, but the next one
+        # leaves as soon as this page's token is known: the API's latency then overlaps
+        # with encoding and uploading instead of adding to it.
+        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-page")
         try:
+            if deadline.expired():
+                raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
+            pending = prefetch.submit(self._fetch, query, cursor, deadline)
             while True:
-                if deadline.expired():
-                    raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
-                page = self._fetch(query, cursor, deadline)
+                page = pending.result()
+                pending = None
+                if page.next_cursor is not None and not deadline.expired():
+                    pending = prefetch.submit(self._fetch, query, page.next_cursor, deadline)
                 if self.generation is None:
                     # The window is saved with the lease, so that a run taking over after a
                     # crash resumes this very window and finds the parts already written.
@@ -220,9 +229,7 @@ class _Run:
                     # The part ends before this page, so the checkpoint can point at it.
                     state, window = self._write(state, window, buffer, cursor)
                     buffer = PartBuffer()
-                buffer.lines += batch.lines
-                buffer.ids += batch.ids
-                buffer.size += batch.size
+                buffer.extend(batch)
                 window = replace(window, pages=window.pages + 1)
                 self.summary.pages += 1
                 if page.next_cursor is None:
@@ -230,6 +237,8 @@ class _Run:
                     self._complete(state, window)
                     return
                 cursor = page.next_cursor
+                if pending is None:
+                    raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
         except DeadlineReached:
             self.summary.stopped_by = "deadline"
             if self.generation is not None:
@@ -244,6 +253,9 @@ class _Run:
                 except CollectorError as secondary:
                     log(WARNING, "could not checkpoint after the failure", error=str(secondary))
             raise
+        finally:
+            # A page fetched ahead and not used is simply dropped: its cursor is saved.
+            prefetch.shutdown(wait=False, cancel_futures=True)
 
     def _fetch(self, query: AuditQuery, cursor: Cursor, deadline: Deadline) -> Page:
         try:

@@ -50,6 +50,11 @@ class PartBuffer:
         self.ids.append((audit_id, timestamp))
         self.size += len(line)
 
+    def extend(self, other: "PartBuffer") -> None:
+        self.lines += other.lines
+        self.ids += other.ids
+        self.size += other.size
+
     def __len__(self) -> int:
         return len(self.lines)
 

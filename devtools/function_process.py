@@ -25,7 +25,10 @@ class FunctionProcess:
         self.env = env
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self._log = tempfile.NamedTemporaryFile(prefix="function-", suffix=".log", delete=False)
+        # Outlives this call on purpose: the function writes to it until stop().
+        self._log = tempfile.NamedTemporaryFile(  # noqa: SIM115
+            prefix="function-", suffix=".log", delete=False
+        )
         self._offset = 0
         self.process: subprocess.Popen | None = None
 

@@ -14,7 +14,6 @@ Order of effects, which is what makes a crash at any point lossless and duplicat
 
 import json
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -27,6 +26,7 @@ from harness_audit.errors import CollectorError, DeadlineReached, LeaseHeld, Lea
 from harness_audit.harness_client import AuditQuery, Cursor, HarnessClient, Page
 from harness_audit.layout import layout_function
 from harness_audit.logs import log
+from harness_audit.pages import PrefetchingPages
 from harness_audit.sink import ObjectSink, PartBuffer, iso, object_name
 from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
 from harness_audit.window import (
@@ -200,21 +200,12 @@ class _Run:
             self.config.static_filter,
         )
         dedup = Deduplicator(state.delivered, window.committed, window.ahead)
-        cursor: Cursor = window.cursor
+        cursor: Cursor = window.cursor  # the first page not yet written
         buffer = PartBuffer()
-        # One request in flight at a time, as sequential paging requires, but the next one
-        # leaves as soon as this page's token is known: the API's latency then overlaps
-        # with encoding and uploading instead of adding to it.
-        prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harness-page")
+        pages = PrefetchingPages(self.harness, query, cursor, deadline)
         try:
-            if deadline.expired():
-                raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
-            pending = prefetch.submit(self._fetch, query, cursor, deadline)
-            while True:
-                page = pending.result()
-                pending = None
-                if page.next_cursor is not None and not deadline.expired():
-                    pending = prefetch.submit(self._fetch, query, page.next_cursor, deadline)
+            for fetched in pages:
+                page = fetched.page
                 if self.generation is None:
                     # The window is saved with the lease, so that a run taking over after a
                     # crash resumes this very window and finds the parts already written.
@@ -227,18 +218,14 @@ class _Run:
                 batch = self._encode(page, dedup, window.end_ms)
                 if len(buffer) and buffer.size + batch.size > self.config.max_object_bytes:
                     # The part ends before this page, so the checkpoint can point at it.
-                    state, window = self._write(state, window, buffer, cursor)
+                    state, window = self._write(state, window, buffer, fetched.cursor)
                     buffer = PartBuffer()
                 buffer.extend(batch)
                 window = replace(window, pages=window.pages + 1)
                 self.summary.pages += 1
-                if page.next_cursor is None:
-                    state, window = self._write(state, window, buffer, None)
-                    self._complete(state, window)
-                    return
                 cursor = page.next_cursor
-                if pending is None:
-                    raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
+            state, window = self._write(state, window, buffer, None)
+            self._complete(state, window)
         except DeadlineReached:
             self.summary.stopped_by = "deadline"
             if self.generation is not None:
@@ -254,15 +241,7 @@ class _Run:
                     log(WARNING, "could not checkpoint after the failure", error=str(secondary))
             raise
         finally:
-            # A page fetched ahead and not used is simply dropped: its cursor is saved.
-            prefetch.shutdown(wait=False, cancel_futures=True)
-
-    def _fetch(self, query: AuditQuery, cursor: Cursor, deadline: Deadline) -> Page:
-        try:
-            return self.harness.fetch_page(query, cursor, deadline)
-        finally:
-            self.summary.requests = self.harness.requests
-            self.summary.retries = self.harness.retries
+            pages.close()
 
     def _encode(self, page: Page, dedup: Deduplicator, end_ms: int) -> PartBuffer:
         batch = PartBuffer()
@@ -348,6 +327,8 @@ class _Run:
         )
 
     def _finish_summary(self) -> RunSummary:
+        self.summary.requests = self.harness.requests
+        self.summary.retries = Counter(self.harness.retries)
         if self.summary.watermark_ms is not None:
             lag = (self.clock.now_ms() - self.summary.watermark_ms) / 1000
             self.summary.lag_seconds = round(lag, 3)

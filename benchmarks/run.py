@@ -1,0 +1,169 @@
+"""``make bench``: the real function, through functions-framework, against fake-gcs-server
+and the Harness simulator with a fixed per-page latency. One JSON line per case.
+
+The API floor is what any sequential pager must spend: pages x per-page latency. The
+function process is started and ready before the clock starts (Cloud Run's cold start is
+not the collector's); wall time runs from the CloudEvent POST to its HTTP answer, which
+comes after the last object and the checkpoint are written. Peak RSS is the gunicorn
+worker's high-water mark (VmHWM), read after the run.
+
+Usage: python -m benchmarks.run [--case NAME ...] [--output-format api|streaming]
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from devtools.fake_gcs import FakeGcs
+from devtools.function_process import FunctionProcess
+from devtools.harness_simulator import DEFAULT_ACCOUNT_ID, DEFAULT_API_KEY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PAGE_SIZE = 100
+CASES = {
+    # name: (events, per-page latency in ms)
+    "baseline-1k-1ms": (1_000, 1.0),
+    "paging-10k-20ms": (10_000, 20.0),
+    "volume-200k-1ms": (200_000, 1.0),
+}
+TARGETS = {
+    "paging-10k-20ms": {"wall_over_floor_max": 1.2},
+    "volume-200k-1ms": {"events_per_second_min": 20_000, "rss_over_baseline_mb_max": 30},
+}
+
+
+def peak_rss_mb(process: psutil.Process) -> float:
+    peaks = []
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            with open(f"/proc/{member.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024)
+        except FileNotFoundError:
+            continue
+    return max(peaks)
+
+
+class SimulatorProcess:
+    """The Harness simulator in a process of its own, so that its CPU is not the function's
+    nor the driver's."""
+
+    def __init__(self, events: int, latency_ms: float):
+        self._log = tempfile.NamedTemporaryFile(prefix="simulator-", suffix=".log")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "devtools.harness_simulator", "--events", str(events),
+             "--latency-ms", str(latency_ms), "--seed", "42"],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with open(self._log.name) as log:
+                first = log.readline()
+            if first.startswith("{"):
+                self.url = json.loads(first)["url"]
+                return
+            if self.process.poll() is not None:
+                raise RuntimeError(f"simulator exited: {Path(self._log.name).read_text()}")
+            time.sleep(0.1)
+        raise RuntimeError("simulator did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self._log.close()
+
+
+def run_case(name: str, events_count: int, latency_ms: float, output_format: str) -> dict:
+    simulator = SimulatorProcess(events_count, latency_ms)
+    try:
+        with FakeGcs() as gcs:
+            gcs.create_bucket("bench")
+            env = {
+                "HARNESS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
+                "HARNESS_API_KEY": DEFAULT_API_KEY,
+                "HARNESS_API_BASE": simulator.url,
+                "GCS_BUCKET": "bench",
+                "STORAGE_EMULATOR_HOST": gcs.url,
+                "PAGE_SIZE": str(PAGE_SIZE),
+                # The simulator stamps its events over the hour before it started.
+                "START_MINUTES_BACK": "90",
+                "OUTPUT_FORMAT": output_format,
+            }
+            with FunctionProcess(env) as function:
+                started = time.perf_counter()
+                status = function.invoke()
+                wall = time.perf_counter() - started
+                rss = peak_rss_mb(psutil.Process(function.process.pid))
+                output = function.read_output()
+    finally:
+        simulator.stop()
+    summary = next(json.loads(line) for line in output.splitlines()
+                   if line.startswith("{") and '"outcome"' in line)
+    requests = summary["requests"]
+    pages = summary["pages"]
+    floor = pages * latency_ms / 1000
+    return {
+        "case": name,
+        "output_format": output_format,
+        "status": status,
+        "events": summary["events_written"],
+        "pages": pages,
+        "api_latency_ms": latency_ms,
+        "wall_s": round(wall, 3),
+        "api_floor_s": round(floor, 3),
+        "wall_over_floor": round(wall / floor, 3),
+        "events_per_s": round(summary["events_written"] / wall),
+        "peak_rss_mb": round(rss, 1),
+        "requests": requests,
+        "objects": len(summary["objects"]),
+        "sleeps_between_pages": summary["retries"] or 0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", action="append", choices=sorted(CASES))
+    parser.add_argument("--output-format", default="api", choices=("api", "streaming"))
+    args = parser.parse_args()
+    names = args.case or list(CASES)
+    results = {}
+    for name in names:
+        events, latency = CASES[name]
+        result = run_case(name, events, latency, args.output_format)
+        results[name] = result
+        print(json.dumps(result), flush=True)
+    verdicts = check_targets(results)
+    for line in verdicts:
+        print(json.dumps(line), flush=True)
+    return 0 if all(line["met"] for line in verdicts) else 1
+
+
+def check_targets(results: dict) -> list[dict]:
+    verdicts = []
+    paging = results.get("paging-10k-20ms")
+    if paging:
+        verdicts.append({"target": "wall/floor <= 1.2 at 10k events, 20 ms/page",
+                         "value": paging["wall_over_floor"],
+                         "met": paging["wall_over_floor"] <= 1.2})
+    volume = results.get("volume-200k-1ms")
+    if volume:
+        verdicts.append({"target": ">= 20,000 events/s at 1 ms/page",
+                         "value": volume["events_per_s"],
+                         "met": volume["events_per_s"] >= 20_000})
+        baseline = results.get("baseline-1k-1ms")
+        if baseline:
+            growth = volume["peak_rss_mb"] - baseline["peak_rss_mb"]
+            verdicts.append({"target": "peak RSS at 200k <= peak at 1k + 30 MB",
+                             "value": round(growth, 1), "met": growth <= 30})
+    return verdicts
+
+
+if __name__ == "__main__":
+    sys.exit(main())

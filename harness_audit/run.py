@@ -24,7 +24,7 @@ from harness_audit.clock import Clock, Deadline, write_reserve_seconds
 from harness_audit.config import Config
 from harness_audit.errors import CollectorError, DeadlineReached, LeaseHeld, LeaseLost
 from harness_audit.harness_client import AuditQuery, Cursor, HarnessClient, Page
-from harness_audit.layout import layout_function
+from harness_audit.layout import OutputFormat, layout_function
 from harness_audit.logs import log
 from harness_audit.pages import PrefetchingPages
 from harness_audit.sink import ObjectSink, PartBuffer, iso, object_name
@@ -74,6 +74,15 @@ class RunSummary:
             "lag_seconds": self.lag_seconds,
             "stopped_by": self.stopped_by,
         }
+
+
+def _encode_event(event: dict) -> str:
+    text = _ENCODER.encode(event)
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape): keep it escaped
+        return _ASCII_ENCODER.encode(event)
+    return text
 
 
 class Collector:
@@ -134,6 +143,7 @@ class _Run:
         self.owner = uuid.uuid4().hex
         self.summary = RunSummary()
         self.layout = layout_function(config.output_format)
+        self.verbatim = config.output_format is OutputFormat.API
         self.overlap_ms = config.overlap_seconds * 1000
         self.state: State | None = None
         self.generation: int | None = None  # set once the lease is ours
@@ -244,21 +254,23 @@ class _Run:
             pages.close()
 
     def _encode(self, page: Page, dedup: Deduplicator, end_ms: int) -> PartBuffer:
-        batch = PartBuffer()
-        for event in page.events:
+        """The page's new events as JSONL: Harness's own text for each event in the API
+        layout, an encoding of the mapped event otherwise."""
+        lines: list[str] = []
+        ids: list[tuple[str, int]] = []
+        sources = page.sources if self.verbatim else None
+        for index, event in enumerate(page.events):
             if not isinstance(event, dict):
                 continue
-            audit_id, timestamp = event_identity(event, fallback_ms=end_ms)
-            if not dedup.is_new(audit_id):
+            identity = event_identity(event, fallback_ms=end_ms)
+            if not dedup.is_new(identity[0]):
                 self.summary.duplicates_dropped += 1
                 continue
-            shaped = self.layout(event)
-            try:
-                text = _ENCODER.encode(shaped)
-                line = (text + "\n").encode()
-            except UnicodeEncodeError:  # a lone surrogate: keep it escaped, still valid JSON
-                line = (_ASCII_ENCODER.encode(shaped) + "\n").encode()
-            batch.add(audit_id, timestamp, line)
+            source = sources[index] if sources else None
+            lines.append(source if source is not None else _encode_event(self.layout(event)))
+            ids.append(identity)
+        batch = PartBuffer()
+        batch.add_lines(lines, ids)
         return batch
 
     def _write(

@@ -39,30 +39,42 @@ def iso(epoch_ms: int) -> str:
 
 @dataclass
 class PartBuffer:
-    """Encoded lines waiting to be written, with the ids they carry."""
+    """Encoded lines waiting to be written, a page's worth per chunk, with their ids."""
 
-    lines: list[bytes] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)
     ids: list[tuple[str, int]] = field(default_factory=list)
     size: int = 0
 
-    def add(self, audit_id: str, timestamp: int, line: bytes) -> None:
-        self.lines.append(line)
-        self.ids.append((audit_id, timestamp))
-        self.size += len(line)
+    def add_lines(self, lines: list[str], ids: list[tuple[str, int]]) -> None:
+        if lines:
+            chunk = ("\n".join(lines) + "\n").encode()
+            self.chunks.append(chunk)
+            self.ids += ids
+            self.size += len(chunk)
 
     def extend(self, other: "PartBuffer") -> None:
-        self.lines += other.lines
+        self.chunks += other.chunks
         self.ids += other.ids
         self.size += other.size
 
     def __len__(self) -> int:
-        return len(self.lines)
+        return len(self.ids)
+
+    def data(self) -> bytes:
+        """The object's content. The chunks are merged into it, so that the upload's own
+        copies are the only others alive: memory stays at about three times the part."""
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0] if self.chunks else b""
 
     def without(self, known: dict[str, int]) -> "PartBuffer":
         kept = PartBuffer()
-        for (audit_id, timestamp), line in zip(self.ids, self.lines, strict=True):
+        lines = self.data().split(b"\n")
+        for (audit_id, timestamp), line in zip(self.ids, lines, strict=False):
             if audit_id not in known:
-                kept.add(audit_id, timestamp, line)
+                kept.chunks.append(line + b"\n")
+                kept.ids.append((audit_id, timestamp))
+                kept.size += len(line) + 1
         return kept
 
 
@@ -91,7 +103,7 @@ class ObjectSink:
         with storage_errors(f"write {name}", self._bucket.name):
             try:
                 blob.upload_from_string(
-                    b"".join(buffer.lines),
+                    buffer.data(),
                     content_type=CONTENT_TYPE,
                     if_generation_match=0,
                     retry=CONDITIONAL_RETRY,

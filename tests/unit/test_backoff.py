@@ -12,7 +12,7 @@ from harness_audit.harness_client import (
     AuditQuery,
     Cursor,
     JitteredRetry,
-    _MalformedBody,
+    MalformedPage,
     _parse_page,
     retry_cause,
 )
@@ -50,15 +50,15 @@ def test_pause_observer_and_jitter_survive_new():
         jitter=lambda: 1.0,
         observe=seen.append,
     )
-    retry = retry.increment("POST", "/", error=_MalformedBody("bad"))
+    retry = retry.increment("POST", "/", error=MalformedPage("bad"))
     retry.sleep()
-    retry = retry.increment("POST", "/", error=_MalformedBody("bad"))
+    retry = retry.increment("POST", "/", error=MalformedPage("bad"))
     retry.sleep()
     assert paused == [1.0, 2.0]
     assert seen == ["malformed_body", "malformed_body"]
-    retry = retry.increment("POST", "/", error=_MalformedBody("bad"))
+    retry = retry.increment("POST", "/", error=MalformedPage("bad"))
     with pytest.raises(MaxRetryError):
-        retry.increment("POST", "/", error=_MalformedBody("bad"))
+        retry.increment("POST", "/", error=MalformedPage("bad"))
 
 
 def test_retry_after_is_honoured_and_capped():
@@ -81,7 +81,7 @@ def test_cause_labels():
 
     assert retry_cause(Response(429), None) == "http_429"
     assert retry_cause(Response(503), None) == "http_5xx"
-    assert retry_cause(None, _MalformedBody("x")) == "malformed_body"
+    assert retry_cause(None, MalformedPage("x")) == "malformed_body"
 
 
 def test_query_body_is_fixed_and_carries_filters():
@@ -133,5 +133,5 @@ def test_parse_list_pages_by_total_pages():
     ],
 )
 def test_malformed_bodies_are_retryable(body):
-    with pytest.raises(_MalformedBody):
+    with pytest.raises(MalformedPage):
         _parse_page(body, Cursor(), 100)

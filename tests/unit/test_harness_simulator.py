@@ -563,7 +563,8 @@ def test_latency(clock: FakeClock) -> None:
         assert c.post(LISTV2_PATH, window())[0] == 200
         assert c.post(LISTV2_PATH, window())[0] == 200
         c.close()
-    assert clock.slept == [0.25, 3.5, 0.25]
+    # The injected latency fault first, then the base latency, for each request.
+    assert clock.slept == [3.5, 0.25, 0.25]
 
 
 def test_inject_rejects_unknown_faults(sim: HarnessSimulator) -> None:

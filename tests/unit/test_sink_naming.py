@@ -26,12 +26,20 @@ def test_iso():
 
 def test_buffer_without_known_ids():
     buffer = PartBuffer()
-    for number in range(4):
-        buffer.add(f"id{number}", number, f"line{number}\n".encode())
+    buffer.add_lines(["line0", "line1"], [("id0", 0), ("id1", 1)])
+    buffer.add_lines(["line2", "line3"], [("id2", 2), ("id3", 3)])
+    assert buffer.size == 24 and len(buffer) == 4
     kept = buffer.without({"id1": 1, "id3": 3})
-    assert kept.lines == [b"line0\n", b"line2\n"]
+    assert kept.data() == b"line0\nline2\n"
     assert kept.ids == [("id0", 0), ("id2", 2)]
     assert kept.size == 12
+    assert buffer.data() == b"line0\nline1\nline2\nline3\n"
+
+
+def test_empty_pages_add_nothing():
+    buffer = PartBuffer()
+    buffer.add_lines([], [])
+    assert buffer.data() == b"" and len(buffer) == 0 and buffer.size == 0
 
 
 def test_ids_read_back_from_either_layout_and_bad_lines_ignored():

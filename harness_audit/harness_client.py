@@ -11,6 +11,7 @@ A 200 whose body is not the expected JSON is fed to the same ``Retry`` as a read
 import json
 import random
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from json.decoder import scanstring
 from urllib.parse import urlencode
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
@@ -156,6 +159,45 @@ def retry_cause(response, error) -> str:
     return type(error).__name__ if error is not None else "unknown"
 
 
+_sent_hooks = threading.local()
+
+
+def _notify_request_sent() -> None:
+    hook = getattr(_sent_hooks, "hook", None)
+    if hook is not None:
+        _sent_hooks.hook = None
+        hook()
+
+
+class _SignallingHTTPConnection(HTTPConnection):
+    """Tells the caller when its request has left, before waiting for the answer."""
+
+    def getresponse(self, *args, **kwargs):
+        _notify_request_sent()
+        return super().getresponse(*args, **kwargs)
+
+
+class _SignallingHTTPSConnection(HTTPSConnection):
+    def getresponse(self, *args, **kwargs):
+        _notify_request_sent()
+        return super().getresponse(*args, **kwargs)
+
+
+class _SignallingHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _SignallingHTTPConnection
+
+
+class _SignallingHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _SignallingHTTPSConnection
+
+
+def new_pool() -> urllib3.PoolManager:
+    """A PoolManager whose requests can report that they have been sent (see fetch_raw)."""
+    pool = urllib3.PoolManager(maxsize=4)
+    pool.pool_classes_by_scheme = {"http": _SignallingHTTPPool, "https": _SignallingHTTPSPool}
+    return pool
+
+
 class HarnessClient:
     def __init__(
         self,
@@ -180,7 +222,7 @@ class HarnessClient:
         self._max_retries = max_retries
         self._clock = clock
         self._jitter = jitter
-        self._pool = pool or urllib3.PoolManager(maxsize=4)
+        self._pool = pool or new_pool()
         self.retries: Counter = Counter()
         self.calls = 0
 
@@ -190,12 +232,15 @@ class HarnessClient:
         return self.calls + sum(n for cause, n in self.retries.items() if cause != "malformed_body")
 
     def fetch_raw(self, query: AuditQuery, cursor: Cursor, deadline: Deadline,
-                  retry: "JitteredRetry | None" = None) -> tuple[Cursor, bytes]:
+                  retry: "JitteredRetry | None" = None,
+                  on_sent: Callable[[], None] | None = None) -> tuple[Cursor, bytes]:
         """One page's body as Harness sent it, and the cursor it answers.
 
         Retries 429, 5xx, timeouts and cut connections. Falls back from listV2 to the list
         endpoint when listV2 does not exist (older and self-managed installations).
+        ``on_sent`` is called once, as soon as the request has left (or has failed to).
         """
+        _sent_hooks.hook = on_sent
         try:
             return cursor, self._request(query, cursor, deadline, retry)
         except _EndpointMissing as missing:
@@ -204,6 +249,8 @@ class HarnessClient:
                 log(WARNING, "listV2 is missing at HARNESS_API_BASE; using the list endpoint")
                 return fallback, self._request(query, fallback, deadline, None)
             raise missing.rejection from None
+        finally:
+            _notify_request_sent()
 
     def parse(self, data: bytes, cursor: Cursor) -> Page:
         """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""

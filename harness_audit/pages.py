@@ -55,6 +55,7 @@ class _Fetcher:
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self._stopped = threading.Event()
         self._args = (harness, query, cursor, deadline, retry)
+        self._pending: _Raw | None = None
         self._thread = threading.Thread(target=self._run, name="harness-pages", daemon=True)
         self._thread.start()
 
@@ -67,12 +68,22 @@ class _Fetcher:
             while cursor is not None and not self._stopped.is_set():
                 if deadline.expired():
                     raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
-                used, data = harness.fetch_raw(query, cursor, deadline, retry)
+                # The previous page is handed over once this request has left: decoding it
+                # earlier would hold the GIL while the request is being sent.
+                used, data = harness.fetch_raw(query, cursor, deadline, retry,
+                                               on_sent=self._hand_over)
                 retry = None
                 cursor = guess_next_cursor(data, used)
-                self._put(_Raw(used, data, cursor))
+                self._pending = _Raw(used, data, cursor)
+            self._hand_over()
         except BaseException as error:  # handed to the run's thread, raised there
+            self._hand_over()
             self._put(_Failed(error))
+
+    def _hand_over(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._put(pending)
 
     def _put(self, item) -> None:
         while not self._stopped.is_set():

@@ -23,7 +23,7 @@ from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
 from harness_audit.clock import Clock, Deadline, write_reserve_seconds
 from harness_audit.config import Config
 from harness_audit.errors import CollectorError, DeadlineReached, LeaseHeld, LeaseLost
-from harness_audit.harness_client import AuditQuery, Cursor, HarnessClient, Page
+from harness_audit.harness_client import AuditQuery, Cursor, HarnessClient, Page, new_pool
 from harness_audit.layout import OutputFormat, layout_function
 from harness_audit.logs import log
 from harness_audit.pages import PrefetchingPages
@@ -100,7 +100,7 @@ class Collector:
         self.config = config
         self._bucket = bucket
         self._clock = clock
-        self._pool = pool or urllib3.PoolManager(maxsize=4)
+        self._pool = pool or new_pool()
         self._jitter = jitter
 
     def run(self) -> RunSummary:

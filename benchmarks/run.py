@@ -12,6 +12,7 @@ Usage: python -m benchmarks.run [--case NAME ...] [--output-format api|streaming
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,8 @@ def run_case(name: str, events_count: int, latency_ms: float, output_format: str
                 # The simulator stamps its events over the hour before it started.
                 "START_MINUTES_BACK": "90",
                 "OUTPUT_FORMAT": output_format,
+                **({"MALLOC_MMAP_THRESHOLD_": "131072"} if os.environ.get("MMAPT") else {}),
+                **({"MALLOC_ARENA_MAX": "2"} if os.environ.get("ARENA") else {}),
             }
             with FunctionProcess(env) as function:
                 started = time.perf_counter()

@@ -429,7 +429,10 @@ def decode_with_sources(data: bytes) -> tuple[object, list[str | None]]:
     """
     text = data.decode("utf-8")
     sources: list[str | None] = []
-    value, end = _value(text, _skip(text, 0), ("data", "content"), sources)
+    # JSON strings cannot hold raw line breaks: without any in the body, no element spans
+    # lines and none needs checking.
+    single_line = b"\n" not in data and b"\r" not in data
+    value, end = _value(text, _skip(text, 0), ("data", "content"), (sources, single_line))
     if _skip(text, end) != len(text):
         raise ValueError(f"extra data at character {end}")
     return value, sources
@@ -439,7 +442,7 @@ def _skip(text: str, pos: int) -> int:
     return _WHITESPACE.match(text, pos).end()
 
 
-def _value(text: str, pos: int, path: tuple, sources: list) -> tuple[object, int]:
+def _value(text: str, pos: int, path: tuple, sources: tuple) -> tuple[object, int]:
     """Decode the value at ``pos``; walk into objects along ``path``, whose last key names
     the array whose elements' texts are collected."""
     if not path or text[pos : pos + 1] != "{":
@@ -470,19 +473,24 @@ def _value(text: str, pos: int, path: tuple, sources: list) -> tuple[object, int
         pos = _skip(text, pos + 1)
 
 
-def _array_with_sources(text: str, pos: int, sources: list) -> tuple[object, int]:
+def _array_with_sources(text: str, pos: int, collect: tuple) -> tuple[object, int]:
     if text[pos : pos + 1] != "[":
         return _DECODER.raw_decode(text, pos)  # not a list: the caller reports it
+    sources, single_line = collect
     items: list = []
     sources.clear()
+    decode = _DECODER.raw_decode
     pos = _skip(text, pos + 1)
     if text[pos : pos + 1] == "]":
         return items, pos + 1
     while True:
-        item, end = _DECODER.raw_decode(text, pos)
+        item, end = decode(text, pos)
         items.append(item)
         source = text[pos:end]
-        sources.append(None if "\n" in source or "\r" in source else source)
+        if single_line or ("\n" not in source and "\r" not in source):
+            sources.append(source)
+        else:
+            sources.append(None)
         pos = _skip(text, end)
         if text[pos : pos + 1] == "]":
             return items, pos + 1

@@ -278,8 +278,10 @@ class _Run:
     ) -> tuple[State, WindowProgress]:
         """Write the buffer as the next part(s), then checkpoint ``cursor`` (None: done)."""
         part = window.next_part
-        committed = dict(window.committed)
-        ahead = dict(window.ahead)
+        # Grown in place: these maps hold up to an overlap's worth of ids, and copying them
+        # at every part would double that memory.
+        committed = window.committed
+        ahead = window.ahead
         written = 0
         since_ms = window.end_ms - self.overlap_ms
         while len(buffer):

@@ -47,9 +47,9 @@ class WindowProgress:
     pages: int = 0
     events_written: int = 0
     # Ids (with timestamps) written by this window and stamped within the last overlap.
-    committed: Mapping[str, int] = field(default_factory=dict)
+    committed: dict[str, int] = field(default_factory=dict)
     # Ids found in parts that an earlier attempt wrote beyond our checkpoint (crash recovery).
-    ahead: Mapping[str, int] = field(default_factory=dict)
+    ahead: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
     document = {
         "version": STATE_VERSION,
         "watermark_ms": state.watermark_ms,
-        "delivered": dict(state.delivered),
+        "delivered": state.delivered,
         "window": _encode_window(state.window) if state.window else None,
         "lease": (
             {"owner": state.lease.owner, "expires_ms": state.lease.expires_ms}
@@ -88,8 +88,8 @@ def _encode_window(window: WindowProgress) -> dict:
         "next_part": window.next_part,
         "pages": window.pages,
         "events_written": window.events_written,
-        "committed": dict(window.committed),
-        "ahead": dict(window.ahead),
+        "committed": window.committed,
+        "ahead": window.ahead,
     }
 
 

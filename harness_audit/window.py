@@ -17,7 +17,7 @@ from harness_audit.state import State, WindowProgress
 # Within one window listV2's keyset tokens never repeat an event; the offset-paged list
 # endpoint does when records appear mid-paging (everything shifts down). Repeats land
 # within a few pages, so a bounded memory of recent ids catches them in flat memory.
-RECENT_IDS = 20_000
+RECENT_IDS = 5_000
 
 
 def plan_window(
@@ -65,8 +65,11 @@ class Deduplicator:
             self._known.append(ids)
 
     def is_new(self, audit_id: str) -> bool:
-        if audit_id in self._recent or any(audit_id in known for known in self._known):
+        if audit_id in self._recent:
             return False
+        for known in self._known:
+            if audit_id in known:
+                return False
         self._recent.add(audit_id)
         self._recent_order.append(audit_id)
         if len(self._recent_order) > RECENT_IDS:

@@ -15,6 +15,7 @@ Order of effects, which is what makes a crash at any point lossless and duplicat
 import json
 import uuid
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import urllib3
@@ -83,6 +84,12 @@ def _encode_event(event: dict) -> str:
     except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape): keep it escaped
         return _ASCII_ENCODER.encode(event)
     return text
+
+
+def _wait(in_flight: Future | None) -> None:
+    """Let the part being written finish; raise what writing it raised."""
+    if in_flight is not None:
+        in_flight.result()
 
 
 class Collector:
@@ -210,48 +217,59 @@ class _Run:
             self.config.static_filter,
         )
         dedup = Deduplicator(state.delivered, window.committed, window.ahead)
-        cursor: Cursor = window.cursor  # the first page not yet written
+        self.state, self.window = state, window
+        cursor: Cursor = window.cursor  # the first page not in a part handed to the writer
+        pages_done = window.pages
         buffer = PartBuffer()
         pages = PrefetchingPages(self.harness, query, cursor, deadline)
+        # Parts are uploaded (and checkpointed, in order) by a writer thread while paging
+        # goes on; one part at most waits for it, so memory stays at two parts.
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-writer")
+        in_flight: Future | None = None
         try:
             for fetched in pages:
-                page = fetched.page
                 if self.generation is None:
                     # The window is saved with the lease, so that a run taking over after a
                     # crash resumes this very window and finds the parts already written.
-                    state, self.generation = self.checkpoints.acquire(
+                    self.state, self.generation = self.checkpoints.acquire(
                         replace(state, window=window),
                         snapshot.generation,
                         self.owner,
                         self.clock.now_ms(),
                     )
-                batch = self._encode(page, dedup, window.end_ms)
+                batch = self._encode(fetched.page, dedup, window.end_ms)
                 if len(buffer) and buffer.size + batch.size > self.config.max_object_bytes:
-                    # The part ends before this page, so the checkpoint can point at it.
-                    state, window = self._write(state, window, buffer, fetched.cursor)
+                    # The part ends before this page, so its checkpoint can point at it.
+                    if in_flight is not None:
+                        in_flight.result()
+                    in_flight = writer.submit(self._write, buffer, fetched.cursor, pages_done)
                     buffer = PartBuffer()
                 buffer.extend(batch)
-                window = replace(window, pages=window.pages + 1)
+                pages_done += 1
                 self.summary.pages += 1
-                cursor = page.next_cursor
-            state, window = self._write(state, window, buffer, None)
-            self._complete(state, window)
+                cursor = fetched.page.next_cursor
+            _wait(in_flight)
+            self._write(buffer, None, pages_done)
+            self._complete()
         except DeadlineReached:
             self.summary.stopped_by = "deadline"
             if self.generation is not None:
-                state, window = self._write(state, window, buffer, cursor)
-                self._release(state)
+                _wait(in_flight)
+                self._write(buffer, cursor, pages_done)
+                self._release()
         except CollectorError as failure:
             # Keep what was fetched: write it, checkpoint, free the lease, then fail.
             if self.generation is not None and not isinstance(failure, LeaseHeld | LeaseLost):
                 try:
-                    state, window = self._write(state, window, buffer, cursor)
-                    self._release(state)
+                    _wait(in_flight)
+                    self._write(buffer, cursor, pages_done)
+                    self._release()
                 except CollectorError as secondary:
                     log(WARNING, "could not checkpoint after the failure", error=str(secondary))
             raise
         finally:
             pages.close()
+            writer.shutdown(wait=True)
 
     def _encode(self, page: Page, dedup: Deduplicator, end_ms: int) -> PartBuffer:
         """The page's new events as JSONL: Harness's own text for each event in the API
@@ -273,10 +291,10 @@ class _Run:
         batch.add_lines(lines, ids)
         return batch
 
-    def _write(
-        self, state: State, window: WindowProgress, buffer: PartBuffer, cursor: Cursor | None
-    ) -> tuple[State, WindowProgress]:
-        """Write the buffer as the next part(s), then checkpoint ``cursor`` (None: done)."""
+    def _write(self, buffer: PartBuffer, cursor: Cursor | None, pages: int) -> None:
+        """Write the buffer as the next part(s), then checkpoint ``cursor`` (None: the window
+        is done, and _complete checkpoints). Runs in one thread at a time, in order."""
+        window = self.window
         part = window.next_part
         # Grown in place: these maps hold up to an overlap's worth of ids, and copying them
         # at every part would double that memory.
@@ -311,33 +329,30 @@ class _Run:
             buffer = remaining
             part += 1
         self.summary.events_written += written
-        window = replace(
+        self.window = replace(
             window,
             cursor=cursor or window.cursor,
             next_part=part,
+            pages=pages,
             events_written=window.events_written + written,
-            committed=committed,
-            ahead=ahead,
         )
-        if cursor is None:
-            return state, window
-        state = replace(state, window=window)
-        now_ms = self.clock.now_ms()
-        state = self.checkpoints.renewed(state, self.owner, now_ms)
-        self.generation = self.checkpoints.save(state, self.generation, now_ms)
-        return state, window
+        if cursor is not None:
+            now_ms = self.clock.now_ms()
+            state = replace(self.state, window=self.window)
+            self.state = self.checkpoints.renewed(state, self.owner, now_ms)
+            self.generation = self.checkpoints.save(self.state, self.generation, now_ms)
 
-    def _complete(self, state: State, window: WindowProgress) -> None:
-        done = complete_window(state, window, overlap_ms=self.overlap_ms)
+    def _complete(self) -> None:
+        done = complete_window(self.state, self.window, overlap_ms=self.overlap_ms)
         done = replace(done, lease=None)
         self.generation = self.checkpoints.save(done, self.generation, self.clock.now_ms())
         self.summary.window_complete = True
         self.summary.stopped_by = "window complete"
-        self.summary.watermark_ms = window.end_ms
+        self.summary.watermark_ms = self.window.end_ms
 
-    def _release(self, state: State) -> None:
+    def _release(self) -> None:
         self.generation = self.checkpoints.save(
-            replace(state, lease=None), self.generation, self.clock.now_ms()
+            replace(self.state, lease=None), self.generation, self.clock.now_ms()
         )
 
     def _finish_summary(self) -> RunSummary:

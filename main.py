@@ -12,6 +12,7 @@ Run records as a failed invocation.
 import ctypes
 import gc
 import os
+import sys
 import threading
 
 import functions_framework
@@ -33,6 +34,9 @@ configure_logging()
 # young generation every 50,000 allocations instead of 700 saves a sixth of its CPU.
 gc.freeze()
 gc.set_threshold(50_000, 20, 20)
+# The page fetcher and the run's thread share the GIL: a response that arrives while a page
+# is being decoded waits for the next switch. 0.5 ms instead of 5 ms keeps it from stalling.
+sys.setswitchinterval(0.0005)
 
 
 def _return_large_buffers_to_the_os() -> None:

@@ -8,6 +8,7 @@ with full-jitter exponential backoff and a pause that refuses to outlive the run
 A 200 whose body is not the expected JSON is fed to the same ``Retry`` as a read error.
 """
 
+import functools
 import json
 import random
 import re
@@ -58,6 +59,7 @@ class AuditQuery:
     actions: tuple[str, ...] = ()
     static_filter: str | None = None
 
+    @functools.cached_property
     def body(self) -> bytes:
         body: dict = {"filterType": "Audit", "startTime": self.start_ms, "endTime": self.end_ms}
         if self.modules:
@@ -276,7 +278,7 @@ class HarnessClient:
         timeout = self._timeout(deadline)
         self.calls += 1
         try:
-            response = self._pool.request("POST", url, body=query.body(), headers=self._headers,
+            response = self._pool.request("POST", url, body=query.body, headers=self._headers,
                                           retries=retry or self._new_retry(deadline),
                                           timeout=timeout)
         except MaxRetryError as exc:
@@ -479,12 +481,15 @@ def _array_with_sources(text: str, pos: int, collect: tuple) -> tuple[object, in
     sources, single_line = collect
     items: list = []
     sources.clear()
-    decode = _DECODER.raw_decode
+    scan = _DECODER.scan_once  # raw_decode without its Python frame: this loop is the hot path
     pos = _skip(text, pos + 1)
     if text[pos : pos + 1] == "]":
         return items, pos + 1
     while True:
-        item, end = decode(text, pos)
+        try:
+            item, end = scan(text, pos)
+        except StopIteration as stop:
+            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
         items.append(item)
         source = text[pos:end]
         if single_line or ("\n" not in source and "\r" not in source):

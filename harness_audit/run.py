@@ -277,16 +277,19 @@ class _Run:
         lines: list[str] = []
         ids: list[tuple[str, int]] = []
         sources = page.sources if self.verbatim else None
+        is_new = dedup.is_new
         for index, event in enumerate(page.events):
             if not isinstance(event, dict):
                 continue
-            identity = event_identity(event, fallback_ms=end_ms)
-            if not dedup.is_new(identity[0]):
+            audit_id, timestamp = event.get("auditId"), event.get("timestamp")
+            if type(audit_id) is not str or not audit_id or type(timestamp) is not int:
+                audit_id, timestamp = event_identity(event, fallback_ms=end_ms)
+            if not is_new(audit_id):
                 self.summary.duplicates_dropped += 1
                 continue
             source = sources[index] if sources else None
             lines.append(source if source is not None else _encode_event(self.layout(event)))
-            ids.append(identity)
+            ids.append((audit_id, timestamp))
         batch = PartBuffer()
         batch.add_lines(lines, ids)
         return batch

@@ -86,7 +86,7 @@ def test_cause_labels():
 
 def test_query_body_is_fixed_and_carries_filters():
     query = AuditQuery(1, 2, ("CD",), ("CREATE", "DELETE"), "EXCLUDE_LOGIN_EVENTS")
-    assert json.loads(query.body()) == {
+    assert json.loads(query.body) == {
         "filterType": "Audit",
         "startTime": 1,
         "endTime": 2,
@@ -94,8 +94,8 @@ def test_query_body_is_fixed_and_carries_filters():
         "actions": ["CREATE", "DELETE"],
         "staticFilter": "EXCLUDE_LOGIN_EVENTS",
     }
-    assert query.body() == query.body()
-    assert json.loads(AuditQuery(1, 2).body()) == {
+    assert query.body == query.body
+    assert json.loads(AuditQuery(1, 2).body) == {
         "filterType": "Audit",
         "startTime": 1,
         "endTime": 2,

@@ -145,6 +145,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", choices=sorted(CASES))
     parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per case; the median run is reported"
+    )
+    parser.add_argument(
         "--output-format",
         action="append",
         choices=("api", "streaming"),

@@ -33,12 +33,29 @@ class FunctionProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> "FunctionProcess":
-        command = [sys.executable, "-m", "functions_framework", "--target", "main",
-                   "--signature-type", "cloudevent", "--source", str(ROOT / "main.py"),
-                   "--host", "127.0.0.1", "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **self.env},
-                                        stdin=subprocess.DEVNULL, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        command = [
+            sys.executable,
+            "-m",
+            "functions_framework",
+            "--target",
+            "main",
+            "--signature-type",
+            "cloudevent",
+            "--source",
+            str(ROOT / "main.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -29,8 +29,11 @@ def main() -> int:
     given = [name for name in REAL if os.environ.get(name)]
     if given and len(given) < len(REAL):
         missing = ", ".join(name for name in REAL if name not in given)
-        print(f"make run: {', '.join(given)} set but {missing} not: set all three to run "
-              "against Harness and GCS, or none to use the local stand-ins", file=sys.stderr)
+        print(
+            f"make run: {', '.join(given)} set but {missing} not: set all three to run "
+            "against Harness and GCS, or none to use the local stand-ins",
+            file=sys.stderr,
+        )
         return 2
     return run_real() if given else run_local()
 
@@ -60,8 +63,10 @@ def run_real() -> int:
 
 
 def run_local() -> int:
-    print("make run: no Harness credentials in the environment, so using the local "
-          "stand-ins (fake-gcs-server and the Harness simulator).\n")
+    print(
+        "make run: no Harness credentials in the environment, so using the local "
+        "stand-ins (fake-gcs-server and the Harness simulator).\n"
+    )
     now_ms = time.time_ns() // 1_000_000
     events = generate_events(2_500, now_ms - 110 * 60_000, now_ms - 1_000, seed=7)
     with FakeGcs() as gcs, HarnessSimulator() as harness:
@@ -78,8 +83,10 @@ def run_local() -> int:
             "MAX_OBJECT_MB": os.environ.get("MAX_OBJECT_MB", "1"),
             "OUTPUT_FORMAT": os.environ.get("OUTPUT_FORMAT", "api"),
         }
-        print(f"Harness simulator at {harness.url} holding {len(events)} events from the last "
-              f"110 minutes; fake-gcs-server at {gcs.url}, bucket {LOCAL_BUCKET}.")
+        print(
+            f"Harness simulator at {harness.url} holding {len(events)} events from the last "
+            f"110 minutes; fake-gcs-server at {gcs.url}, bucket {LOCAL_BUCKET}."
+        )
         with FunctionProcess(env) as function:
             print("\nRun 1 (a Cloud Scheduler Pub/Sub message through functions-framework):")
             status = function.invoke()
@@ -90,10 +97,12 @@ def run_local() -> int:
         print_objects(gcs.url)
     ok = status == status_2 == 200 and first and second
     if ok:
-        print(f"\nRun 1 wrote {first['events_written']} events in {len(first['objects'])} "
-              f"object(s) after {sum(first['retries'].values())} retried request(s); run 2 "
-              f"wrote {second['events_written']} and dropped {second['duplicates_dropped']} "
-              "already delivered.")
+        print(
+            f"\nRun 1 wrote {first['events_written']} events in {len(first['objects'])} "
+            f"object(s) after {sum(first['retries'].values())} retried request(s); run 2 "
+            f"wrote {second['events_written']} and dropped {second['duplicates_dropped']} "
+            "already delivered."
+        )
     return 0 if ok else 1
 
 
@@ -103,14 +112,17 @@ def print_objects(gcs_url: str) -> None:
 
     os.environ["STORAGE_EMULATOR_HOST"] = gcs_url
     bucket = storage.Client(project="local", credentials=AnonymousCredentials()).bucket(
-        LOCAL_BUCKET)
+        LOCAL_BUCKET
+    )
     print(f"\nObjects in gs://{LOCAL_BUCKET}:")
     first_line = None
     for blob in bucket.list_blobs():
         data = blob.download_as_bytes()
         count = data.count(b"\n")
-        print(f"  {blob.name}  {len(data):,} bytes, {count} lines, {blob.content_type}, "
-              f"metadata={blob.metadata}")
+        print(
+            f"  {blob.name}  {len(data):,} bytes, {count} lines, {blob.content_type}, "
+            f"metadata={blob.metadata}"
+        )
         if blob.name.endswith(".jsonl") and first_line is None:
             first_line = data.splitlines()[0]
     if first_line:

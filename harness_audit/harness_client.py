@@ -227,15 +227,21 @@ class HarnessClient:
         self._pool = pool or new_pool()
         self.retries: Counter = Counter()
         self.calls = 0
+        self._retry_cache: tuple[Deadline, JitteredRetry] | None = None
 
     @property
     def requests(self) -> int:
         """HTTP requests sent, retries included."""
         return self.calls + sum(n for cause, n in self.retries.items() if cause != "malformed_body")
 
-    def fetch_raw(self, query: AuditQuery, cursor: Cursor, deadline: Deadline,
-                  retry: "JitteredRetry | None" = None,
-                  on_sent: Callable[[], None] | None = None) -> tuple[Cursor, bytes]:
+    def fetch_raw(
+        self,
+        query: AuditQuery,
+        cursor: Cursor,
+        deadline: Deadline,
+        retry: "JitteredRetry | None" = None,
+        on_sent: Callable[[], None] | None = None,
+    ) -> tuple[Cursor, bytes]:
         """One page's body as Harness sent it, and the cursor it answers.
 
         Retries 429, 5xx, timeouts and cut connections. Falls back from listV2 to the list
@@ -258,8 +264,13 @@ class HarnessClient:
         """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
         return _parse_page(data, cursor, self._page_size)
 
-    def retry_malformed(self, retry: "JitteredRetry | None", cursor: Cursor,
-                        error: "MalformedPage", deadline: Deadline) -> "JitteredRetry":
+    def retry_malformed(
+        self,
+        retry: "JitteredRetry | None",
+        cursor: Cursor,
+        error: "MalformedPage",
+        deadline: Deadline,
+    ) -> "JitteredRetry":
         """Count a malformed page against MAX_RETRIES and wait out its backoff."""
         retry = retry or self._new_retry(deadline)
         try:
@@ -272,15 +283,21 @@ class HarnessClient:
         retry.sleep()
         return retry
 
-    def _request(self, query: AuditQuery, cursor: Cursor, deadline: Deadline,
-                 retry: "JitteredRetry | None") -> bytes:
+    def _request(
+        self, query: AuditQuery, cursor: Cursor, deadline: Deadline, retry: "JitteredRetry | None"
+    ) -> bytes:
         url = self._url(cursor)
         timeout = self._timeout(deadline)
         self.calls += 1
         try:
-            response = self._pool.request("POST", url, body=query.body, headers=self._headers,
-                                          retries=retry or self._new_retry(deadline),
-                                          timeout=timeout)
+            response = self._pool.request(
+                "POST",
+                url,
+                body=query.body,
+                headers=self._headers,
+                retries=retry or self._new_retry(deadline),
+                timeout=timeout,
+            )
         except MaxRetryError as exc:
             raise HarnessUnavailable(
                 f"Harness did not answer usably after {self._max_retries} retries: "
@@ -311,12 +328,18 @@ class HarnessClient:
         return f"{self._api_base}{_PATHS[cursor.endpoint]}?{urlencode(params)}"
 
     def _new_retry(self, deadline: Deadline) -> JitteredRetry:
+        """The retry policy of a run. Retry objects are never changed (increment returns a
+        new one), so one serves every request under the same deadline."""
+        cached = self._retry_cache
+        if cached is not None and cached[0] is deadline:
+            return cached[1]
+
         def pause(seconds: float) -> None:
             if seconds >= deadline.remaining():
                 raise DeadlineReached(f"a {seconds:.1f} s backoff would pass the deadline")
             self._clock.sleep(seconds)
 
-        return JitteredRetry(
+        retry = JitteredRetry(
             total=self._max_retries,
             allowed_methods=frozenset({"POST"}),
             status_forcelist=RETRYABLE_STATUSES,
@@ -329,6 +352,8 @@ class HarnessClient:
             jitter=self._jitter,
             observe=self._observe,
         )
+        self._retry_cache = (deadline, retry)
+        return retry
 
     def _observe(self, cause: str) -> None:
         self.retries[cause] += 1
@@ -496,12 +521,18 @@ def _array_with_sources(text: str, pos: int, collect: tuple) -> tuple[object, in
             sources.append(source)
         else:
             sources.append(None)
-        pos = _skip(text, end)
-        if text[pos : pos + 1] == "]":
-            return items, pos + 1
-        if text[pos : pos + 1] != ",":
-            raise ValueError(f"expected ',' or ']' at character {pos}")
-        pos = _skip(text, pos + 1)
+        # Compact JSON (what Harness sends) needs no whitespace skipping: look first.
+        separator = text[end : end + 1]
+        if separator not in (",", "]"):
+            end = _skip(text, end)
+            separator = text[end : end + 1]
+        if separator == "]":
+            return items, end + 1
+        if separator != ",":
+            raise ValueError(f"expected ',' or ']' at character {end}")
+        pos = end + 1
+        if text[pos : pos + 1] != "{":
+            pos = _skip(text, pos)
 
 
 def _error_fields(data: bytes) -> tuple[str | None, str | None, str | None]:

@@ -50,8 +50,14 @@ class _Failed:
 class _Fetcher:
     """One fetching thread, from one cursor on, with its own queue and stop flag."""
 
-    def __init__(self, harness: HarnessClient, query: AuditQuery, cursor: Cursor,
-                 deadline: Deadline, retry: JitteredRetry | None):
+    def __init__(
+        self,
+        harness: HarnessClient,
+        query: AuditQuery,
+        cursor: Cursor,
+        deadline: Deadline,
+        retry: JitteredRetry | None,
+    ):
         self.queue: queue.Queue = queue.Queue(maxsize=1)
         self._stopped = threading.Event()
         self._args = (harness, query, cursor, deadline, retry)
@@ -70,8 +76,9 @@ class _Fetcher:
                     raise DeadlineReached("MAX_RUN_SECONDS is nearly spent")
                 # The previous page is handed over once this request has left: decoding it
                 # earlier would hold the GIL while the request is being sent.
-                used, data = harness.fetch_raw(query, cursor, deadline, retry,
-                                               on_sent=self._hand_over)
+                used, data = harness.fetch_raw(
+                    query, cursor, deadline, retry, on_sent=self._hand_over
+                )
                 retry = None
                 cursor = guess_next_cursor(data, used)
                 self._pending = _Raw(used, data, cursor)
@@ -101,8 +108,9 @@ class PrefetchingPages:
     HarnessUnavailable, or DeadlineReached when no time is left for another page.
     """
 
-    def __init__(self, harness: HarnessClient, query: AuditQuery, cursor: Cursor,
-                 deadline: Deadline):
+    def __init__(
+        self, harness: HarnessClient, query: AuditQuery, cursor: Cursor, deadline: Deadline
+    ):
         self._harness = harness
         self._query = query
         self._start = cursor
@@ -120,8 +128,9 @@ class PrefetchingPages:
                 page = self._harness.parse(item.data, item.cursor)
             except MalformedPage as error:
                 # Counted and backed off like any failed request, then fetched again.
-                malformed = self._harness.retry_malformed(malformed, item.cursor, error,
-                                                          self._deadline)
+                malformed = self._harness.retry_malformed(
+                    malformed, item.cursor, error, self._deadline
+                )
                 self._restart(item.cursor, malformed)
                 continue
             malformed = None

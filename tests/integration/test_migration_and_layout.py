@@ -10,8 +10,7 @@ from devtools.sample_events import generate_events
 pytestmark = pytest.mark.integration
 
 
-def test_guide_state_is_continued_without_gap_or_duplicate(start_instance, harness, clock,
-                                                            bucket):
+def test_guide_state_is_continued_without_gap_or_duplicate(start_instance, harness, clock, bucket):
     t0 = clock.now_ms()
     since = t0 - HOUR_MS  # when the guide's last run finished
     delivered_by_guide = generate_events(300, since - HOUR_MS, since - 1, seed=31)
@@ -22,12 +21,20 @@ def test_guide_state_is_continued_without_gap_or_duplicate(start_instance, harne
     publish(harness, missed_by_guide, delay_ms=lambda index: 5 * MIN_MS)
     # What the guide left: its objects (json.dumps default spacing, no final newline)...
     guide_lines = "\n".join(json.dumps(event) for event in delivered_by_guide)
-    bucket.blob("harness/audit/2025/06/10/harness-audit-20250610-125959.jsonl") \
-        .upload_from_string(guide_lines, content_type="application/x-ndjson")
+    bucket.blob("harness/audit/2025/06/10/harness-audit-20250610-125959.jsonl").upload_from_string(
+        guide_lines, content_type="application/x-ndjson"
+    )
     # ...and its state file, here at the guide's default key under the prefix.
     bucket.blob("harness/audit/state.json").upload_from_string(
-        json.dumps({"since": since, "pageToken": None, "lastRun": since,
-                    "lastRunISO": "2025-06-10T13:00:00+00:00"}))
+        json.dumps(
+            {
+                "since": since,
+                "pageToken": None,
+                "lastRun": since,
+                "lastRunISO": "2025-06-10T13:00:00+00:00",
+            }
+        )
+    )
     result = start_instance(STATE_KEY="harness/audit/state.json").invoke()
     assert result.status == 200, result.logs
     messages = [line["message"] for line in result.logs]

@@ -8,6 +8,7 @@ Order of effects, which is what makes a crash at any point lossless and duplicat
 3. Take the lease (a write under the generation read in 1).
 4. Page on. When the buffer would pass MAX_OBJECT_MB, write it as a part (create-only),
    then checkpoint the cursor of the first page not in it. Never the other way round.
+   A writer thread does this, part after part in order, while paging goes on.
 5. At the end of the window, or at the deadline, write the rest and checkpoint: the
    window's end becomes the watermark, or the cursor is kept for the next run.
 """
@@ -17,8 +18,6 @@ import uuid
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-
-import urllib3
 
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
 from harness_audit.clock import Clock, Deadline, write_reserve_seconds
@@ -95,23 +94,14 @@ def _wait(in_flight: Future | None) -> None:
 class Collector:
     """Everything a run needs that outlives it: configuration, clients, clock."""
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        bucket,
-        clock: Clock,
-        pool: urllib3.PoolManager | None = None,
-        jitter=None,
-    ):
+    def __init__(self, config: Config, *, bucket, clock: Clock):
         self.config = config
         self._bucket = bucket
         self._clock = clock
-        self._pool = pool or new_pool()
-        self._jitter = jitter
+        self._pool = new_pool()  # connections to Harness, kept across runs of this instance
 
     def run(self) -> RunSummary:
-        extra = {"jitter": self._jitter} if self._jitter else {}
+        """One run. Safe to call from several threads at once: each run has its own state."""
         harness = HarnessClient(
             api_base=self.config.api_base,
             account_id=self.config.account_id,
@@ -120,7 +110,6 @@ class Collector:
             max_retries=self.config.max_retries,
             clock=self._clock,
             pool=self._pool,
-            **extra,
         )
         checkpoints = CheckpointStore(
             self._bucket,
@@ -152,8 +141,11 @@ class _Run:
         self.layout = layout_function(config.output_format)
         self.verbatim = config.output_format is OutputFormat.API
         self.overlap_ms = config.overlap_seconds * 1000
+        # The checkpoint as last written and its generation (set once the lease is ours), and
+        # the window's progress: changed only by the thread that writes parts.
         self.state: State | None = None
-        self.generation: int | None = None  # set once the lease is ours
+        self.window: WindowProgress | None = None
+        self.generation: int | None = None
 
     def execute(self) -> RunSummary:
         deadline = Deadline(

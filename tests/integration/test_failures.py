@@ -147,3 +147,31 @@ def test_storage_outage_fails_the_run_and_the_next_one_recovers(
     clock.advance(3600)
     assert instance.invoke().status == 200
     assert_exactly_once(bucket, [event["auditId"] for event in events])
+
+
+def test_a_412_on_our_own_retried_checkpoint_write_is_recognised(bucket, mocker):
+    """A checkpoint write whose response was lost is retried by the library and meets 412:
+    the object then holds exactly our bytes, and that is success, not a lost lease."""
+    from google.api_core.exceptions import PreconditionFailed
+    from google.cloud.storage import Blob
+
+    from harness_audit.checkpoint import CheckpointStore
+    from harness_audit.errors import LeaseLost
+    from harness_audit.state import State
+
+    store = CheckpointStore(bucket, STATE_KEY, lease_seconds=540)
+    generation = store.save(State(watermark_ms=1), 0, now_ms=1)
+    real_upload = Blob.upload_from_string
+
+    def landed_then_lost(self, *args, **kwargs):
+        real_upload(self, *args, **kwargs)
+        raise PreconditionFailed("the retry of a write that had landed")
+
+    mocker.patch.object(Blob, "upload_from_string", landed_then_lost)
+    new_generation = store.save(State(watermark_ms=2), generation, now_ms=2)
+    assert new_generation == bucket.get_blob(STATE_KEY).generation != generation
+    # Someone else's write, on the other hand, is a lost lease.
+    mocker.stopall()
+    bucket.blob(STATE_KEY).upload_from_string(b'{"version": 1, "watermark_ms": 3}')
+    with pytest.raises(LeaseLost):
+        store.save(State(watermark_ms=4), new_generation, now_ms=4)

@@ -18,15 +18,8 @@ from dataclasses import dataclass
 
 from harness_audit.clock import Deadline
 from harness_audit.errors import DeadlineReached
-from harness_audit.harness_client import (
-    AuditQuery,
-    Cursor,
-    HarnessClient,
-    JitteredRetry,
-    MalformedPage,
-    Page,
-    guess_next_cursor,
-)
+from harness_audit.harness_client import HarnessClient, JitteredRetry
+from harness_audit.listing import AuditQuery, Cursor, MalformedPage, Page, guess_next_cursor
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,9 @@ from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
 from harness_audit.clock import Clock, Deadline, write_reserve_seconds
 from harness_audit.config import Config
 from harness_audit.errors import CollectorError, DeadlineReached, LeaseHeld, LeaseLost
-from harness_audit.harness_client import AuditQuery, Cursor, HarnessClient, Page, new_pool
+from harness_audit.harness_client import HarnessClient, new_pool
 from harness_audit.layout import OutputFormat, layout_function
+from harness_audit.listing import AuditQuery, Cursor, Page
 from harness_audit.logs import log
 from harness_audit.pages import PrefetchingPages
 from harness_audit.sink import ObjectSink, PartBuffer, iso, object_name

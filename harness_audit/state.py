@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from harness_audit.errors import StateCorrupt
-from harness_audit.harness_client import LIST, LIST_V2, Cursor
+from harness_audit.listing import LIST, LIST_V2, Cursor
 
 STATE_VERSION = 1
 ORIGIN_COLLECTOR = "collector"

@@ -7,15 +7,10 @@ from urllib3.util.retry import RequestHistory
 from harness_audit.harness_client import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_MAX_SECONDS,
-    LIST,
-    LIST_V2,
-    AuditQuery,
-    Cursor,
     JitteredRetry,
-    MalformedPage,
-    _parse_page,
     retry_cause,
 )
+from harness_audit.listing import LIST, LIST_V2, AuditQuery, Cursor, MalformedPage, parse_page
 
 
 def retry_after_failures(failures: int, jitter: float) -> JitteredRetry:
@@ -107,18 +102,18 @@ def page(data: dict) -> bytes:
 
 
 def test_parse_listv2_pages():
-    last = _parse_page(
+    last = parse_page(
         page({"content": [{"a": 1}], "hasNext": False, "pageToken": None}), Cursor(), 100
     )
     assert last.next_cursor is None and last.events == [{"a": 1}]
-    more = _parse_page(page({"content": [], "hasNext": True, "pageToken": "t2"}), Cursor(), 100)
+    more = parse_page(page({"content": [], "hasNext": True, "pageToken": "t2"}), Cursor(), 100)
     assert more.next_cursor == Cursor(endpoint=LIST_V2, token="t2")
 
 
 def test_parse_list_pages_by_total_pages():
-    first = _parse_page(page({"content": [{}] * 2, "totalPages": 3}), Cursor(endpoint=LIST), 2)
+    first = parse_page(page({"content": [{}] * 2, "totalPages": 3}), Cursor(endpoint=LIST), 2)
     assert first.next_cursor == Cursor(endpoint=LIST, index=1)
-    last = _parse_page(page({"content": [{}], "totalPages": 3}), Cursor(endpoint=LIST, index=2), 2)
+    last = parse_page(page({"content": [{}], "totalPages": 3}), Cursor(endpoint=LIST, index=2), 2)
     assert last.next_cursor is None
 
 
@@ -134,4 +129,4 @@ def test_parse_list_pages_by_total_pages():
 )
 def test_malformed_bodies_are_retryable(body):
     with pytest.raises(MalformedPage):
-        _parse_page(body, Cursor(), 100)
+        parse_page(body, Cursor(), 100)

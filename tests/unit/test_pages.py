@@ -7,13 +7,8 @@ import pytest
 from devtools.fake_clock import FakeClock
 from harness_audit.clock import Deadline
 from harness_audit.errors import DeadlineReached, HarnessUnavailable
-from harness_audit.harness_client import (
-    AuditQuery,
-    Cursor,
-    HarnessClient,
-    decode_with_sources,
-    guess_next_cursor,
-)
+from harness_audit.harness_client import HarnessClient
+from harness_audit.listing import AuditQuery, Cursor, decode_with_sources, guess_next_cursor
 from harness_audit.pages import PrefetchingPages
 
 QUERY = AuditQuery(0, 1)

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from harness_audit.errors import StateCorrupt
-from harness_audit.harness_client import LIST, Cursor
+from harness_audit.listing import LIST, Cursor
 from harness_audit.state import (
     ORIGIN_GUIDE,
     Lease,

@@ -1,6 +1,6 @@
 import pytest
 
-from harness_audit.harness_client import Cursor
+from harness_audit.listing import Cursor
 from harness_audit.state import State, WindowProgress
 from harness_audit.window import (
     RECENT_IDS,

@@ -298,6 +298,12 @@ class _Run:
         ahead = window.ahead
         written = 0
         since_ms = window.end_ms - self.overlap_ms
+        if ahead:
+            # Pages encoded while an earlier part was being found already written hold
+            # events that part has: the writer is the one that knows, so it drops them.
+            remaining = buffer.without(ahead)
+            self.summary.duplicates_dropped += len(buffer) - len(remaining)
+            buffer = remaining
         while len(buffer):
             name = object_name(self.config.prefix, window.start_ms, window.end_ms, part)
             if self.sink.create(

@@ -56,13 +56,11 @@ class Deduplicator:
     wrote, or earlier in this run."""
 
     def __init__(self, *known: Mapping[str, int]):
-        self._known = [mapping for mapping in known if mapping]
+        # Kept by reference, empty ones too: the run grows the window's maps in place (ids
+        # found in parts an earlier attempt wrote), and those must count from then on.
+        self._known = list(known)
         self._recent: set[str] = set()
         self._recent_order: deque[str] = deque()
-
-    def add_known(self, ids: Mapping[str, int]) -> None:
-        if ids:
-            self._known.append(ids)
 
     def is_new(self, audit_id: str) -> bool:
         if audit_id in self._recent:

@@ -152,3 +152,23 @@ def test_unfinished_lease_expires_by_wall_clock_only(start_instance, harness, cl
     result = start_instance().invoke()
     assert result.summary["outcome"] == "ok" and result.summary["events_written"] == 10
     assert time.monotonic() - started < 10
+
+
+def test_resumed_run_with_smaller_parts_skips_what_the_dead_run_wrote_ahead(
+    start_instance, harness, clock, bucket, mocker
+):
+    """The dead run wrote one big part; the run that resumes cuts smaller parts, so that part
+    holds events of pages it has not fetched yet: those must be skipped when they come."""
+    t0 = clock.now_ms()
+    events = generate_events(1_200, t0 - HOUR_MS, t0, seed=25)
+    publish(harness, events)
+    instance = start_instance(MAX_OBJECT_MB=2, START_MINUTES_BACK=120)
+    die_on_call(mocker, ObjectSink, "create", 1, after=True)  # part 1 landed, then death
+    with pytest.raises(SimulatedKill):
+        instance.invoke()
+    mocker.stopall()
+    clock.advance(LEASE_EXPIRY_SECONDS)
+    result = start_instance(MAX_OBJECT_MB=0.1, START_MINUTES_BACK=120).invoke()
+    assert result.status == 200, result.logs
+    assert result.summary["events_written"] == 0
+    assert_exactly_once(bucket, [event["auditId"] for event in events])

@@ -129,7 +129,7 @@ def _notify_request_sent() -> None:
         hook()
 
 
-class _SignallingHTTPConnection(HTTPConnection):
+class _SignalsSent:
     """Tells the caller when its request has left, before waiting for the answer."""
 
     def getresponse(self, *args, **kwargs):
@@ -137,10 +137,12 @@ class _SignallingHTTPConnection(HTTPConnection):
         return super().getresponse(*args, **kwargs)
 
 
-class _SignallingHTTPSConnection(HTTPSConnection):
-    def getresponse(self, *args, **kwargs):
-        _notify_request_sent()
-        return super().getresponse(*args, **kwargs)
+class _SignallingHTTPConnection(_SignalsSent, HTTPConnection):
+    pass
+
+
+class _SignallingHTTPSConnection(_SignalsSent, HTTPSConnection):
+    pass
 
 
 class _SignallingHTTPPool(HTTPConnectionPool):

@@ -48,9 +48,6 @@ class JsonFormatter(logging.Formatter):
 class _StdoutHandler(logging.StreamHandler):
     """Writes to whatever sys.stdout is now (pytest and runtimes swap it)."""
 
-    def __init__(self):
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stdout

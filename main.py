@@ -5,29 +5,26 @@ all arrive here as the same CloudEvent; the message body is not used. Clients ar
 on the first invocation and reused by later ones on the same instance.
 
 Outcomes: success (window done, or continued next run, or another run holds the lease)
-returns normally; anything else is logged once and answered with HTTP 500, which Cloud
-Run records as a failed invocation.
+returns normally; anything else is logged once, in one line, and answered with HTTP 500,
+which Cloud Run records as a failed invocation.
 """
 
+import logging
 import os
 import threading
 
 import functions_framework
+from google.auth.exceptions import DefaultCredentialsError
 from google.cloud import storage
 from werkzeug.exceptions import InternalServerError
 
 from harness_audit.clock import SystemClock
 from harness_audit.config import load_config
-from harness_audit.errors import CollectorError, LeaseHeld, NeedsFix
+from harness_audit.errors import CollectorError, LeaseHeld, NeedsFix, StorageRejected
 from harness_audit.logs import configure_logging, log, register_secret
 from harness_audit.run import Collector
-from harness_audit.tuning import tune_process
-
-INFO, WARNING, ERROR = 20, 30, 40
 
 configure_logging()
-
-tune_process()
 
 # Replaced by tests that drive time themselves.
 CLOCK = SystemClock()
@@ -43,24 +40,34 @@ def _get_collector() -> Collector:
             config = load_config(os.environ)
             register_secret(config.api_key)
             for warning in config.warnings:
-                log(WARNING, warning)
-            bucket = storage.Client().bucket(config.bucket)
-            _collector = Collector(config, bucket=bucket, clock=CLOCK)
+                log(logging.WARNING, warning)
+            try:
+                client = storage.Client()
+            except DefaultCredentialsError:
+                raise StorageRejected(
+                    "no Google credentials found: on Cloud Run the function's service account "
+                    "provides them; locally run 'gcloud auth application-default login', or "
+                    "set STORAGE_EMULATOR_HOST to use a local fake-gcs-server"
+                ) from None
+            _collector = Collector(config, bucket=client.bucket(config.bucket), clock=CLOCK)
         return _collector
 
 
 @functions_framework.cloud_event
 def main(cloud_event) -> None:
-    invocation = {"event_id": cloud_event["id"], "event_source": cloud_event["source"]}
+    invocation = {
+        "pubsub_message_id": cloud_event["id"],
+        "event_source": cloud_event["source"],
+    }
     try:
         summary = _get_collector().run()
     except LeaseHeld as held:
-        log(INFO, str(held), outcome="skipped", **invocation)
+        log(logging.INFO, str(held), outcome="skipped", **invocation)
         return
     except CollectorError as failure:
         summary = getattr(failure, "summary", None)
         log(
-            ERROR,
+            logging.ERROR,
             str(failure),
             outcome="failed",
             error=type(failure).__name__,
@@ -72,6 +79,16 @@ def main(cloud_event) -> None:
         )
         # An HTTP error, not an exception: one log line, no traceback, still a failure.
         raise InternalServerError(type(failure).__name__) from None
+    except Exception as unexpected:  # a defect: still one line, never a traceback
+        log(
+            logging.ERROR,
+            f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}",
+            outcome="failed",
+            error="InternalError",
+            action="please report this; the next run resumes from the checkpoint",
+            **invocation,
+        )
+        raise InternalServerError("InternalError") from None
     fields = summary.fields()
     if summary.window_complete:
         message = f"collected {summary.events_written} events; window complete"
@@ -80,4 +97,4 @@ def main(cloud_event) -> None:
             f"collected {summary.events_written} events; stopped by "
             f"{summary.stopped_by or 'the deadline'}, the window continues next run"
         )
-    log(INFO, message, outcome="ok", **invocation, **fields)
+    log(logging.INFO, message, outcome="ok", **invocation, **fields)

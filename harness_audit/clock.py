@@ -1,6 +1,7 @@
 """Time, behind a small interface so tests never wait through a real backoff."""
 
 import time
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -46,3 +47,12 @@ def write_reserve_seconds(max_run_seconds: int) -> float:
     5 and 30 seconds, leaves room for google-cloud-storage's own retries too.
     """
     return min(30.0, max(5.0, max_run_seconds * 0.1))
+
+
+def utc(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+
+
+def iso(epoch_ms: int) -> str:
+    """``2026-11-30T07:35:48.123Z``: how times appear in logs and object metadata."""
+    return utc(epoch_ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")

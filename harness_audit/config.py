@@ -30,6 +30,7 @@ MAX_RUN_SECONDS = "MAX_RUN_SECONDS"
 OVERLAP_SECONDS = "OVERLAP_SECONDS"
 MAX_OBJECT_MB = "MAX_OBJECT_MB"
 OUTPUT_FORMAT = "OUTPUT_FORMAT"
+MAX_REQUESTS_PER_MINUTE = "MAX_REQUESTS_PER_MINUTE"
 
 DEFAULT_API_BASE = "https://app.harness.io"
 DEFAULT_PREFIX = "harness/audit"
@@ -63,6 +64,7 @@ class Config:
     overlap_seconds: int = 600
     max_object_bytes: int = 8_000_000
     output_format: OutputFormat = OutputFormat.API
+    max_requests_per_minute: int = 360
     # Things worth a warning that do not stop the run (e.g. STATE_KEY under GCS_PREFIX).
     warnings: tuple[str, ...] = ()
 
@@ -180,6 +182,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
     )
     overlap_seconds = integer(OVERLAP_SECONDS, 600, 0, 86_400, " seconds")
     max_object_bytes = _object_bytes(text(MAX_OBJECT_MB), problems)
+    max_requests_per_minute = integer(MAX_REQUESTS_PER_MINUTE, 360, 0, 1000, " (0: no pacing)")
 
     output_format = OutputFormat.API
     raw_format = text(OUTPUT_FORMAT)
@@ -208,6 +211,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         overlap_seconds=overlap_seconds,
         max_object_bytes=max_object_bytes,
         output_format=output_format,
+        max_requests_per_minute=max_requests_per_minute,
         warnings=tuple(warnings),
     )
 

@@ -8,8 +8,11 @@
     │   └── StateCorrupt        the checkpoint object cannot be read; it is left untouched
     ├── TryLater            a dependency failed after its retries; the next run resumes
     │   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
+    │   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
+    │   ├── NoProgress          the deadline came before a single page could be read
     │   ├── StorageUnavailable  GCS failed after google-cloud-storage's own retries
     │   └── LeaseLost           another run took the lease over while this one was writing
+    ├── InternalError       a defect or an input nobody foresaw: logged in one line
     └── LeaseHeld           another run is on it: this invocation exits successfully
 
 DeadlineReached is not an error of the run: it tells the pager to stop and checkpoint.
@@ -51,7 +54,7 @@ class HarnessRejected(NeedsFix):
         super().__init__(
             f"Harness answered HTTP {status}"
             + (f" {code}" if code else "")
-            + (f": {harness_message}" if harness_message else "")
+            + (f": {harness_message.rstrip('. ')}" if harness_message else "")
             + f". {hint}"
         )
 
@@ -70,6 +73,18 @@ class TryLater(CollectorError):
 
 class HarnessUnavailable(TryLater):
     """Harness kept failing (429, 5xx, timeouts, malformed bodies) through MAX_RETRIES."""
+
+
+class HarnessInconsistent(TryLater):
+    """A page in neither timestamp order, or a full page with nothing in the range asked."""
+
+
+class NoProgress(TryLater):
+    """The run's deadline passed before any page was read: Cloud Run records a failure."""
+
+
+class InternalError(CollectorError):
+    """An exception nobody planned for; what was fetched before it is kept."""
 
 
 class StorageUnavailable(TryLater):

@@ -1,35 +1,35 @@
-"""The Harness audit API: one page per call, with retries, and errors mapped to what to do.
+"""The Harness audit API: one page per call, retried, bounded, and errors mapped to what to do.
 
-The client only sends and retries. Which page comes next is the caller's business: it gets
-a ``Cursor`` back and hands it in again, so a window can be resumed in another run.
+The client only sends and retries; which range to ask for is ``paging``'s business.
 
-Retries go through urllib3's ``Retry`` (POST is allowed explicitly: listing is read-only),
-with full-jitter exponential backoff and a pause that refuses to outlive the run's deadline.
-A 200 whose body is not the expected JSON is counted by the same policy as a read error
-(``retry_malformed``), once the pager has found it malformed. The shapes it sends and
-receives are in ``listing``.
+One retry policy covers everything that can go wrong with a request: 429 and 5xx, refused
+or cut connections, timeouts, and 2xx bodies that are not the expected page. It is a short
+loop rather than urllib3's ``Retry`` because three things must happen around every attempt,
+retries included, that ``Retry`` has no place for: waiting for the pacer's slot, bounding the
+attempt by what is left of the run's deadline, and treating a malformed 200 as a failure.
+Backoff is full jitter, capped; a Retry-After, if Harness ever sends one, is honoured up to
+a minute.
+
+Every response is read in chunks, against a size cap and the deadline, without decoding a
+content encoding that was never asked for: a hostile or broken answer costs a retry, never
+the instance's memory or the run's time.
 """
 
 import json
+import logging
 import random
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from urllib.parse import urlencode
 
 import urllib3
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import (
     ConnectTimeoutError,
     HTTPError,
-    MaxRetryError,
     NewConnectionError,
-    ProtocolError,
     ReadTimeoutError,
 )
-from urllib3.util.retry import Retry
 
 from harness_audit.clock import Clock, Deadline
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
@@ -37,130 +37,77 @@ from harness_audit.listing import (
     LIST,
     LIST_V2,
     AuditQuery,
-    Cursor,
     MalformedPage,
     Page,
+    PageCursor,
+    error_fields,
+    error_summary,
     parse_page,
 )
 from harness_audit.logs import log
+from harness_audit.pacing import Pacer
 
-_PATHS = {LIST_V2: "/audit/api/audits/listV2", LIST: "/audit/api/audits/list"}
+PATHS = {LIST_V2: "/audit/api/audits/listV2", LIST: "/audit/api/audits/list"}
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
-RETRY_AFTER_MAX_SECONDS = 60
-WARNING = 30
+RETRY_AFTER_MAX_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_TIMEOUT_SECONDS = 60.0
+# A 100-event page is under 1 MB; an error body is a few hundred bytes.
+MAX_PAGE_BYTES = 32 * 1024 * 1024
+MAX_ERROR_BYTES = 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
 
 
-class JitteredRetry(Retry):
-    """urllib3's Retry with full-jitter backoff, an injectable pause, and a retry observer."""
+class EndpointChoice:
+    """listV2 first, as the guide names it; the list endpoint every Harness SDK calls when
+    listV2 answers 404/405. Decided once per instance, and logged once."""
 
-    def __init__(
-        self,
-        *args,
-        pause: Callable[[float], None] = time.sleep,
-        jitter: Callable[[], float] = random.random,
-        observe: Callable[[str], None] = lambda cause: None,
-        **kwargs,
-    ):
-        super().__init__(*args, **kwargs)
-        self.pause = pause
-        self.jitter = jitter
-        self.observe = observe
+    def __init__(self):
+        self._endpoint = LIST_V2
+        self._confirmed = False
+        self._lock = threading.Lock()
 
-    def new(self, **kw):
-        retry = super().new(**kw)
-        retry.pause, retry.jitter, retry.observe = self.pause, self.jitter, self.observe
-        return retry
+    @property
+    def current(self) -> str:
+        return self._endpoint
 
-    def get_backoff_time(self) -> float:
-        # Full jitter (uniform between 0 and the exponential ceiling) spreads the retries of
-        # concurrent clients; urllib3's own formula waits 0 before the first retry.
-        failures = len(self.history)
-        if failures == 0:
-            return 0.0
-        ceiling = min(self.backoff_max, self.backoff_factor * 2 ** (failures - 1))
-        return self.jitter() * ceiling
+    def confirm(self, endpoint: str) -> None:
+        with self._lock:
+            if self._confirmed or endpoint != self._endpoint:
+                return
+            self._confirmed = True
+        log(logging.INFO, "paging Harness's audit listing", endpoint=endpoint, path=PATHS[endpoint])
 
-    def sleep_for_retry(self, response) -> bool:
-        retry_after = self.get_retry_after(response)  # capped at retry_after_max
-        if retry_after:
-            self.pause(retry_after)
-            return True
-        return False
-
-    def _sleep_backoff(self) -> None:
-        backoff = self.get_backoff_time()
-        if backoff > 0:
-            self.pause(backoff)
-
-    def increment(
-        self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None
-    ):
-        retry = super().increment(method, url, response, error, _pool, _stacktrace)
-        self.observe(retry_cause(response, error))
-        return retry
+    def fall_back(self) -> bool:
+        """Switch to the list endpoint if listV2 was never seen to work."""
+        with self._lock:
+            if self._confirmed or self._endpoint != LIST_V2:
+                return False
+            self._endpoint = LIST
+        log(logging.WARNING, "listV2 is missing at HARNESS_API_BASE; using the list endpoint")
+        return True
 
 
-def retry_cause(response, error) -> str:
-    """A short label for why a request is retried, for logs and the run summary."""
-    if response is not None and response.status:
-        return "http_429" if response.status == 429 else f"http_{response.status // 100}xx"
-    if isinstance(error, MalformedPage):
-        return "malformed_body"
-    if isinstance(error, NewConnectionError):
-        return "connection"
-    if isinstance(error, ConnectTimeoutError | ReadTimeoutError):
-        return "timeout"
-    if isinstance(error, ProtocolError):
-        return "connection"
-    return type(error).__name__ if error is not None else "unknown"
+class _Failed(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, cause: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.cause = cause
+        self.detail = detail
+        self.retry_after = retry_after
 
 
-_sent_hooks = threading.local()
-
-
-def _notify_request_sent() -> None:
-    hook = getattr(_sent_hooks, "hook", None)
-    if hook is not None:
-        _sent_hooks.hook = None
-        hook()
-
-
-class _SignalsSent:
-    """Tells the caller when its request has left, before waiting for the answer."""
-
-    def getresponse(self, *args, **kwargs):
-        _notify_request_sent()
-        return super().getresponse(*args, **kwargs)
-
-
-class _SignallingHTTPConnection(_SignalsSent, HTTPConnection):
-    pass
-
-
-class _SignallingHTTPSConnection(_SignalsSent, HTTPSConnection):
-    pass
-
-
-class _SignallingHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _SignallingHTTPConnection
-
-
-class _SignallingHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _SignallingHTTPSConnection
-
-
-def new_pool() -> urllib3.PoolManager:
-    """A PoolManager whose requests can report that they have been sent (see fetch_raw)."""
-    pool = urllib3.PoolManager(maxsize=4)
-    pool.pool_classes_by_scheme = {"http": _SignallingHTTPPool, "https": _SignallingHTTPSPool}
-    return pool
+class _EndpointMissing(Exception):
+    def __init__(self, rejection: HarnessRejected):
+        self.rejection = rejection
 
 
 class HarnessClient:
+    """The requests of one run. Pool, pacer and endpoint choice belong to the instance."""
+
     def __init__(
         self,
         *,
@@ -170,8 +117,11 @@ class HarnessClient:
         page_size: int,
         max_retries: int,
         clock: Clock,
-        pool: urllib3.PoolManager | None = None,
+        pool: urllib3.PoolManager,
+        pacer: Pacer,
+        endpoint: EndpointChoice,
         jitter: Callable[[], float] = random.random,
+        max_page_bytes: int = MAX_PAGE_BYTES,
     ):
         self._api_base = api_base
         self._account_id = account_id
@@ -179,188 +129,197 @@ class HarnessClient:
             "x-api-key": api_key,
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": "identity",
         }
         self._page_size = page_size
         self._max_retries = max_retries
         self._clock = clock
+        self._pool = pool
+        self._pacer = pacer
+        self._endpoint = endpoint
         self._jitter = jitter
-        self._pool = pool or new_pool()
+        self._max_page_bytes = max_page_bytes
+        self.requests = 0  # HTTP requests sent, retries included
         self.retries: Counter = Counter()
-        self.calls = 0
-        self._retry_cache: tuple[Deadline, JitteredRetry] | None = None
+        self.last_failure: str | None = None
 
-    @property
-    def requests(self) -> int:
-        """HTTP requests sent, retries included."""
-        return self.calls + sum(n for cause, n in self.retries.items() if cause != "malformed_body")
+    def fetch(self, query: AuditQuery, cursor: PageCursor, deadline: Deadline) -> Page:
+        """One page. Raises HarnessRejected (fix something), HarnessUnavailable (retries
+        spent), or DeadlineReached (no time left for the request or its backoff)."""
+        failures = 0
+        while True:
+            endpoint = self._endpoint.current
+            self._pacer.wait(deadline)
+            try:
+                page = self._attempt(endpoint, query, cursor, deadline)
+            except _EndpointMissing as missing:
+                if self._endpoint.fall_back():
+                    continue
+                raise missing.rejection from None
+            except _Failed as failure:
+                failures += 1
+                self.retries[failure.cause] += 1
+                self.last_failure = f"{failure.cause}: {failure.detail}"
+                if failures > self._max_retries:
+                    raise HarnessUnavailable(
+                        f"Harness did not answer usably through {self._max_retries} retries "
+                        f"({failure.detail}). The next run resumes from the checkpoint; if "
+                        "this persists, check HARNESS_API_BASE and Harness's status page"
+                    ) from None
+                self._back_off(failure, failures, deadline)
+                continue
+            self._endpoint.confirm(endpoint)
+            return page
 
-    def fetch_raw(
-        self,
-        query: AuditQuery,
-        cursor: Cursor,
-        deadline: Deadline,
-        retry: "JitteredRetry | None" = None,
-        on_sent: Callable[[], None] | None = None,
-    ) -> tuple[Cursor, bytes]:
-        """One page's body as Harness sent it, and the cursor it answers.
+    def _back_off(self, failure: _Failed, failures: int, deadline: Deadline) -> None:
+        if failure.retry_after is not None:
+            delay = min(failure.retry_after, RETRY_AFTER_MAX_SECONDS)
+        else:
+            ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
+            delay = self._jitter() * ceiling
+        if delay >= deadline.remaining():
+            raise DeadlineReached(f"a {delay:.1f} s backoff after {failure.cause} would pass it")
+        log(
+            logging.WARNING,
+            "retrying a Harness request",
+            cause=failure.cause,
+            detail=failure.detail,
+            retry=failures,
+            backoff_seconds=round(delay, 3),
+        )
+        self._clock.sleep(delay)
 
-        Retries 429, 5xx, timeouts and cut connections. Falls back from listV2 to the list
-        endpoint when listV2 does not exist (older and self-managed installations).
-        ``on_sent`` is called once, as soon as the request has left (or has failed to).
-        """
-        _sent_hooks.hook = on_sent
-        try:
-            return cursor, self._request(query, cursor, deadline, retry)
-        except _EndpointMissing as missing:
-            if cursor.endpoint == LIST_V2 and cursor.is_first_page:
-                fallback = Cursor(endpoint=LIST)
-                log(WARNING, "listV2 is missing at HARNESS_API_BASE; using the list endpoint")
-                return fallback, self._request(query, fallback, deadline, None)
-            raise missing.rejection from None
-        finally:
-            _notify_request_sent()
-
-    def parse(self, data: bytes, cursor: Cursor) -> Page:
-        """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
-        return parse_page(data, cursor, self._page_size)
-
-    def retry_malformed(
-        self,
-        retry: "JitteredRetry | None",
-        cursor: Cursor,
-        error: "MalformedPage",
-        deadline: Deadline,
-    ) -> "JitteredRetry":
-        """Count a malformed page against MAX_RETRIES and wait out its backoff."""
-        retry = retry or self._new_retry(deadline)
-        try:
-            retry = retry.increment("POST", self._url(cursor), error=error)
-        except MaxRetryError:
-            raise HarnessUnavailable(
-                f"Harness kept answering with a body that is not the expected JSON ({error}) "
-                f"through {self._max_retries} retries. The next run resumes from the checkpoint"
-            ) from None
-        retry.sleep()
-        return retry
-
-    def _request(
-        self, query: AuditQuery, cursor: Cursor, deadline: Deadline, retry: "JitteredRetry | None"
-    ) -> bytes:
-        url = self._url(cursor)
-        timeout = self._timeout(deadline)
-        self.calls += 1
+    def _attempt(
+        self, endpoint: str, query: AuditQuery, cursor: PageCursor, deadline: Deadline
+    ) -> Page:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise DeadlineReached("no time left for another request")
+        self.requests += 1
         try:
             response = self._pool.request(
                 "POST",
-                url,
+                self._url(endpoint, cursor),
                 body=query.body,
                 headers=self._headers,
-                retries=retry or self._new_retry(deadline),
-                timeout=timeout,
+                retries=False,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
+                timeout=urllib3.Timeout(
+                    connect=min(CONNECT_TIMEOUT_SECONDS, remaining),
+                    read=min(READ_TIMEOUT_SECONDS, remaining),
+                ),
             )
-        except MaxRetryError as exc:
-            raise HarnessUnavailable(
-                f"Harness did not answer usably after {self._max_retries} retries: "
-                f"{_describe(exc.reason)}. The next run resumes from the checkpoint; if "
-                "this persists, check HARNESS_API_BASE and Harness's status page"
-            ) from None
-        except HTTPError as exc:
-            raise HarnessUnavailable(f"request to Harness failed: {_describe(exc)}") from None
-        status = response.status
-        if 200 <= status < 300:
-            return response.data
+        except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
+            raise self._timed_out(exc, deadline) from None
+        except NewConnectionError as exc:
+            raise _Failed("connection", f"cannot connect: {_reason(exc)}") from None
+        except (HTTPError, OSError) as exc:
+            raise _Failed("connection", f"{type(exc).__name__}: {_reason(exc)}") from None
+        try:
+            status = response.status
+            success = 200 <= status < 300
+            limit = self._max_page_bytes if success else MAX_ERROR_BYTES
+            data = self._read(response, limit, deadline)
+            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        finally:
+            response.release_conn()
+        if success:
+            if encoding not in ("", "identity"):
+                raise _Failed(
+                    "malformed_body",
+                    f"the page came with Content-Encoding {encoding[:40]!r}, never asked for",
+                )
+            try:
+                return parse_page(data, endpoint=endpoint, cursor=cursor, page_size=self._page_size)
+            except MalformedPage as exc:
+                raise _Failed("malformed_body", f"HTTP {status} with a bad body: {exc}") from None
         if status in RETRYABLE_STATUSES:
-            raise HarnessUnavailable(
-                f"Harness answered HTTP {status} through {self._max_retries} retries "
-                f"({_error_summary(response.data)}). The next run resumes from the checkpoint"
+            cause = "http_429" if status == 429 else "http_5xx"
+            raise _Failed(
+                cause,
+                f"HTTP {status} ({error_summary(_decoded(data))})",
+                _retry_after(response.headers.get("Retry-After")),
             )
-        if status in (404, 405) and cursor.endpoint == LIST_V2:
-            raise _EndpointMissing(self._rejection(response))
-        raise self._rejection(response)
+        rejection = self._rejection(status, data)
+        if status in (404, 405) and endpoint == LIST_V2:
+            raise _EndpointMissing(rejection)
+        raise rejection
 
-    def _url(self, cursor: Cursor) -> str:
+    def _read(self, response, limit: int, deadline: Deadline) -> bytes:
+        """The body, read as it arrives: at most ``limit`` bytes, and never past the deadline
+        (a server trickling a byte at a time would otherwise reset the read timeout forever).
+        """
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            while True:
+                if deadline.remaining() <= 0:
+                    raise DeadlineReached("the deadline passed while Harness's answer arrived")
+                chunk = response.read1(_CHUNK_BYTES)
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > limit:
+                    raise _Failed("body_too_large", f"the answer is larger than {limit} bytes")
+                chunks.append(chunk)
+        except (ReadTimeoutError, TimeoutError) as exc:
+            raise self._timed_out(exc, deadline) from None
+        except (HTTPError, OSError) as exc:
+            raise _Failed("connection", f"the answer was cut: {_reason(exc)}") from None
+        finally:
+            if size > limit or deadline.remaining() <= 0:
+                response.close()
+
+    @staticmethod
+    def _timed_out(exc: BaseException, deadline: Deadline) -> Exception:
+        if deadline.remaining() <= 0:
+            return DeadlineReached("the deadline passed while waiting for Harness")
+        return _Failed("timeout", f"Harness did not answer in time ({type(exc).__name__})")
+
+    def _url(self, endpoint: str, cursor: PageCursor) -> str:
         params: dict = {"accountIdentifier": self._account_id, "pageSize": self._page_size}
-        if cursor.endpoint == LIST_V2:
+        if endpoint == LIST_V2:
             if cursor.token is not None:
                 params["pageToken"] = cursor.token
         else:
             params["pageIndex"] = cursor.index
-        return f"{self._api_base}{_PATHS[cursor.endpoint]}?{urlencode(params)}"
+        return f"{self._api_base}{PATHS[endpoint]}?{urlencode(params)}"
 
-    def _new_retry(self, deadline: Deadline) -> JitteredRetry:
-        """The retry policy of a run. Retry objects are never changed (increment returns a
-        new one), so one serves every request under the same deadline."""
-        cached = self._retry_cache
-        if cached is not None and cached[0] is deadline:
-            return cached[1]
-
-        def pause(seconds: float) -> None:
-            if seconds >= deadline.remaining():
-                raise DeadlineReached(f"a {seconds:.1f} s backoff would pass the deadline")
-            self._clock.sleep(seconds)
-
-        retry = JitteredRetry(
-            total=self._max_retries,
-            allowed_methods=frozenset({"POST"}),
-            status_forcelist=RETRYABLE_STATUSES,
-            backoff_factor=BACKOFF_BASE_SECONDS,
-            backoff_max=BACKOFF_MAX_SECONDS,
-            retry_after_max=RETRY_AFTER_MAX_SECONDS,
-            raise_on_status=False,
-            redirect=False,
-            pause=pause,
-            jitter=self._jitter,
-            observe=self._observe,
-        )
-        self._retry_cache = (deadline, retry)
-        return retry
-
-    def _observe(self, cause: str) -> None:
-        self.retries[cause] += 1
-        log(
-            WARNING,
-            "retrying a Harness request",
-            cause=cause,
-            retries_so_far=sum(self.retries.values()),
-        )
-
-    @staticmethod
-    def _timeout(deadline: Deadline) -> urllib3.Timeout:
-        remaining = deadline.remaining()
-        if remaining <= 0:
-            raise DeadlineReached("no time left for another request")
-        return urllib3.Timeout(
-            connect=min(CONNECT_TIMEOUT_SECONDS, max(remaining, 1.0)),
-            read=min(READ_TIMEOUT_SECONDS, max(remaining, 1.0)),
-        )
-
-    def _rejection(self, response) -> HarnessRejected:
-        code, message, correlation_id = _error_fields(response.data)
+    def _rejection(self, status: int, data: bytes) -> HarnessRejected:
+        code, message, correlation_id = error_fields(_decoded(data))
         return HarnessRejected(
-            response.status, code, message, correlation_id, _hint(response.status, self._account_id)
+            status, code, message, correlation_id, _hint(status, self._account_id)
         )
 
 
-class _EndpointMissing(Exception):
-    def __init__(self, rejection: HarnessRejected):
-        self.rejection = rejection
+def new_pool() -> urllib3.PoolManager:
+    """Connections to Harness, kept across the runs of an instance."""
+    return urllib3.PoolManager(maxsize=2)
 
 
-def _error_fields(data: bytes) -> tuple[str | None, str | None, str | None]:
+def _decoded(data: bytes) -> object:
     try:
-        payload = json.loads(data)
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header; HTTP dates and junk are ignored (backoff applies)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
     except ValueError:
-        return None, None, None
-    if not isinstance(payload, dict):
-        return None, None, None
-    return payload.get("code"), payload.get("message"), payload.get("correlationId")
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
 
 
-def _error_summary(data: bytes) -> str:
-    code, message, _ = _error_fields(data)
-    if code or message:
-        return f"{code}: {message}"
-    return "body is not Harness JSON"
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)[:300]
 
 
 def _hint(status: int, account_id: str) -> str:
@@ -377,9 +336,7 @@ def _hint(status: int, account_id: str) -> str:
         )
     if status == 400:
         return (
-            "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and "
-            "STATIC_FILTER. If the message names the page token, the saved token is no "
-            "longer accepted: see 'Reset the checkpoint' in the README"
+            "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and STATIC_FILTER"
         )
     if status in (404, 405):
         return (
@@ -389,11 +346,3 @@ def _hint(status: int, account_id: str) -> str:
     if 300 <= status < 400:
         return "HARNESS_API_BASE redirects: set it to the final https URL"
     return "Check HARNESS_API_BASE and the Harness status page"
-
-
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "unknown error"
-    if isinstance(exc, MaxRetryError | HTTPError) and getattr(exc, "reason", None):
-        return f"{type(exc).__name__}: {exc.reason}"
-    return f"{type(exc).__name__}: {exc}"

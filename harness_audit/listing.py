@@ -1,17 +1,12 @@
-"""The audit listing's shapes: the request body, cursors, pages, and how a page is decoded.
+"""The audit listing's shapes: the request body, where a page starts, and a decoded page.
 
 Pure: nothing here does I/O. The client sends what ``AuditQuery`` says and hands the body
-it gets back to ``parse_page``; the pager uses ``guess_next_cursor`` to send the next request
-before a page is decoded.
+it gets back to ``parse_page``. Which time range to ask for next is ``paging``'s business.
 """
 
-import functools
+import hashlib
 import json
-import re
 from dataclasses import dataclass
-from json.decoder import scanstring
-
-from urllib3.exceptions import ProtocolError
 
 LIST_V2 = "listV2"
 LIST = "list"
@@ -19,7 +14,7 @@ LIST = "list"
 
 @dataclass(frozen=True)
 class AuditQuery:
-    """The request body: fixed for a whole window, every page and every resumed run."""
+    """One request's filter: events stamped in ``[start_ms, end_ms]``, both inclusive."""
 
     start_ms: int
     end_ms: int
@@ -27,7 +22,7 @@ class AuditQuery:
     actions: tuple[str, ...] = ()
     static_filter: str | None = None
 
-    @functools.cached_property
+    @property
     def body(self) -> bytes:
         body: dict = {"filterType": "Audit", "startTime": self.start_ms, "endTime": self.end_ms}
         if self.modules:
@@ -40,174 +35,93 @@ class AuditQuery:
 
 
 @dataclass(frozen=True)
-class Cursor:
-    """Where the next page starts: a listV2 page token, or a page index on the list endpoint."""
+class PageCursor:
+    """Where a page starts within one query: a listV2 page token, or a list page index.
 
-    endpoint: str = LIST_V2
+    Time-driven paging always asks for the first page of a new range. Only a millisecond
+    holding more than a page is read page by page with the endpoint's own cursor.
+    """
+
     token: str | None = None
     index: int = 0
 
-    @property
-    def is_first_page(self) -> bool:
-        return self.token is None and self.index == 0
+
+FIRST_PAGE = PageCursor()
 
 
 @dataclass(frozen=True)
 class Page:
-    events: list
-    next_cursor: Cursor | None  # None: the window has no more pages
-    # Each event's JSON text exactly as Harness sent it (None where it spans lines).
-    sources: list[str | None] | None = None
+    items: list  # data.content as sent: normally AuditEvent objects, but nothing is trusted
+    has_more: bool  # a full page, or listV2's hasNext: the range may hold more
+    next_cursor: PageCursor | None  # the endpoint's own next page, when it names one
 
 
-class MalformedPage(ProtocolError):
+class MalformedPage(ValueError):
     """A 2xx whose body is not the JSON envelope we expect: a failed request, so retried."""
 
 
-def parse_page(data: bytes, cursor: Cursor, page_size: int) -> Page:
+def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, page_size: int) -> Page:
+    """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
     try:
-        payload, sources = decode_with_sources(data)
+        payload = json.loads(data)
     except UnicodeDecodeError as exc:
         raise MalformedPage(f"not UTF-8 at byte {exc.start}") from None
     except ValueError as exc:
         raise MalformedPage(f"invalid JSON: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("status") != "SUCCESS":
-        raise MalformedPage("no SUCCESS envelope")
+    except RecursionError:
+        raise MalformedPage("JSON nested too deeply to decode") from None
+    if not isinstance(payload, dict):
+        raise MalformedPage("not a JSON object")
+    status = payload.get("status")
+    if status != "SUCCESS":
+        raise MalformedPage(f"status is {status!r}, not SUCCESS ({error_summary(payload)})")
     page = payload.get("data")
-    content = page.get("content") if isinstance(page, dict) else None
-    if not isinstance(content, list):
+    items = page.get("content") if isinstance(page, dict) else None
+    if not isinstance(items, list):
         raise MalformedPage("data.content is not a list")
-    if cursor.endpoint == LIST_V2:
+    full = len(items) >= page_size
+    if endpoint == LIST_V2:
         token = page.get("pageToken")
-        if not page.get("hasNext"):
-            return Page(content, None, sources)
-        if not isinstance(token, str) or not token:
-            raise MalformedPage("hasNext is true but there is no pageToken")
-        return Page(content, Cursor(endpoint=LIST_V2, token=token), sources)
-    total_pages = page.get("totalPages")
-    if isinstance(total_pages, int):
-        has_next = cursor.index + 1 < total_pages
-    else:
-        has_next = len(content) >= page_size
-    next_cursor = Cursor(endpoint=LIST, index=cursor.index + 1) if has_next else None
-    return Page(content, next_cursor, sources)
+        has_next = page.get("hasNext") is True
+        named = has_next and isinstance(token, str) and bool(token)
+        return Page(items, full or has_next, PageCursor(token=token) if named else None)
+    # totalPages comes from a separate count on a secondary and can lag the pages: unused.
+    return Page(items, full, PageCursor(index=cursor.index + 1) if full else None)
 
 
-_ENVELOPE_TAIL_BYTES = 4096
-_HAS_NEXT = re.compile(rb'"hasNext"\s*:\s*(true|false)')
-_PAGE_TOKEN = re.compile(rb'"pageToken"\s*:\s*("(?:[^"\\]|\\.)*"|null)')
+def error_summary(payload: object) -> str:
+    """Harness's code and message from an error envelope, for logs and errors."""
+    code, message, _ = error_fields(payload)
+    if code or message:
+        return f"{code}: {message}"
+    return "body is not a Harness error envelope"
 
 
-def guess_next_cursor(data: bytes, cursor: Cursor) -> Cursor | None:
-    """The next listV2 cursor, read from the end of a page without decoding it.
+def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
+    """(code, message, correlationId) of a decoded error envelope; Nones where absent."""
+    if not isinstance(payload, dict):
+        return None, None, None
 
-    Harness writes the envelope's hasNext and pageToken after the content array, so the
-    last matches in the body's tail are the envelope's. This is only a guess, to send the
-    next request while this page is decoded: the decoded page is the truth, and a wrong
-    guess costs one discarded request, never a page.
+    def text(name: str) -> str | None:
+        value = payload.get(name)
+        return value if isinstance(value, str) else None
+
+    return text("code"), text("message"), text("correlationId")
+
+
+def event_identity(event: dict, fallback_ms: int) -> tuple[str, int]:
+    """(auditId, timestamp) of an event, whatever its layout.
+
+    An event without an auditId (never seen, but the spec does not promise one) gets a
+    content hash, so it is still written exactly once.
     """
-    if cursor.endpoint != LIST_V2:
-        return None
-    tail = data[-_ENVELOPE_TAIL_BYTES:]
-    has_next = _HAS_NEXT.findall(tail)
-    tokens = _PAGE_TOKEN.findall(tail)
-    if not has_next or has_next[-1] != b"true" or not tokens or tokens[-1] == b"null":
-        return None
-    try:
-        token = json.loads(tokens[-1])
-    except ValueError:
-        return None
-    return Cursor(endpoint=LIST_V2, token=token) if isinstance(token, str) and token else None
-
-
-_DECODER = json.JSONDecoder()
-_WHITESPACE = re.compile(r"[ \t\n\r]*")
-
-
-def decode_with_sources(data: bytes) -> tuple[object, list[str | None]]:
-    """Decode a page, keeping the exact text of each element of ``data.content``.
-
-    Writing that text instead of re-encoding the decoded event saves a JSON encode per
-    event (a third of the collector's CPU) and writes the event byte for byte as Harness
-    sent it. An element whose text spans lines gets None: it is re-encoded, compactly.
-    Raises ValueError for anything that is not one complete JSON document.
-    """
-    text = data.decode("utf-8")
-    sources: list[str | None] = []
-    # JSON strings cannot hold raw line breaks: without any in the body, no element spans
-    # lines and none needs checking.
-    single_line = b"\n" not in data and b"\r" not in data
-    value, end = _value(text, _skip(text, 0), ("data", "content"), (sources, single_line))
-    if _skip(text, end) != len(text):
-        raise ValueError(f"extra data at character {end}")
-    return value, sources
-
-
-def _skip(text: str, pos: int) -> int:
-    return _WHITESPACE.match(text, pos).end()
-
-
-def _value(text: str, pos: int, path: tuple, sources: tuple) -> tuple[object, int]:
-    """Decode the value at ``pos``; walk into objects along ``path``, whose last key names
-    the array whose elements' texts are collected."""
-    if not path or text[pos : pos + 1] != "{":
-        return _DECODER.raw_decode(text, pos)
-    result: dict = {}
-    pos = _skip(text, pos + 1)
-    if text[pos : pos + 1] == "}":
-        return result, pos + 1
-    while True:
-        if text[pos : pos + 1] != '"':
-            raise ValueError(f"expected a key at character {pos}")
-        key, pos = scanstring(text, pos + 1)
-        pos = _skip(text, pos)
-        if text[pos : pos + 1] != ":":
-            raise ValueError(f"expected ':' at character {pos}")
-        pos = _skip(text, pos + 1)
-        if key != path[0]:
-            result[key], pos = _DECODER.raw_decode(text, pos)
-        elif len(path) > 1:
-            result[key], pos = _value(text, pos, path[1:], sources)
-        else:
-            result[key], pos = _array_with_sources(text, pos, sources)
-        pos = _skip(text, pos)
-        if text[pos : pos + 1] == "}":
-            return result, pos + 1
-        if text[pos : pos + 1] != ",":
-            raise ValueError(f"expected ',' or '}}' at character {pos}")
-        pos = _skip(text, pos + 1)
-
-
-def _array_with_sources(text: str, pos: int, collect: tuple) -> tuple[object, int]:
-    if text[pos : pos + 1] != "[":
-        return _DECODER.raw_decode(text, pos)  # not a list: the caller reports it
-    sources, single_line = collect
-    items: list = []
-    sources.clear()
-    scan = _DECODER.scan_once  # raw_decode without its Python frame: this loop is the hot path
-    pos = _skip(text, pos + 1)
-    if text[pos : pos + 1] == "]":
-        return items, pos + 1
-    while True:
-        try:
-            item, end = scan(text, pos)
-        except StopIteration as stop:
-            raise json.JSONDecodeError("Expecting value", text, stop.value) from None
-        items.append(item)
-        source = text[pos:end]
-        if single_line or ("\n" not in source and "\r" not in source):
-            sources.append(source)
-        else:
-            sources.append(None)
-        # Compact JSON (what Harness sends) needs no whitespace skipping: look first.
-        separator = text[end : end + 1]
-        if separator not in (",", "]"):
-            end = _skip(text, end)
-            separator = text[end : end + 1]
-        if separator == "]":
-            return items, end + 1
-        if separator != ",":
-            raise ValueError(f"expected ',' or ']' at character {end}")
-        pos = end + 1
-        if text[pos : pos + 1] != "{":
-            pos = _skip(text, pos)
+    audit_id = event.get("auditId") or event.get("auditEventId")
+    if not isinstance(audit_id, str) or not audit_id:
+        digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
+        audit_id = "sha256:" + digest[:32]
+    timestamp = event.get("timestamp", event.get("auditEventTime"))
+    if isinstance(timestamp, str) and timestamp.isdigit():
+        timestamp = int(timestamp)
+    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+        timestamp = fallback_ms
+    return audit_id, timestamp

@@ -1,46 +1,48 @@
-"""One run: read the checkpoint, page the window, write parts, checkpoint after each.
+"""One run: read the checkpoint, page the window by time, write parts, checkpoint after each.
 
-Order of effects, which is what makes a crash at any point lossless and duplicate-free:
+One plain loop in the invocation's thread. Its order of effects is what makes a crash at
+any point lossless and duplicate-free:
 
 1. Read the checkpoint; a live lease held by another run ends this one, untouched.
 2. Fetch the first page. A rejected key or a Harness outage ends the run here, with
    nothing written and the checkpoint untouched.
 3. Take the lease (a write under the generation read in 1).
-4. Page on. When the buffer would pass MAX_OBJECT_MB, write it as a part (create-only),
-   then checkpoint the cursor of the first page not in it. Never the other way round.
-   A writer thread does this, part after part in order, while paging goes on.
+4. Page on. When the next event would take the part past MAX_OBJECT_MB, write the part
+   (create-only), then checkpoint the position just after its last event. Never the other
+   way round.
 5. At the end of the window, or at the deadline, write the rest and checkpoint: the
-   window's end becomes the watermark, or the cursor is kept for the next run.
+   window's end becomes the watermark, or the position is kept for the next run.
 """
 
 import json
+import logging
 import uuid
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
-from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
-from harness_audit.clock import Clock, Deadline, write_reserve_seconds
+from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore, Snapshot
+from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
 from harness_audit.config import Config
-from harness_audit.errors import CollectorError, DeadlineReached, LeaseHeld, LeaseLost
-from harness_audit.harness_client import HarnessClient, new_pool
-from harness_audit.layout import OutputFormat, layout_function
-from harness_audit.listing import AuditQuery, Cursor, Page
-from harness_audit.logs import log
-from harness_audit.pages import PrefetchingPages
-from harness_audit.sink import ObjectSink, PartBuffer, iso, object_name
-from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
-from harness_audit.window import (
-    Deduplicator,
-    complete_window,
-    event_identity,
-    plan_window,
-    tail_ids,
+from harness_audit.errors import (
+    CollectorError,
+    DeadlineReached,
+    HarnessInconsistent,
+    InternalError,
+    LeaseHeld,
+    LeaseLost,
+    NoProgress,
 )
+from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
+from harness_audit.layout import layout_function
+from harness_audit.listing import AuditQuery
+from harness_audit.logs import log
+from harness_audit.pacing import Pacer
+from harness_audit.paging import PagingInconsistent, Position, Step, read_page
+from harness_audit.sink import ObjectSink, PartBuffer, object_name
+from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
+from harness_audit.window import complete_window, plan_window, tail_ids
 
-INFO, WARNING = 20, 30
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+NOT_JSON = "not_json"  # a number JSON cannot carry (NaN, Infinity, 1e400)
 
 
 @dataclass
@@ -51,18 +53,20 @@ class RunSummary:
     resumed: bool = False
     events_written: int = 0
     duplicates_dropped: int = 0
+    events_rejected: Counter = field(default_factory=Counter)
     pages: int = 0
     requests: int = 0
     retries: Counter = field(default_factory=Counter)
     objects: list[str] = field(default_factory=list)
     watermark_ms: int | None = None
     lag_seconds: float | None = None
-    stopped_by: str = ""
+    stopped_by: str | None = None
 
     def fields(self) -> dict:
         return {
             "events_written": self.events_written,
             "duplicates_dropped": self.duplicates_dropped,
+            "events_rejected": dict(self.events_rejected),
             "pages": self.pages,
             "requests": self.requests,
             "retries": dict(self.retries),
@@ -77,29 +81,25 @@ class RunSummary:
         }
 
 
-def _encode_event(event: dict) -> str:
-    text = _ENCODER.encode(event)
+def encode_line(event: dict) -> bytes:
+    """Compact JSON, one line. NaN and Infinity are not JSON: ValueError."""
+    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     try:
-        text.encode()
+        return text.encode()
     except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape): keep it escaped
-        return _ASCII_ENCODER.encode(event)
-    return text
-
-
-def _wait(in_flight: Future | None) -> None:
-    """Let the part being written finish; raise what writing it raised."""
-    if in_flight is not None:
-        in_flight.result()
+        return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Collector:
-    """Everything a run needs that outlives it: configuration, clients, clock."""
+    """Everything a run needs that outlives it: configuration, clients, clock, pacing."""
 
     def __init__(self, config: Config, *, bucket, clock: Clock):
         self.config = config
         self._bucket = bucket
         self._clock = clock
-        self._pool = new_pool()  # connections to Harness, kept across runs of this instance
+        self._pool = new_pool()
+        self._pacer = Pacer(config.max_requests_per_minute, clock)
+        self._endpoint = EndpointChoice()
 
     def run(self) -> RunSummary:
         """One run. Safe to call from several threads at once: each run has its own state."""
@@ -111,6 +111,8 @@ class Collector:
             max_retries=self.config.max_retries,
             clock=self._clock,
             pool=self._pool,
+            pacer=self._pacer,
+            endpoint=self._endpoint,
         )
         checkpoints = CheckpointStore(
             self._bucket,
@@ -140,21 +142,23 @@ class _Run:
         self.owner = uuid.uuid4().hex
         self.summary = RunSummary()
         self.layout = layout_function(config.output_format)
-        self.verbatim = config.output_format is OutputFormat.API
         self.overlap_ms = config.overlap_seconds * 1000
-        # The checkpoint as last written and its generation (set once the lease is ours), and
-        # the window's progress: changed only by the thread that writes parts.
-        self.state: State | None = None
+        self.deadline = Deadline(
+            clock, config.max_run_seconds, write_reserve_seconds(config.max_run_seconds)
+        )
+        # The checkpoint as last written and its generation (set once the lease is ours).
+        # ``window.position`` is where the written parts end, not how far paging has read.
+        self.state = State()
         self.window: WindowProgress | None = None
         self.generation: int | None = None
+        # How far paging has read: everything before it is written, or in ``part``.
+        self.position: Position | None = None
+        self.part = PartBuffer()
+        self.pages_before = 0
+        self.reported: set[str] = set()
 
     def execute(self) -> RunSummary:
-        deadline = Deadline(
-            self.clock,
-            self.config.max_run_seconds,
-            write_reserve_seconds(self.config.max_run_seconds),
-        )
-        snapshot = self.checkpoints.load()
+        snapshot = self.checkpoints.load(self.clock.now_ms())
         now_ms = self.clock.now_ms()
         # Checked before any request to Harness: a second invocation touches nothing.
         self.checkpoints.ensure_free(snapshot.state, self.owner, now_ms)
@@ -173,27 +177,22 @@ class _Run:
         # Until this window completes, everything is delivered up to the last watermark
         # (or, on a first run, up to nothing before the window's start).
         summary.watermark_ms = state.watermark_ms or window.start_ms
-        log(
-            INFO,
-            "run started",
-            window_start=iso(window.start_ms),
-            window_end=iso(window.end_ms),
-            resumed=summary.resumed,
-            next_part=window.next_part,
-            checkpoint=self.checkpoints.uri,
-        )
+        self.state, self.window = state, window
+        self.position = window.position
+        self.pages_before = window.pages
         try:
-            self._page(snapshot, state, window, deadline)
-        except CollectorError as exc:
-            exc.summary = self._finish_summary()
+            self._collect(snapshot)
+        except CollectorError as failure:
+            summary.stopped_by = summary.stopped_by or "failure"
+            failure.summary = self._finish_summary()
             raise
         return self._finish_summary()
 
     def _adopt_guide_state(self, state: State, now_ms: int) -> State:
         since_ms = state.watermark_ms - self.overlap_ms
-        delivered = self.sink.ids_written_since(since_ms, now_ms)
+        delivered = self.sink.ids_written_since(since_ms, now_ms, self.deadline)
         log(
-            INFO,
+            logging.INFO,
             "continuing from the guide's checkpoint",
             since=iso(state.watermark_ms),
             window_start=iso(since_ms),
@@ -201,161 +200,225 @@ class _Run:
         )
         return replace(state, delivered=delivered)
 
-    def _page(self, snapshot, state: State, window: WindowProgress, deadline: Deadline):
-        query = AuditQuery(
-            window.start_ms,
-            window.end_ms,
-            self.config.modules,
-            self.config.actions,
-            self.config.static_filter,
-        )
-        dedup = Deduplicator(state.delivered, window.committed, window.ahead)
-        self.state, self.window = state, window
-        cursor: Cursor = window.cursor  # the first page not in a part handed to the writer
-        pages_done = window.pages
-        buffer = PartBuffer()
-        pages = PrefetchingPages(self.harness, query, cursor, deadline)
-        # Parts are uploaded (and checkpointed, in order) by a writer thread while paging
-        # goes on; one part at most waits for it, so memory stays at two parts.
-        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="part-writer")
-        in_flight: Future | None = None
+    def _collect(self, snapshot: Snapshot) -> None:
         try:
-            for fetched in pages:
+            if self.window.reread_parts:
+                self._read_back_parts()
+            while not self.position.done:
+                start_ms, end_ms, cursor = self.position.request()
+                page = self.harness.fetch(self._query(start_ms, end_ms), cursor, self.deadline)
                 if self.generation is None:
-                    # The window is saved with the lease, so that a run taking over after a
-                    # crash resumes this very window and finds the parts already written.
-                    self.state, self.generation = self.checkpoints.acquire(
-                        replace(state, window=window),
-                        snapshot.generation,
-                        self.owner,
-                        self.clock.now_ms(),
-                    )
-                batch = self._encode(fetched.page, dedup, window.end_ms)
-                if len(buffer) and buffer.size + batch.size > self.config.max_object_bytes:
-                    # The part ends before this page, so its checkpoint can point at it.
-                    if in_flight is not None:
-                        in_flight.result()
-                    in_flight = writer.submit(self._write, buffer, fetched.cursor, pages_done)
-                    buffer = PartBuffer()
-                buffer.extend(batch)
-                pages_done += 1
-                self.summary.pages += 1
-                cursor = fetched.page.next_cursor
-            _wait(in_flight)
-            self._write(buffer, None, pages_done)
-            self._complete()
-        except DeadlineReached:
-            self.summary.stopped_by = "deadline"
-            if self.generation is not None:
-                _wait(in_flight)
-                self._write(buffer, cursor, pages_done)
-                self._release()
-        except CollectorError as failure:
-            # Keep what was fetched: write it, checkpoint, free the lease, then fail.
-            if self.generation is not None and not isinstance(failure, LeaseHeld | LeaseLost):
+                    self._acquire(snapshot)
                 try:
-                    _wait(in_flight)
-                    self._write(buffer, cursor, pages_done)
-                    self._release()
-                except CollectorError as secondary:
-                    log(WARNING, "could not checkpoint after the failure", error=str(secondary))
+                    step = read_page(self.position, page)
+                except PagingInconsistent as exc:
+                    raise HarnessInconsistent(
+                        f"Harness sent a page that paging by time cannot trust: {exc}. Nothing "
+                        "from it was written and the checkpoint stays before it; if this "
+                        "persists, report it to Harness support"
+                    ) from None
+                self._take(step)
+                self.summary.pages += 1
+            self._write_part()
+            self._complete()
+        except DeadlineReached as reason:
+            self.summary.stopped_by = "deadline"
+            if self.generation is None:
+                raise NoProgress(
+                    f"MAX_RUN_SECONDS ran out before Harness answered a single page ({reason}; "
+                    f"last failure: {self.harness.last_failure or 'none'}). Nothing changed; "
+                    "the next run tries again"
+                ) from None
+            self._write_part()
+            self._save(release=True)
+        except (LeaseHeld, LeaseLost):
             raise
-        finally:
-            pages.close()
-            writer.shutdown(wait=True)
+        except CollectorError:
+            self._keep_what_was_fetched()
+            raise
+        except Exception as exc:
+            self._keep_what_was_fetched()
+            raise InternalError(
+                f"unexpected {type(exc).__name__}: {str(exc)[:500]}. What was fetched before "
+                "it is written and checkpointed; please report this"
+            ) from None
 
-    def _encode(self, page: Page, dedup: Deduplicator, end_ms: int) -> PartBuffer:
-        """The page's new events as JSONL: Harness's own text for each event in the API
-        layout, an encoding of the mapped event otherwise."""
-        lines: list[str] = []
-        ids: list[tuple[str, int]] = []
-        sources = page.sources if self.verbatim else None
-        is_new = dedup.is_new
-        for index, event in enumerate(page.events):
-            if not isinstance(event, dict):
-                continue
-            audit_id, timestamp = event.get("auditId"), event.get("timestamp")
-            if type(audit_id) is not str or not audit_id or type(timestamp) is not int:
-                audit_id, timestamp = event_identity(event, fallback_ms=end_ms)
-            if not is_new(audit_id):
-                self.summary.duplicates_dropped += 1
-                continue
-            source = sources[index] if sources else None
-            lines.append(source if source is not None else _encode_event(self.layout(event)))
-            ids.append((audit_id, timestamp))
-        batch = PartBuffer()
-        batch.add_lines(lines, ids)
-        return batch
+    def _keep_what_was_fetched(self) -> None:
+        """Write what was fetched, checkpoint, free the lease: the failure loses nothing."""
+        if self.generation is None:
+            return
+        try:
+            self._write_part()
+            self._save(release=True)
+        except CollectorError as secondary:
+            log(logging.WARNING, "could not checkpoint after the failure", error=str(secondary))
 
-    def _write(self, buffer: PartBuffer, cursor: Cursor | None, pages: int) -> None:
-        """Write the buffer as the next part(s), then checkpoint ``cursor`` (None: the window
-        is done, and _complete checkpoints). Runs in one thread at a time, in order."""
+    def _query(self, start_ms: int, end_ms: int) -> AuditQuery:
+        config = self.config
+        return AuditQuery(start_ms, end_ms, config.modules, config.actions, config.static_filter)
+
+    def _acquire(self, snapshot: Snapshot) -> None:
+        # The window is saved with the lease, so that a run taking over after a crash
+        # resumes this very window and finds the parts already written.
+        state = replace(self.state, window=self.window)
+        self.state, self.generation = self.checkpoints.acquire(
+            state, snapshot.generation, self.owner, self.clock.now_ms()
+        )
         window = self.window
-        part = window.next_part
-        # Grown in place: these maps hold up to an overlap's worth of ids, and copying them
-        # at every part would double that memory.
-        committed = window.committed
-        ahead = window.ahead
+        log(
+            logging.INFO,
+            "run started",
+            window_start=iso(window.start_ms),
+            window_end=iso(window.end_ms),
+            resumed=self.summary.resumed,
+            next_part=window.next_part,
+            checkpoint=self.checkpoints.uri,
+        )
+
+    def _read_back_parts(self) -> None:
+        """A version 1 window is read again from its top: first learn what its parts hold."""
+        window = self.window
+        for part in range(1, window.next_part):
+            if self.deadline.expired():
+                raise DeadlineReached("reading back the window's parts")
+            name = object_name(self.config.prefix, window.start_ms, window.end_ms, part)
+            window.ahead.update(self.sink.read_ids(name))
+        self.window = replace(window, reread_parts=False)
+
+    def _known(self, audit_id: str) -> bool:
+        window = self.window
+        return (
+            audit_id in self.state.delivered
+            or audit_id in window.committed
+            or audit_id in window.ahead
+        )
+
+    def _take(self, step: Step) -> None:
+        """Add the page's new events to the part, writing it whenever it is full."""
+        self._report(step)
+        self.summary.duplicates_dropped += step.repeats
+        limit = self.config.max_object_bytes
+        index = 0
+        try:
+            for index, taken in enumerate(step.events):
+                if self._known(taken.audit_id):
+                    self.summary.duplicates_dropped += 1
+                    continue
+                try:
+                    line = encode_line(self.layout(taken.event))
+                except ValueError:
+                    self._reject(NOT_JSON, 1, taken.audit_id)
+                    continue
+                if len(self.part) and self.part.size + len(line) + 1 > limit:
+                    self.position = step.position_after(index)
+                    self._write_part()
+                    self._save()
+                    if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
+                        self.summary.duplicates_dropped += 1
+                        continue
+                if len(line) + 1 > limit:
+                    log(
+                        logging.WARNING,
+                        "an event larger than MAX_OBJECT_MB is written alone in its part",
+                        audit_id=taken.audit_id,
+                        bytes=len(line) + 1,
+                    )
+                self.part.add(line, taken.audit_id, taken.timestamp)
+        except BaseException:
+            # The part holds exactly the events before this one: keep the two in step.
+            self.position = step.position_after(index)
+            raise
+        self.position = step.position
+
+    def _report(self, step: Step) -> None:
+        for reason, count in step.rejected.items():
+            self._reject(reason, count, step.rejected_sample)
+        burst = step.burst_done
+        if burst is not None:
+            log(
+                logging.WARNING,
+                f"{burst.events} events share one millisecond; it was read alone",
+                millisecond=iso(burst.ms),
+                timestamp_ms=burst.ms,
+                passes=burst.passes,
+                settled=burst.settled,
+            )
+
+    def _reject(self, reason: str, count: int, sample: str | None) -> None:
+        self.summary.events_rejected[reason] += count
+        if reason not in self.reported:  # once per reason and run: a hostile page repeats
+            self.reported.add(reason)
+            log(
+                logging.WARNING,
+                "items from Harness that cannot be trusted are not written",
+                reason=reason,
+                count=count,
+                sample=sample,
+            )
+
+    def _write_part(self) -> None:
+        """Write the part as the window's next part(s); the window's position becomes the
+        run's. The checkpoint is the caller's to save."""
+        part, position = self.part, self.position
+        window = self.window
+        number = window.next_part
         written = 0
         since_ms = window.end_ms - self.overlap_ms
-        if ahead:
-            # Pages encoded while an earlier part was being found already written hold
-            # events that part has: the writer is the one that knows, so it drops them.
-            remaining = buffer.without(ahead)
-            self.summary.duplicates_dropped += len(buffer) - len(remaining)
-            buffer = remaining
-        while len(buffer):
-            name = object_name(self.config.prefix, window.start_ms, window.end_ms, part)
+        while len(part):
+            name = object_name(self.config.prefix, window.start_ms, window.end_ms, number)
+            uri = self.sink.uri(name)
             if self.sink.create(
-                name, buffer, start_ms=window.start_ms, end_ms=window.end_ms, part=part
+                name, part, start_ms=window.start_ms, end_ms=window.end_ms, part=number
             ):
-                committed.update(tail_ids(buffer.ids, since_ms))
-                written += len(buffer)
-                self.summary.objects.append(self.sink.uri(name))
-                log(INFO, "wrote part", object=self.sink.uri(name), events=len(buffer), part=part)
-                part += 1
+                window.committed.update(tail_ids(part.ids, since_ms))
+                written += len(part)
+                self.summary.objects.append(uri)
+                log(logging.INFO, "wrote part", object=uri, events=len(part), part=number)
+                number += 1
                 break
             # An earlier attempt at this window wrote this part and died before its
             # checkpoint: deliver only what that part lacks, and remember what it holds.
             existing = self.sink.read_ids(name)
-            ahead.update(existing)
-            remaining = buffer.without(existing)
-            self.summary.duplicates_dropped += len(buffer) - len(remaining)
+            window.ahead.update(existing)
+            remaining = part.without(existing)
+            self.summary.duplicates_dropped += len(part) - len(remaining)
             log(
-                WARNING,
+                logging.WARNING,
                 "part already written by an earlier attempt; skipping what it holds",
-                object=self.sink.uri(name),
+                object=uri,
                 events_in_part=len(existing),
                 events_it_lacks=len(remaining),
             )
-            buffer = remaining
-            part += 1
+            part = remaining
+            number += 1
         self.summary.events_written += written
+        self.part = PartBuffer()
         self.window = replace(
             window,
-            cursor=cursor or window.cursor,
-            next_part=part,
-            pages=pages,
+            position=position,
+            next_part=number,
+            pages=self.pages_before + self.summary.pages,
             events_written=window.events_written + written,
         )
-        if cursor is not None:
-            now_ms = self.clock.now_ms()
-            state = replace(self.state, window=self.window)
-            self.state = self.checkpoints.renewed(state, self.owner, now_ms)
-            self.generation = self.checkpoints.save(self.state, self.generation, now_ms)
+
+    def _save(self, *, release: bool = False) -> None:
+        now_ms = self.clock.now_ms()
+        state = replace(self.state, window=self.window)
+        if release:
+            state = replace(state, lease=None)
+        else:
+            state = self.checkpoints.renewed(state, self.owner, now_ms)
+        self.generation = self.checkpoints.save(state, self.generation, now_ms)
+        self.state = state
 
     def _complete(self) -> None:
         done = complete_window(self.state, self.window, overlap_ms=self.overlap_ms)
         done = replace(done, lease=None)
         self.generation = self.checkpoints.save(done, self.generation, self.clock.now_ms())
+        self.state = done
         self.summary.window_complete = True
         self.summary.stopped_by = "window complete"
         self.summary.watermark_ms = self.window.end_ms
-
-    def _release(self) -> None:
-        self.generation = self.checkpoints.save(
-            replace(self.state, lease=None), self.generation, self.clock.now_ms()
-        )
 
     def _finish_summary(self) -> RunSummary:
         self.summary.requests = self.harness.requests

@@ -8,17 +8,15 @@ part the crashed attempt wrote, instead of writing its events a second time next
 import io
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 
 from harness_audit import __version__
+from harness_audit.clock import Deadline, iso, utc
+from harness_audit.errors import StorageUnavailable
 from harness_audit.gcs import CONDITIONAL_RETRY, PreconditionFailed, storage_errors
-from harness_audit.window import event_identity
+from harness_audit.listing import event_identity
 
 CONTENT_TYPE = "application/x-ndjson"
-
-
-def _stamp(epoch_ms: int) -> datetime:
-    return datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
 
 
 def _compact(moment: datetime) -> str:
@@ -27,15 +25,11 @@ def _compact(moment: datetime) -> str:
 
 def object_name(prefix: str, start_ms: int, end_ms: int, part: int) -> str:
     """``<prefix>/YYYY/MM/DD/harness-audit-<start>-<end>-<part>.jsonl``, sorting by time."""
-    start, end = _stamp(start_ms), _stamp(end_ms)
+    start, end = utc(start_ms), utc(end_ms)
     folder = f"{prefix}/" if prefix else ""
     return (
         f"{folder}{start:%Y/%m/%d}/harness-audit-{_compact(start)}-{_compact(end)}-{part:04d}.jsonl"
     )
-
-
-def iso(epoch_ms: int) -> str:
-    return _stamp(epoch_ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class PartBuffer:
@@ -50,14 +44,10 @@ class PartBuffer:
         self.ids: list[tuple[str, int]] = []
         self.size = 0
 
-    def add_lines(self, lines: list[str], ids: list[tuple[str, int]]) -> None:
-        if lines:
-            self.size += self._data.write(("\n".join(lines) + "\n").encode())
-            self.ids += ids
-
-    def extend(self, other: "PartBuffer") -> None:
-        self.size += self._data.write(other.data())
-        self.ids += other.ids
+    def add(self, line: bytes, audit_id: str, timestamp: int) -> None:
+        """One event's line, without its newline."""
+        self.size += self._data.write(line) + self._data.write(b"\n")
+        self.ids.append((audit_id, timestamp))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -115,14 +105,19 @@ class ObjectSink:
             data = self._bucket.blob(name).download_as_bytes()
         return _ids_in(data)
 
-    def ids_written_since(self, since_ms: int, until_ms: int) -> dict[str, int]:
+    def ids_written_since(self, since_ms: int, until_ms: int, deadline: Deadline) -> dict[str, int]:
         """Ids stamped at or after ``since_ms`` in objects under the prefix that were created
         since then, in the date folders both we and the guide's function use."""
         ids: dict[str, int] = {}
-        day = _stamp(since_ms).date()
-        last_day = _stamp(until_ms).date()
+        day = utc(since_ms).date()
+        last_day = utc(until_ms).date()
         with storage_errors("list earlier objects", self._bucket.name):
             while day <= last_day:
+                if deadline.expired():
+                    raise StorageUnavailable(
+                        f"reading the objects written since {iso(since_ms)} did not finish "
+                        "before MAX_RUN_SECONDS; the next run tries again"
+                    )
                 folder = f"{self._prefix}/{day:%Y/%m/%d}/" if self._prefix else f"{day:%Y/%m/%d}/"
                 for blob in self._bucket.list_blobs(prefix=folder):
                     created = blob.time_created

@@ -1,23 +1,14 @@
-"""Which time window a run reads, and which of its events are new. Pure: no I/O here.
+"""Which time window a run reads, and what it passes on when done. Pure: no I/O here.
 
-A window is ``[previous end - OVERLAP, now]``, chosen once and kept, with the same request
-body, for every page and every run that resumes it. The overlap re-reads the tail of the
-previous window so that records which became visible late are still fetched; the ids
-delivered in that tail are carried in the checkpoint so that re-reading writes nothing
-twice.
+A window is ``[previous end - OVERLAP, now]``, chosen once and kept for every run that
+resumes it. The overlap re-reads the tail of the previous window so that records which
+became visible late are still fetched; the ids delivered in that tail are carried in the
+checkpoint so that re-reading writes nothing twice.
 """
 
-import hashlib
-import json
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
-from harness_audit.state import State, WindowProgress
-
-# Within one window listV2's keyset tokens never repeat an event; the offset-paged list
-# endpoint does when records appear mid-paging (everything shifts down). Repeats land
-# within a few pages, so a bounded memory of recent ids catches them in flat memory.
-RECENT_IDS = 5_000
+from harness_audit.state import State, WindowProgress, new_window
 
 
 def plan_window(
@@ -27,52 +18,10 @@ def plan_window(
     if state.window is not None:
         return state.window
     if state.watermark_ms is None:
-        return WindowProgress(start_ms=now_ms - first_lookback_ms, end_ms=now_ms)
+        return new_window(now_ms - first_lookback_ms, now_ms)
     # A clock that went back must not make a window end before the last one did.
     end_ms = max(now_ms, state.watermark_ms)
-    return WindowProgress(start_ms=state.watermark_ms - overlap_ms, end_ms=end_ms)
-
-
-def event_identity(event: dict, fallback_ms: int) -> tuple[str, int]:
-    """(auditId, timestamp) of an event, whatever its layout.
-
-    An event without an auditId (never seen, but the spec does not promise one) gets a
-    content hash, so it is still written exactly once.
-    """
-    audit_id = event.get("auditId") or event.get("auditEventId")
-    if not isinstance(audit_id, str) or not audit_id:
-        digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
-        audit_id = "sha256:" + digest[:32]
-    timestamp = event.get("timestamp", event.get("auditEventTime"))
-    if isinstance(timestamp, str) and timestamp.isdigit():
-        timestamp = int(timestamp)
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        timestamp = fallback_ms
-    return audit_id, timestamp
-
-
-class Deduplicator:
-    """Says whether an event was already delivered: in the overlap, in parts another attempt
-    wrote, or earlier in this run."""
-
-    def __init__(self, *known: Mapping[str, int]):
-        # Kept by reference, empty ones too: the run grows the window's maps in place (ids
-        # found in parts an earlier attempt wrote), and those must count from then on.
-        self._known = list(known)
-        self._recent: set[str] = set()
-        self._recent_order: deque[str] = deque()
-
-    def is_new(self, audit_id: str) -> bool:
-        if audit_id in self._recent:
-            return False
-        for known in self._known:
-            if audit_id in known:
-                return False
-        self._recent.add(audit_id)
-        self._recent_order.append(audit_id)
-        if len(self._recent_order) > RECENT_IDS:
-            self._recent.discard(self._recent_order.popleft())
-        return True
+    return new_window(max(0, state.watermark_ms - overlap_ms), end_ms)
 
 
 def tail_ids(ids: Iterable[tuple[str, int]], since_ms: int) -> dict[str, int]:

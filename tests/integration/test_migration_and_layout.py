@@ -46,7 +46,7 @@ def test_guide_state_is_continued_without_gap_or_duplicate(start_instance, harne
     everything = delivered_by_guide + missed_by_guide + after
     # The state object sits under the prefix here (as the guide put it): skip it.
     state = state_of(bucket, "harness/audit/state.json")
-    assert state["version"] == 1 and state["watermark_ms"] == t0
+    assert state["version"] == 2 and state["watermark_ms"] == t0
     bucket.blob("harness/audit/state.json").delete()
     assert_exactly_once(bucket, [event["auditId"] for event in everything])
 

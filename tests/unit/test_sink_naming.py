@@ -1,4 +1,5 @@
-from harness_audit.sink import PartBuffer, _ids_in, iso, object_name
+from harness_audit.clock import iso
+from harness_audit.sink import PartBuffer, _ids_in, object_name
 
 
 def test_object_names_are_deterministic_and_sort_by_time():
@@ -26,8 +27,8 @@ def test_iso():
 
 def test_buffer_without_known_ids():
     buffer = PartBuffer()
-    buffer.add_lines(["line0", "line1"], [("id0", 0), ("id1", 1)])
-    buffer.add_lines(["line2", "line3"], [("id2", 2), ("id3", 3)])
+    for number in range(4):
+        buffer.add(f"line{number}".encode(), f"id{number}", number)
     assert buffer.size == 24 and len(buffer) == 4
     kept = buffer.without({"id1": 1, "id3": 3})
     assert kept.data() == b"line0\nline2\n"
@@ -36,9 +37,8 @@ def test_buffer_without_known_ids():
     assert buffer.data() == b"line0\nline1\nline2\nline3\n"
 
 
-def test_empty_pages_add_nothing():
+def test_a_new_buffer_is_empty():
     buffer = PartBuffer()
-    buffer.add_lines([], [])
     assert buffer.data() == b"" and len(buffer) == 0 and buffer.size == 0
 
 

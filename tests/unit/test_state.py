@@ -3,7 +3,7 @@ import json
 import pytest
 
 from harness_audit.errors import StateCorrupt
-from harness_audit.listing import LIST, Cursor
+from harness_audit.paging import NEWEST_FIRST, Position
 from harness_audit.state import (
     ORIGIN_GUIDE,
     Lease,
@@ -26,7 +26,9 @@ def test_full_state_roundtrips():
     window = WindowProgress(
         start_ms=100,
         end_ms=900,
-        cursor=Cursor(token="tok/+=?&"),
+        position=Position(
+            100, 700, NEWEST_FIRST, frozenset({"e1", "e2"}), 650, 2, True, pending=((1, 5),)
+        ),
         next_part=3,
         pages=7,
         events_written=650,
@@ -42,14 +44,22 @@ def test_full_state_roundtrips():
     assert roundtrip(state) == state
 
 
-def test_list_endpoint_cursor_roundtrips():
-    window = WindowProgress(start_ms=1, end_ms=2, cursor=Cursor(endpoint=LIST, index=4))
-    assert roundtrip(State(window=window)).window.cursor == Cursor(endpoint=LIST, index=4)
+def test_version_1_window_is_read_again_from_its_top():
+    v1 = (
+        b'{"version": 1, "watermark_ms": 50, "delivered": {}, "window": {"start_ms": 10, '
+        b'"end_ms": 90, "endpoint": "listV2", "page_token": "tok", "page_index": 0, '
+        b'"next_part": 3, "pages": 7, "events_written": 650, "committed": {"a": 85}, '
+        b'"ahead": {}}, "lease": null}'
+    )
+    window = decode_state(v1).window
+    assert window.position == Position(10, 90)
+    assert window.next_part == 3 and window.reread_parts is True
+    assert window.committed == {"a": 85}
 
 
 def test_encoding_is_compact_json_with_version():
     document = json.loads(encode_state(State(watermark_ms=5), updated_ms=9, version="1.2.3"))
-    assert document["version"] == 1
+    assert document["version"] == 2
     assert document["collector_version"] == "1.2.3"
     assert document["updated_ms"] == 9
 
@@ -76,7 +86,8 @@ def test_guide_format_is_migrated(document, pageToken):
         (b"{truncated", "not valid JSON"),
         (b"\xff\xfe", "not valid JSON"),
         (b"[]", "not a JSON object"),
-        (b'{"version": 2}', "version is 2"),
+        (b'{"version": 3}', "version is 3"),
+        (b'{"version": true}', "version is True"),
         (b'{"hello": 1}', "version is None"),
         (b'{"since": "yesterday"}', "'since' is 'yesterday'"),
         (b'{"since": -5}', "not epoch milliseconds"),
@@ -88,13 +99,13 @@ def test_guide_format_is_migrated(document, pageToken):
         (
             b'{"version": 1, "window": {"start_ms": 9, "end_ms": 1, "endpoint": "listV2", '
             b'"page_index": 0, "next_part": 1, "pages": 0, "events_written": 0}}',
-            "inconsistent",
+            "ends before it starts",
         ),
-        (
-            b'{"version": 1, "window": {"start_ms": 1, "end_ms": 2, "endpoint": "v3", '
-            b'"page_index": 0, "next_part": 1, "pages": 0, "events_written": 0}}',
-            "endpoint",
-        ),
+        (b'{"version": 1, "watermark_ms": 1e16}', "wrong type"),
+        (b'{"version": 1, "watermark_ms": 300000000000000000}', "1970 to 9999"),
+        (b'{"version": 1, "watermark_ms": -5}', "1970 to 9999"),
+        (b'{"since": 10000000000000000}', "not epoch milliseconds"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON"),
     ],
 )
 def test_invalid_state_says_why(data, reason):

@@ -1,15 +1,9 @@
 import pytest
 
-from harness_audit.listing import Cursor
+from harness_audit.listing import event_identity
+from harness_audit.paging import Position
 from harness_audit.state import State, WindowProgress
-from harness_audit.window import (
-    RECENT_IDS,
-    Deduplicator,
-    complete_window,
-    event_identity,
-    plan_window,
-    tail_ids,
-)
+from harness_audit.window import complete_window, plan_window, tail_ids
 
 MIN = 60_000
 NOW = 1_749_564_000_000
@@ -29,11 +23,11 @@ NOW = 1_749_564_000_000
 def test_new_window_bounds(state, expected):
     window = plan_window(state, NOW, overlap_ms=10 * MIN, first_lookback_ms=60 * MIN)
     assert (window.start_ms, window.end_ms) == expected
-    assert window.cursor == Cursor() and window.next_part == 1
+    assert window.position == Position(*expected) and window.next_part == 1
 
 
 def test_unfinished_window_is_resumed_unchanged():
-    unfinished = WindowProgress(start_ms=1, end_ms=2, cursor=Cursor(token="t"), next_part=4)
+    unfinished = WindowProgress(start_ms=1, end_ms=2, position=Position(1, 1), next_part=4)
     state = State(watermark_ms=0, window=unfinished)
     assert plan_window(state, NOW, overlap_ms=0, first_lookback_ms=MIN) is unfinished
 
@@ -58,29 +52,6 @@ def test_event_without_id_gets_a_stable_content_hash():
     assert first == again and first[0].startswith("sha256:") and first != other
 
 
-def test_dedup_against_known_and_recent():
-    dedup = Deduplicator({"old": 1}, {}, {"ahead": 2})
-    assert not dedup.is_new("old")
-    assert not dedup.is_new("ahead")
-    assert dedup.is_new("fresh")
-    assert not dedup.is_new("fresh")
-
-
-def test_dedup_sees_known_maps_grown_after_it_was_made():
-    ahead: dict[str, int] = {}
-    dedup = Deduplicator({}, ahead)
-    ahead["found-in-an-earlier-part"] = 3
-    assert not dedup.is_new("found-in-an-earlier-part")
-
-
-def test_recent_memory_is_bounded():
-    dedup = Deduplicator()
-    for number in range(RECENT_IDS + 10):
-        assert dedup.is_new(str(number))
-    assert dedup.is_new("0")  # forgotten: the bound holds memory flat
-    assert not dedup.is_new(str(RECENT_IDS + 9))
-
-
 def test_tail_ids():
     assert tail_ids([("a", 1), ("b", 5), ("c", 9)], 5) == {"b": 5, "c": 9}
 
@@ -89,6 +60,7 @@ def test_complete_window_keeps_every_id_in_the_next_overlap():
     window = WindowProgress(
         start_ms=1_000,
         end_ms=2_000,
+        position=Position(1_000, 999),
         committed={"w1": 1_950, "w2": 1_900},
         ahead={"x1": 1_990, "x_old": 1_100},
     )

@@ -1,0 +1,36 @@
+"""Pacing: requests to Harness spaced evenly below its rate limit.
+
+Harness publishes 400 calls a minute per API key, enforced at its edge with a 429 that
+carries no Retry-After. Bouncing off that limit costs a backoff per 429; spacing requests
+``60 / MAX_REQUESTS_PER_MINUTE`` seconds apart never meets it, retries included, so a long
+backlog drains at the full allowed pace. One pacer serves an instance: a run that starts
+right after another on the same instance keeps the spacing.
+"""
+
+import threading
+
+from harness_audit.clock import Clock, Deadline
+from harness_audit.errors import DeadlineReached
+
+
+class Pacer:
+    def __init__(self, requests_per_minute: int, clock: Clock):
+        # 0: no pacing (a self-managed installation without the edge throttle, benchmarks).
+        self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self._clock = clock
+        self._next_slot: float | None = None
+        self._lock = threading.Lock()
+
+    def wait(self, deadline: Deadline) -> None:
+        """Wait for the next request's slot; DeadlineReached if it comes too late."""
+        if not self._interval:
+            return
+        with self._lock:
+            now = self._clock.monotonic()
+            slot = now if self._next_slot is None else max(now, self._next_slot)
+            delay = slot - now
+            if delay and delay >= deadline.remaining():
+                raise DeadlineReached(f"the next request's slot is {delay:.2f} s away")
+            self._next_slot = slot + self._interval
+        if delay:
+            self._clock.sleep(delay)

@@ -111,6 +111,9 @@ def environment(monkeypatch, bucket, harness):
         "OVERLAP_SECONDS",
         "MAX_OBJECT_MB",
         "OUTPUT_FORMAT",
+        "MAX_REQUESTS_PER_MINUTE",
+        "TRIGGER_TOPIC",
+        "ALERT_LAG_MINUTES",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

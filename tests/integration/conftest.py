@@ -114,6 +114,8 @@ def environment(monkeypatch, bucket, harness):
         "OVERLAP_SECONDS",
         "MAX_OBJECT_MB",
         "OUTPUT_FORMAT",
+        "TRIGGER_TOPIC",
+        "ALERT_LAG_MINUTES",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

@@ -1,6 +1,12 @@
 import pytest
 
-from harness_audit.config import DEFAULT_STATE_KEY, load_config
+from harness_audit.config import (
+    DEFAULT_STATE_KEY,
+    MAX_OBJECT_NAME_BYTES,
+    MAX_PREFIX_BYTES,
+    Config,
+    load_config,
+)
 from harness_audit.errors import ConfigError
 from harness_audit.layout import OutputFormat
 
@@ -34,7 +40,16 @@ def test_defaults():
     assert (config.overlap_seconds, config.max_object_bytes) == (600, 8_000_000)
     assert config.output_format is OutputFormat.API
     assert config.modules == () and config.actions == () and config.static_filter is None
+    assert (config.max_requests_per_minute, config.alert_lag_minutes) == (360, 180)
+    assert config.trigger_topic is None
     assert config.warnings == ()
+
+
+def test_defaults_are_defined_once():
+    # The dataclass's defaults are the ones load_config applies: one source of truth.
+    assert config_with() == Config(
+        account_id=BASE["HARNESS_ACCOUNT_ID"], api_key=KEY, bucket=BASE["GCS_BUCKET"]
+    )
 
 
 def test_api_key_is_hidden_from_repr_and_stripped():
@@ -136,3 +151,184 @@ def test_state_key_under_prefix_warns(prefix, state_key, warns):
     assert bool(config.warnings) is warns
     if warns:
         assert "STATE_KEY" in config.warnings[0] and "outside the prefix" in config.warnings[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "attribute", "expected"),
+    [
+        ("MAX_REQUESTS_PER_MINUTE", "0", "max_requests_per_minute", 0),
+        ("MAX_REQUESTS_PER_MINUTE", "1000", "max_requests_per_minute", 1000),
+        ("MAX_REQUESTS_PER_MINUTE", " 120 ", "max_requests_per_minute", 120),
+        ("ALERT_LAG_MINUTES", "1", "alert_lag_minutes", 1),
+        ("ALERT_LAG_MINUTES", "525600", "alert_lag_minutes", 525_600),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/abc", "trigger_topic", None),
+        ("TRIGGER_TOPIC", "projects/abcdef/topics/Abc-_.~+%9", "trigger_topic", None),
+        (
+            "TRIGGER_TOPIC",
+            "projects/a23456789012345678901234567890/topics/t" + "x" * 254,
+            "trigger_topic",
+            None,
+        ),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/Google-audit", "trigger_topic", None),
+        ("GCS_PREFIX", "/audit/harness/", "prefix", "audit/harness"),
+        ("GCS_PREFIX", "//", "prefix", ""),
+        ("GCS_PREFIX", "é" * (MAX_PREFIX_BYTES // 2), "prefix", "é" * (MAX_PREFIX_BYTES // 2)),
+        ("GCS_PREFIX", "audit/.hidden/x..y", "prefix", "audit/.hidden/x..y"),
+        ("STATE_KEY", "/harness/state.json", "state_key", "harness/state.json"),
+        ("STATE_KEY", "s" * MAX_OBJECT_NAME_BYTES, "state_key", "s" * MAX_OBJECT_NAME_BYTES),
+        ("STATE_KEY", "state/ünïcode state.json", "state_key", "state/ünïcode state.json"),
+        ("STATE_KEY", ".well-known/acme/state.json", "state_key", ".well-known/acme/state.json"),
+        ("HARNESS_API_BASE", "https://app.harness.io:443/gateway", "api_base", None),
+        ("HARNESS_API_BASE", "https://h.example:65535", "api_base", None),
+        ("HARNESS_API_BASE", "http://127.0.0.2:1", "api_base", None),
+        ("HARNESS_API_KEY", "pat.a!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", "api_key", None),
+    ],
+)
+def test_accepted_values(name, value, attribute, expected):
+    config = config_with(**{name: value})
+    if attribute:
+        # None: the value is kept as given (after stripping surrounding white space).
+        assert getattr(config, attribute) == (value.strip() if expected is None else expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        # New settings: range and form.
+        ("MAX_REQUESTS_PER_MINUTE", "-1", "from 0 to 1000"),
+        ("MAX_REQUESTS_PER_MINUTE", "1001", "0 turns pacing off"),
+        ("MAX_REQUESTS_PER_MINUTE", "1_000", "not a whole number"),
+        ("MAX_REQUESTS_PER_MINUTE", "6.5", "not a whole number"),
+        ("ALERT_LAG_MINUTES", "0", "from 1 to 525600 minutes"),
+        ("ALERT_LAG_MINUTES", "525601", "from 1 to 525600 minutes"),
+        ("ALERT_LAG_MINUTES", "three hours", "not a whole number"),
+        ("TRIGGER_TOPIC", "harness-trigger", "projects/<project-id>/topics/<topic-id>"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/", "projects/<project-id>/topics/<topic-id>"),
+        ("TRIGGER_TOPIC", "projects/my-proj/subscriptions/abc", "not a full topic name"),
+        ("TRIGGER_TOPIC", "//pubsub.googleapis.com/projects/my-proj/topics/abc", "full topic"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/a/b", "not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/short/topics/abc", "invalid project id"),
+        ("TRIGGER_TOPIC", "projects/" + "a" * 31 + "/topics/abc", "invalid project id"),
+        ("TRIGGER_TOPIC", "projects/My-Proj/topics/abc", "invalid project id"),
+        ("TRIGGER_TOPIC", "projects/1project/topics/abc", "invalid project id"),
+        ("TRIGGER_TOPIC", "projects/my-proj-/topics/abc", "invalid project id"),
+        ("TRIGGER_TOPIC", "projects/my_proj/topics/abc", "invalid project id"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab", "invalid topic id"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/" + "t" * 256, "invalid topic id"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/1abc", "invalid topic id"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab c", "invalid topic id"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab$c", "invalid topic id"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/google-audit", "reserves"),
+        # GCS object naming rules for the prefix.
+        ("GCS_PREFIX", "a" * (MAX_PREFIX_BYTES + 1), "keep it to 900 bytes"),
+        ("GCS_PREFIX", "é" * (MAX_PREFIX_BYTES // 2 + 1), "902 bytes long"),
+        ("GCS_PREFIX", "audit\nharness", "control character"),
+        ("GCS_PREFIX", "audit\rharness", "control character"),
+        ("GCS_PREFIX", "audit\x00harness", "control character"),
+        ("GCS_PREFIX", "audit\tharness", "control character"),
+        ("GCS_PREFIX", "audit\x7fharness", "control character"),
+        ("GCS_PREFIX", "audit\u200bharness", "control character"),
+        ("GCS_PREFIX", "audit\udcffharness", "not valid UTF-8"),
+        ("GCS_PREFIX", "audit/../harness", "'..' path segment"),
+        ("GCS_PREFIX", "./audit", "'..' path segment"),
+        ("GCS_PREFIX", "..", "'..' path segment"),
+        ("GCS_PREFIX", ".well-known/acme-challenge", "reserves"),
+        ("GCS_PREFIX", "/.well-known/acme-challenge/x/", "reserves"),
+        # ... and for the state key, which must also name an object.
+        ("STATE_KEY", "/", "names a folder"),
+        ("STATE_KEY", "///", "names a folder"),
+        ("STATE_KEY", "harness/state/", "names a folder"),
+        ("STATE_KEY", "..", "'..' path segment"),
+        ("STATE_KEY", ".", "'..' path segment"),
+        ("STATE_KEY", "harness/./state.json", "'..' path segment"),
+        ("STATE_KEY", "harness/../state.json", "'..' path segment"),
+        ("STATE_KEY", "s" * (MAX_OBJECT_NAME_BYTES + 1), "keep it to 1024 bytes"),
+        ("STATE_KEY", "state\n.json", "control character"),
+        ("STATE_KEY", "state\x00.json", "control character"),
+        ("STATE_KEY", "state\udc80.json", "not valid UTF-8"),
+        ("STATE_KEY", ".well-known/acme-challenge/state.json", "reserves"),
+        # HARNESS_API_BASE: ports, characters, query, fragment, userinfo.
+        ("HARNESS_API_BASE", "https://app.harness.io:99999", "ports run from 1 to 65535"),
+        ("HARNESS_API_BASE", "https://app.harness.io:0", "ports run from 1 to 65535"),
+        ("HARNESS_API_BASE", "https://app.harness.io:http", "ports run from 1 to 65535"),
+        ("HARNESS_API_BASE", "https://[::1", "invalid host or port"),
+        ("HARNESS_API_BASE", "https://app.har\tness.io", "white space or control"),
+        ("HARNESS_API_BASE", "https://app.harness.io/ga teway", "white space or control"),
+        ("HARNESS_API_BASE", "https://app.harness.io\n/x", "white space or control"),
+        ("HARNESS_API_BASE", "https://app.harness.io\x00", "white space or control"),
+        ("HARNESS_API_BASE", "https://app.harness.io?", "must not carry"),
+        ("HARNESS_API_BASE", "https://app.harness.io/#", "must not carry"),
+        ("HARNESS_API_BASE", "https://app.harness.io/#top", "must not carry"),
+        ("HARNESS_API_BASE", "https://@app.harness.io", "must not carry"),
+        ("HARNESS_API_BASE", "https://user@app.harness.io", "must not carry"),
+        ("HARNESS_API_BASE", "https://app.harness.io\\@evil.example", "backslash"),
+        ("HARNESS_API_BASE", "https://app_harness!.io", "DNS name"),
+        ("HARNESS_API_BASE", "https://äpp.harness.io", "xn--"),
+        ("HARNESS_API_BASE", "https://", "not an http(s) URL"),
+        ("HARNESS_API_BASE", "app.harness.io", "not an http(s) URL"),
+        ("HARNESS_API_BASE", "http://10.0.0.1", "unencrypted"),
+        # Account id and filters: control characters.
+        ("HARNESS_ACCOUNT_ID", "Xk3pQ9\x00rTSv", "never has"),
+        ("HARNESS_ACCOUNT_ID", "Xk3pQ9\u200brTSv", "never has"),
+        ("HARNESS_ACCOUNT_ID", "Xk3p Q9rTSv", "never has"),
+        ("FILTER_MODULES", "CD,C\x00I", "'C\\x00I'"),
+        ("FILTER_ACTIONS", "CREATE\u200b", "'CREATE\\u200b'"),
+        ("FILTER_ACTIONS", "CREATE\nDELETE", "'CREATE\\nDELETE'"),
+        ("STATIC_FILTER", "EXCLUDE_LOGIN_EVENTS\x00", "EXCLUDE_LOGIN_EVENTS\\x00"),
+        ("PAGE_SIZE", "٣", "not a whole number"),
+    ],
+)
+def test_rejected_values_name_the_variable_the_problem_and_the_fix(name, value, expected):
+    message = problems_of(**{name: value})
+    assert name in message
+    assert expected in message
+    assert ": " in message.split(name, 1)[1], "every problem says how to fix it"
+
+
+@pytest.mark.parametrize("name", ["GCS_PREFIX", "STATE_KEY", "HARNESS_API_BASE"])
+def test_long_values_are_shown_cut(name):
+    message = problems_of(**{name: "x\n" + "y" * 5000})
+    assert len(message) < 1000
+    assert "5002 characters" in message
+
+
+def test_no_warning_about_names_that_are_already_wrong():
+    with pytest.raises(ConfigError) as caught:
+        config_with(GCS_PREFIX="/", STATE_KEY="..")
+    assert len(caught.value.problems) == 1
+
+
+# Not a real token; mixed-case so that no 4 characters of it occur in ordinary words.
+SECRET_HEAD, SECRET_TAIL = "pat.Qz7Wk9Xv.Jm4R", "t8YpLn2HcB6g"
+
+
+@pytest.mark.parametrize(
+    ("bad", "expected"),
+    [
+        ("é", "not printable ASCII (at position 18)"),
+        ("\u00a0", "white space inside it (at position 18)"),
+        ("\u2019", "not printable ASCII"),
+        ("中", "not printable ASCII"),
+        ("\u200b", "not printable ASCII"),
+        ("\x00", "not printable ASCII"),
+        ("\x7f", "not printable ASCII"),
+        ("\udcff", "not printable ASCII"),
+        ("\t", "white space inside it"),
+        (" ", "white space inside it"),
+        ("\n", "white space inside it"),
+        ("éé\n\x01\x02\x03\x04\x05", "at position 18, 19, 21, 22, 23 and 2 more"),
+    ],
+)
+def test_api_key_errors_never_quote_the_key(bad, expected):
+    key = SECRET_HEAD + bad + SECRET_TAIL
+    with pytest.raises(ConfigError) as caught:
+        # With other problems too: none of their messages may carry the key either.
+        config_with(HARNESS_API_KEY=key, PAGE_SIZE="0", GCS_PREFIX="..", TRIGGER_TOPIC="t")
+    error = caught.value
+    shown = " ".join([str(error), repr(error), *error.problems])
+    assert expected in shown
+    assert "HARNESS_API_KEY" in shown
+    assert bad.strip() == "" or bad not in shown
+    for size in range(4, len(key) + 1):
+        for start in range(len(key) - size + 1):
+            assert key[start : start + size] not in shown

@@ -1,14 +1,54 @@
 """A local stand-in for Harness's audit API, for integration tests, `make run` and benchmarks.
 
-It serves ``POST /audit/api/audits/listV2`` (keyset pages) and ``POST /audit/api/audits/list``
+It serves ``POST /audit/api/audits/listV2`` (token pages) and ``POST /audit/api/audits/list``
 (offset pages) over events you add, with Harness's auth, validation and error envelopes, plus
 injectable faults (429s, HTML 5xx pages, truncated or cut bodies, resets, latency).
 
 Stdlib only. Every event's JSON is encoded once when added; page bodies are joined bytes, and
-a listV2 page costs O(log n + page) (a bisect on the sorted keys), so 200,000 events at 100 per
-page are served in well under a second of simulator CPU.
+a listV2 keyset page costs O(log n + page) (a bisect on the sorted keys), so 200,000 events at
+100 per page are served in well under a second of simulator CPU.
 
     python -m devtools.harness_simulator --events 5000 --latency-ms 1 --port 8089
+
+Behaviours the real API may have (constructor keyword arguments; the defaults are the
+simulator's original behaviour; CLI flags in brackets):
+
+``order`` ("newest_first" | "oldest_first") [--order]
+    Order of the events in the pages of both endpoints: timestamp descending (Harness's
+    ``list``) or ascending.
+``ties`` ("stable" | "shuffled") [--ties], with ``seed`` (int, default 0) [--seed]
+    "stable" breaks timestamp ties on auditId, the same way on every request. "shuffled"
+    puts events sharing a timestamp in a fresh random order on every request (MongoDB with a
+    sort on timestamp only), drawn from ``random.Random(seed)``: offset paging (``list``, and
+    listV2 with offset tokens) then skips and repeats tied events across pages, as the real
+    service would. A keyset token needs a unique order, so keyset listV2 pages are still cut
+    on (timestamp, auditId); only the order of tied events inside each page is shuffled.
+``listv2_tokens`` ("keyset" | "offset") [--listv2-tokens]
+    What a listV2 ``pageToken`` holds: the last (timestamp, auditId) served, continued
+    strictly after it, or an offset into the request's result, re-sorted (and, with shuffled
+    ties, reshuffled) on every request, so records appearing or ties moving shift the pages.
+``count_lag_ms`` (int >= 0, default 0) [--count-lag-ms]
+    The ``list`` endpoint's ``totalItems``/``totalPages`` come from a separate count over
+    the events visible as of ``clock_ms() - count_lag_ms`` (Harness counts on a secondary):
+    they can be lower than what the pages hold.
+``throttle`` ((N, window_s) or None) [--throttle N/S]
+    At most N requests (any path) in any sliding window of window_s seconds on the
+    simulator's clock (``clock_ms``, so a fake clock works); beyond that the request is
+    answered 429 with an HTML body and no Retry-After, as Harness's Cloud Armor edge does.
+    Rejected requests do not use up the allowance. ``throttled`` counts the 429s sent; they
+    are recorded with ``fault="throttle"`` and consume no injected fault.
+``on_request`` (callable(n) or None)
+    Called with n, the number of requests so far to the two listing paths (1 for the first),
+    before each such request is answered; one call at a time, in order. It may call
+    ``add_events``; an exception drops that request's connection.
+
+``add_events(events, visible_at_ms=None, *, visible_after_requests=None)``: events are served
+once ``clock_ms() >= visible_at_ms``; with ``visible_after_requests=K`` they are also held
+back from the first K requests to the listing paths (whatever those requests are answered,
+throttled ones included) and become visible to request K+1 and later, as if added the moment
+it arrived. ``listing_requests`` is the count so far. Every request is recorded in
+``requests`` (path, query, JSON body with startTime/endTime, status, fault), the API key
+redacted.
 """
 
 from __future__ import annotations
@@ -23,6 +63,7 @@ import hmac
 import http
 import io
 import json
+import random
 import signal
 import socket
 import socketserver
@@ -46,7 +87,10 @@ __all__ = [
     "DEFAULT_API_KEY",
     "FAULT_KINDS",
     "LISTV2_PATH",
+    "LISTV2_TOKENS",
     "LIST_PATH",
+    "ORDERS",
+    "TIES",
     "HarnessSimulator",
     "RecordedRequest",
     "main",
@@ -57,6 +101,10 @@ DEFAULT_API_KEY = "sat.simAccount0000000000001.simtoken.simsecret"
 
 LISTV2_PATH = "/audit/api/audits/listV2"
 LIST_PATH = "/audit/api/audits/list"
+
+ORDERS = ("newest_first", "oldest_first")
+TIES = ("stable", "shuffled")
+LISTV2_TOKENS = ("keyset", "offset")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -173,6 +221,15 @@ class _Response(NamedTuple):
     body: bytes
     content_type: str
     headers: tuple[tuple[str, str], ...] = ()
+
+
+# Google's edge (Cloud Armor) rate-limit answer: HTML, no Retry-After.
+_THROTTLED = _Response(
+    429,
+    b"<!DOCTYPE html>\n<html lang=en>\n<meta charset=utf-8>\n<title>Error 429 (Too Many Requests)"
+    b"</title>\n<p><b>429.</b> <ins>That is an error.</ins>\n<p>Too many requests.\n",
+    _HTML,
+)
 
 
 def _correlation_id() -> str:
@@ -328,11 +385,13 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], sim: HarnessSimulator) -> None:
+    def __init__(
+        self, address: tuple[str, int], sim: HarnessSimulator, handler: type | None = None
+    ) -> None:
         self.sim = sim
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
+        super().__init__(address, handler or _Handler)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind calls socket.getfqdn(), a DNS lookup that can stall for
@@ -519,6 +578,13 @@ class HarnessSimulator:
         sleep: Callable[[float], None] | None = None,
         latency_s: float = 0.0,
         listv2_enabled: bool = True,
+        order: str = "newest_first",
+        ties: str = "stable",
+        seed: int = 0,
+        listv2_tokens: str = "keyset",
+        count_lag_ms: int = 0,
+        throttle: tuple[int, float] | None = None,
+        on_request: Callable[[int], None] | None = None,
     ) -> None:
         if not account_id:
             raise ValueError("account_id must not be empty")
@@ -526,6 +592,21 @@ class HarnessSimulator:
             raise ValueError("api_key must not be empty")
         if latency_s < 0:
             raise ValueError("latency_s must be >= 0")
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        if ties not in TIES:
+            raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
+        if listv2_tokens not in LISTV2_TOKENS:
+            raise ValueError(f"listv2_tokens must be one of {LISTV2_TOKENS}, got {listv2_tokens!r}")
+        if isinstance(count_lag_ms, bool) or not isinstance(count_lag_ms, int) or count_lag_ms < 0:
+            raise ValueError("count_lag_ms must be an int >= 0")
+        if throttle is not None:
+            limit, window_s = throttle
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ValueError("throttle's request count must be an int >= 1")
+            if not 0 < window_s < float("inf"):
+                raise ValueError("throttle's window must be a positive number of seconds")
+            throttle = (limit, float(window_s))
         self.account_id = account_id
         self._api_key = api_key
         self._api_key_bytes = api_key.encode()
@@ -534,11 +615,29 @@ class HarnessSimulator:
         self._real_time = sleep is None
         self.latency_s = latency_s
         self.listv2_enabled = listv2_enabled
+        self.order = order
+        self.ties = ties
+        self.listv2_tokens = listv2_tokens
+        self.count_lag_ms = count_lag_ms
+        self.throttle = throttle
+        self._oldest_first = order == "oldest_first"
+        self._shuffled = ties == "shuffled"
+        self._rng = random.Random(seed)
+        self._rng_lock = threading.Lock()
 
         self.requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
         self._faults: deque[str] = deque()
         self._faults_lock = threading.Lock()
+
+        self.throttled = 0  # 429s sent by the throttle
+        self._throttle_times: deque[int] = deque()  # accepted requests in the window
+        self._throttle_lock = threading.Lock()
+
+        self.listing_requests = 0  # requests so far to the two listing paths
+        self._on_request = on_request
+        self._pending: list[tuple[int, list[_Rec], set[str], int]] = []
+        self._listing_lock = threading.RLock()  # on_request may call add_events
 
         self._store_lock = threading.Lock()
         self._ids: set[str] = set()
@@ -553,76 +652,150 @@ class HarnessSimulator:
 
     # -- events ------------------------------------------------------------------------------
 
-    def add_events(self, events: Iterable[dict], visible_at_ms: int | None = None) -> None:
+    def add_events(
+        self,
+        events: Iterable[dict],
+        visible_at_ms: int | None = None,
+        *,
+        visible_after_requests: int | None = None,
+    ) -> None:
         """Store events; each is served once ``clock_ms() >= visible_at_ms`` (None: at once).
+
+        With ``visible_after_requests=K`` the events are also hidden from the first K requests
+        to the listing paths (counted from the simulator's start, whatever their answer) and
+        appear to request K+1 onwards, as if added when it arrived (for ``count_lag_ms``,
+        visible from then). K <= ``listing_requests`` already passed: visible at once.
 
         Every event needs a string ``auditId`` (unique across the simulator) and an integer
         ``timestamp``. The JSON is encoded now, so later changes to the dicts are not seen.
-        Thread-safe; may be called while the server runs.
+        Thread-safe; may be called while the server runs (or from ``on_request``).
         """
         if visible_at_ms is not None and (
             isinstance(visible_at_ms, bool) or not isinstance(visible_at_ms, int)
         ):
             raise ValueError("visible_at_ms must be an int (epoch ms) or None")
+        if visible_after_requests is not None and (
+            isinstance(visible_after_requests, bool)
+            or not isinstance(visible_after_requests, int)
+            or visible_after_requests < 0
+        ):
+            raise ValueError("visible_after_requests must be an int >= 0 or None")
         visible_at = _NEVER_HIDDEN if visible_at_ms is None else visible_at_ms
-        encode = _event_encoder()
         gc_was_enabled = gc.isenabled()
         gc.disable()  # many small tuples: the cyclic GC would rescan them over and over
         try:
-            new: list[_Rec] = []
-            batch_ids: set[str] = set()
-            for event in events:
-                audit_id = event.get("auditId")
-                ts = event.get("timestamp")
-                if not isinstance(audit_id, str) or not audit_id:
-                    raise ValueError(f"event without a string auditId: {event!r:.200}")
-                if isinstance(ts, bool) or not isinstance(ts, int):
-                    raise ValueError(f"event {audit_id} without an integer timestamp")
-                if audit_id in batch_ids:
-                    raise ValueError(f"duplicate auditId {audit_id} in the batch")
-                batch_ids.add(audit_id)
-                principal = (event.get("authenticationInfo") or {}).get("principal") or {}
-                new.append(
-                    _Rec(
-                        ts,
-                        audit_id,
-                        visible_at,
-                        event.get("module"),
-                        event.get("action"),
-                        principal.get("type"),
-                        encode(event),
-                    )
-                )
+            new, batch_ids = self._encode(events, visible_at)
             if not new:
                 return
-            new.sort()
+            if visible_after_requests is not None:
+                with self._listing_lock:
+                    if visible_after_requests > self.listing_requests:
+                        with self._store_lock:
+                            self._reserve(batch_ids)
+                        self._pending.append((visible_after_requests, new, batch_ids, visible_at))
+                        return
             with self._store_lock:
-                clash = batch_ids & self._ids
-                if clash:
-                    raise ValueError(f"auditId already stored: {sorted(clash)[:5]}")
-                old = self._snap
-                if old.recs and (new[0].ts, new[0].audit_id) > old.keys[-1]:
-                    recs = old.recs + new  # the common case: newer events appended
-                else:
-                    recs = sorted(old.recs + new)
-                visible_ats = old.visible_ats
-                if visible_at != _NEVER_HIDDEN and visible_at not in visible_ats:
-                    visible_ats = sorted([*visible_ats, visible_at])
-                self._snap = _Snapshot(
-                    generation=old.generation + 1,
-                    keys=[(r.ts, r.audit_id) for r in recs],
-                    ts=[r.ts for r in recs],
-                    recs=recs,
-                    visible_ats=visible_ats,
-                )
-                self._ids |= batch_ids
+                self._reserve(batch_ids)
+                self._insert(new, visible_at)
         finally:
             if gc_was_enabled:
                 gc.enable()
 
+    @staticmethod
+    def _encode(events: Iterable[dict], visible_at: int) -> tuple[list[_Rec], set[str]]:
+        encode = _event_encoder()
+        new: list[_Rec] = []
+        batch_ids: set[str] = set()
+        for event in events:
+            audit_id = event.get("auditId")
+            ts = event.get("timestamp")
+            if not isinstance(audit_id, str) or not audit_id:
+                raise ValueError(f"event without a string auditId: {event!r:.200}")
+            if isinstance(ts, bool) or not isinstance(ts, int):
+                raise ValueError(f"event {audit_id} without an integer timestamp")
+            if audit_id in batch_ids:
+                raise ValueError(f"duplicate auditId {audit_id} in the batch")
+            batch_ids.add(audit_id)
+            principal = (event.get("authenticationInfo") or {}).get("principal") or {}
+            new.append(
+                _Rec(
+                    ts,
+                    audit_id,
+                    visible_at,
+                    event.get("module"),
+                    event.get("action"),
+                    principal.get("type"),
+                    encode(event),
+                )
+            )
+        new.sort()
+        return new, batch_ids
+
+    def _reserve(self, batch_ids: set[str]) -> None:
+        """Claim the batch's auditIds (store lock held)."""
+        clash = batch_ids & self._ids
+        if clash:
+            raise ValueError(f"auditId already stored: {sorted(clash)[:5]}")
+        self._ids |= batch_ids
+
+    def _insert(self, new: list[_Rec], visible_at: int) -> None:
+        """Publish sorted records in a new snapshot (store lock held, ids reserved)."""
+        old = self._snap
+        if old.recs and (new[0].ts, new[0].audit_id) > old.keys[-1]:
+            recs = old.recs + new  # the common case: newer events appended
+        else:
+            recs = sorted(old.recs + new)
+        visible_ats = old.visible_ats
+        if visible_at != _NEVER_HIDDEN and visible_at not in visible_ats:
+            visible_ats = sorted([*visible_ats, visible_at])
+        self._snap = _Snapshot(
+            generation=old.generation + 1,
+            keys=[(r.ts, r.audit_id) for r in recs],
+            ts=[r.ts for r in recs],
+            recs=recs,
+            visible_ats=visible_ats,
+        )
+
+    def _count_listing_request(self) -> None:
+        """Count a request to a listing path; release held-back events; call on_request."""
+        with self._listing_lock:
+            self.listing_requests += 1
+            n = self.listing_requests
+            if self._pending:
+                due = [p for p in self._pending if p[0] < n]
+                if due:
+                    self._pending = [p for p in self._pending if p[0] >= n]
+                    now = self._clock_ms()
+                    for _, new, _, visible_at in due:
+                        at = max(visible_at, now)
+                        recs = [r._replace(visible_at=at) for r in new]
+                        with self._store_lock:
+                            self._insert(recs, at)
+            if self._on_request is not None:
+                self._on_request(n)
+
+    def _throttled(self) -> bool:
+        """True when this request is over the throttle's limit (it is then not counted)."""
+        if self.throttle is None:
+            return False
+        limit, window_s = self.throttle
+        now = self._clock_ms()
+        with self._throttle_lock:
+            times = self._throttle_times
+            horizon = now - window_s * 1000.0
+            while times and times[0] <= horizon:
+                times.popleft()
+            if len(times) >= limit:
+                self.throttled += 1
+                return True
+            times.append(now)
+            return False
+
     def event_count(self) -> int:
-        """How many events are stored (visible or not)."""
-        return len(self._snap.recs)
+        """How many events are stored (visible or not, held back for later requests too)."""
+        with self._listing_lock:
+            held = sum(len(p[1]) for p in self._pending)
+        return len(self._snap.recs) + held
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -745,7 +918,10 @@ class HarnessSimulator:
             except (ValueError, UnicodeDecodeError):
                 body_obj = None
 
-        fault = self._next_fault()
+        if path in (LISTV2_PATH, LIST_PATH):
+            self._count_listing_request()
+        throttled = self._throttled()
+        fault = "throttle" if throttled else self._next_fault()
 
         # Record before anything is written, so a client that has its answer always finds
         # the request in self.requests.
@@ -783,7 +959,10 @@ class HarnessSimulator:
         arrived: float,
     ) -> None:
         """Send the response (or misbehave as the fault says), recording it just before."""
-        if fault is None or fault.startswith("latency:"):
+        if fault == "throttle":  # the edge answers at once
+            record(429)
+            handler.send(_THROTTLED)
+        elif fault is None or fault.startswith("latency:"):
             if fault is not None:
                 self._sleep(float(fault.partition(":")[2]))
             resp = self._respond(handler.command, path, query, body, key_ok)
@@ -903,8 +1082,9 @@ class HarnessSimulator:
         now: int,
     ) -> _Response:
         snap = self._snap
-        lo, hi = _bounds(snap, flt)
         fhash = _filter_hash(body)
+        offset_tokens = self.listv2_tokens == "offset"
+        decoded: Any = None
         if token:  # an empty pageToken= is treated as absent
             with self._tokens_lock:
                 known = token in self._issued_tokens
@@ -912,40 +1092,32 @@ class HarnessSimulator:
                 decoded = json.loads(_b64url_decode(token)) if known else None
             except (ValueError, binascii.Error):
                 decoded = None
-            if (
-                not isinstance(decoded, dict)
-                or isinstance(decoded.get("ts"), bool)
-                or not isinstance(decoded.get("ts"), int)
-                or not isinstance(decoded.get("id"), str)
-                or not isinstance(decoded.get("f"), str)
-            ):
+            fields = (("o", int),) if offset_tokens else (("ts", int), ("id", str))
+            if not isinstance(decoded, dict) or not isinstance(decoded.get("f"), str):
                 raise _BadRequest("pageToken is not valid")
+            for name, kind in fields:
+                value = decoded.get(name)
+                if isinstance(value, bool) or not isinstance(value, kind):
+                    raise _BadRequest("pageToken is not valid")
             if decoded["f"] != fhash:
                 raise _BadRequest("pageToken does not match the request filter")
-            # Strictly after the token's key in (timestamp desc, auditId desc) order.
-            hi = min(hi, bisect_left(snap.keys, (decoded["ts"], decoded["id"])))
 
-        recs = snap.recs
-        page: list[_Rec] = []
-        want = page_size + 1  # one more than a page tells whether there is a next one
-        only_time = flt.modules is None and flt.actions is None
-        only_time = only_time and not (flt.exclude_login or flt.exclude_system)
-        for i in range(hi - 1, lo - 1, -1):
-            rec = recs[i]
-            if (rec.visible_at <= now) if only_time else _matches(rec, flt, now):
-                page.append(rec)
-                if len(page) == want:
-                    break
-        has_next = len(page) == want
-        if has_next:
-            page.pop()
+        if offset_tokens:
+            view = self._offset_view(snap, flt, now)
+            start = decoded["o"] if decoded else 0
+            page = [snap.recs[i] for i in self._page_slice(snap, view, start, page_size)]
+            has_next = start + page_size < len(view)
+            next_key = {"o": start + page_size} if has_next else None
+        else:
+            page, has_next = self._keyset_page(snap, flt, now, decoded, page_size)
+            next_key = {"ts": page[-1].ts, "id": page[-1].audit_id} if has_next else None
+            if self._shuffled:
+                page = self._shuffle_runs(page)
 
         next_token = None
-        if has_next:
-            last = page[-1]
-            next_token = _b64url(
-                _ENCODER.encode({"ts": last.ts, "id": last.audit_id, "f": fhash}).encode()
-            )
+        if next_key is not None:
+            next_key["f"] = fhash
+            next_token = _b64url(_ENCODER.encode(next_key).encode())
             with self._tokens_lock:
                 self._issued_tokens.add(next_token)
         out = b"".join(
@@ -965,8 +1137,86 @@ class HarnessSimulator:
         )
         return _Response(200, out, _JSON)
 
+    def _keyset_page(
+        self, snap: _Snapshot, flt: _Filter, now: int, decoded: dict | None, page_size: int
+    ) -> tuple[list[_Rec], bool]:
+        """The page after the token's (timestamp, auditId) in the simulator's order."""
+        lo, hi = _bounds(snap, flt)
+        if self._oldest_first:
+            if decoded is not None:
+                lo = max(lo, bisect_right(snap.keys, (decoded["ts"], decoded["id"])))
+            indexes: Iterable[int] = range(lo, hi)
+        else:
+            if decoded is not None:
+                hi = min(hi, bisect_left(snap.keys, (decoded["ts"], decoded["id"])))
+            indexes = range(hi - 1, lo - 1, -1)
+        recs = snap.recs
+        page: list[_Rec] = []
+        want = page_size + 1  # one more than a page tells whether there is a next one
+        only_time = flt.modules is None and flt.actions is None
+        only_time = only_time and not (flt.exclude_login or flt.exclude_system)
+        for i in indexes:
+            rec = recs[i]
+            if (rec.visible_at <= now) if only_time else _matches(rec, flt, now):
+                page.append(rec)
+                if len(page) == want:
+                    break
+        has_next = len(page) == want
+        if has_next:
+            page.pop()
+        return page, has_next
+
+    def _shuffle_runs(self, page: list[_Rec]) -> list[_Rec]:
+        """The page with each run of equal timestamps in a fresh random order."""
+        out: list[_Rec] = []
+        i, n = 0, len(page)
+        with self._rng_lock:
+            while i < n:
+                j = i + 1
+                while j < n and page[j].ts == page[i].ts:
+                    j += 1
+                run = page[i:j]
+                if len(run) > 1:
+                    self._rng.shuffle(run)
+                out.extend(run)
+                i = j
+        return out
+
+    def _page_slice(self, snap: _Snapshot, view: list[int], start: int, size: int) -> list[int]:
+        """``view[start:start + size]``; with shuffled ties, as cut from a fresh shuffle.
+
+        Each run of equal timestamps the page touches is shuffled whole and the page takes
+        its positions from it, so a run straddling a page boundary is split differently on
+        every request: O(page + the runs at its edges).
+        """
+        chosen = view[start : start + size]
+        if not self._shuffled or not chosen:
+            return chosen
+        recs = snap.recs
+        n = len(view)
+        end = start + len(chosen)
+        out: list[int] = []
+        i = start
+        with self._rng_lock:
+            while i < end:
+                t = recs[view[i]].ts
+                g0 = i
+                if i == start:
+                    while g0 > 0 and recs[view[g0 - 1]].ts == t:
+                        g0 -= 1
+                g1 = i + 1
+                while g1 < n and recs[view[g1]].ts == t:
+                    g1 += 1
+                run = view[g0:g1]
+                if len(run) > 1:
+                    self._rng.shuffle(run)
+                stop = min(g1, end)
+                out.extend(run[i - g0 : stop - g0])
+                i = stop
+        return out
+
     def _offset_view(self, snap: _Snapshot, flt: _Filter, now: int) -> list[int]:
-        """Indexes of matching visible events, newest first; cached while nothing changes."""
+        """Indexes of matching visible events in page order; cached while nothing changes."""
         epoch = bisect_right(snap.visible_ats, now)  # which events are visible at `now`
         key = (snap.generation, flt, epoch)
         with self._view_cache_lock:
@@ -976,7 +1226,8 @@ class HarnessSimulator:
                 return view
         lo, hi = _bounds(snap, flt)
         recs = snap.recs
-        view = [i for i in range(hi - 1, lo - 1, -1) if _matches(recs[i], flt, now)]
+        indexes = range(lo, hi) if self._oldest_first else range(hi - 1, lo - 1, -1)
+        view = [i for i in indexes if _matches(recs[i], flt, now)]
         with self._view_cache_lock:
             self._view_cache[key] = view
             while len(self._view_cache) > 16:
@@ -986,9 +1237,11 @@ class HarnessSimulator:
     def _list(self, page_size: int, page_index: int, flt: _Filter, now: int) -> _Response:
         snap = self._snap
         view = self._offset_view(snap, flt, now)
-        total = len(view)
-        start = page_index * page_size
-        chosen = view[start : start + page_size]
+        # The totals come from a count of their own, on a secondary that may lag.
+        total = len(
+            view if not self.count_lag_ms else self._offset_view(snap, flt, now - self.count_lag_ms)
+        )
+        chosen = self._page_slice(snap, view, page_index * page_size, page_size)
         recs = snap.recs
         out = b"".join(
             (
@@ -1016,15 +1269,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--account-id", default=DEFAULT_ACCOUNT_ID)
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--no-listv2", action="store_true", help="answer 404 on listV2")
+    parser.add_argument("--order", choices=ORDERS, default="newest_first")
+    parser.add_argument(
+        "--ties", choices=TIES, default="stable", help="order of events sharing a timestamp"
+    )
+    parser.add_argument("--listv2-tokens", choices=LISTV2_TOKENS, default="keyset")
+    parser.add_argument(
+        "--count-lag-ms", type=int, default=0, help="list totals count events visible this long ago"
+    )
+    parser.add_argument(
+        "--throttle",
+        metavar="N/S",
+        default=None,
+        help="answer 429 (no Retry-After) beyond N requests in any S seconds, e.g. 100/10",
+    )
     args = parser.parse_args(argv)
-    if args.events < 0 or args.latency_ms < 0:
-        parser.error("--events and --latency-ms must be >= 0")
+    if args.events < 0 or args.latency_ms < 0 or args.count_lag_ms < 0:
+        parser.error("--events, --latency-ms and --count-lag-ms must be >= 0")
+    throttle = None
+    if args.throttle is not None:
+        limit, sep, window = args.throttle.partition("/")
+        try:
+            throttle = (int(limit), float(window))
+            if not sep or throttle[0] < 1 or not 0 < throttle[1] < float("inf"):
+                raise ValueError
+        except ValueError:
+            parser.error("--throttle takes N/S: N >= 1 requests per S > 0 seconds")
 
     sim = HarnessSimulator(
         account_id=args.account_id,
         api_key=args.api_key,
         latency_s=args.latency_ms / 1000.0,
         listv2_enabled=not args.no_listv2,
+        order=args.order,
+        ties=args.ties,
+        seed=args.seed,
+        listv2_tokens=args.listv2_tokens,
+        count_lag_ms=args.count_lag_ms,
+        throttle=throttle,
     )
     now = time.time_ns() // 1_000_000
     sim.add_events(

@@ -3,7 +3,8 @@
 ``SAMPLE_EVENTS`` are the nine invented sample events the team modelled on Harness's
 published AuditEvent shape (fictitious ids, example.com emails, documentation IP ranges).
 ``generate_events`` produces any number of events in the same shape, deterministically for
-a seed. Nothing here is real Harness output.
+a seed; ``generate_burst`` makes many events stamped with one millisecond (one bulk change).
+Nothing here is real Harness output.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-__all__ = ["DEFAULT_ACCOUNT_ID", "SAMPLE_EVENTS", "generate_events"]
+__all__ = ["DEFAULT_ACCOUNT_ID", "SAMPLE_EVENTS", "generate_burst", "generate_events"]
 
 # The simulator's default account (see devtools.harness_simulator).
 DEFAULT_ACCOUNT_ID = "simAccount0000000000001"
@@ -711,4 +712,65 @@ def generate_events(
     finally:
         if gc_was_enabled:
             gc.enable()
+    return events
+
+
+def generate_burst(
+    count: int,
+    ts: int,
+    seed: int = 0,
+    *,
+    account_id: str = DEFAULT_ACCOUNT_ID,
+) -> list[dict]:
+    """Return ``count`` events all stamped ``ts``: one bulk change, audited once per member.
+
+    A role bound to a user group of ``count`` members (or a SCIM sync) by one actor in one
+    request: the same actor, client IP, module (CORE), action (ROLE_ASSIGNMENT_CREATED),
+    resource type (ROLE_ASSIGNMENT), role and resource group, scope; a distinct assignment
+    identifier and assigned user (``auditEventData.principal``) per event. Deterministic for
+    (count, ts, seed, account_id); oldest first like ``generate_events`` (sorted by auditId,
+    all timestamps being equal). ``auditId``s are ObjectId-like, with a machine value drawn
+    from their own seed stream, so they do not collide with ``generate_events``' in practice.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ValueError(f"count must be a non-negative int, got {count!r}")
+    if count > _MAX_COUNT:
+        raise ValueError(f"count must be at most {_MAX_COUNT}")
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 <= ts < 0xFFFFFFFF * 1000:
+        raise ValueError("ts must be an int (epoch ms) that fits an ObjectId's seconds field")
+    rng = random.Random(f"burst:{seed}")
+    machine = rng.getrandbits(40)
+    counter = rng.getrandbits(24)
+    actor = _pick(rng, _USERS)
+    auth = _user_auth(actor, rng)
+    ip = _USER_IP[actor[1]]
+    scope = _scope(rng, account_id, "any")
+    role = _pick(rng, ("_account_viewer", "_project_admin", "pipeline_operator"))
+    group = _pick(rng, ("_all_resources", "prod_resources"))
+    events: list[dict] = []
+    for n in range(count):
+        assignee = f"member{n:05d}@example.com"
+        events.append(
+            {
+                "auditId": f"{ts // 1000:08x}{machine:010x}{(counter + n) & 0xFFFFFF:06x}",
+                "resourceScope": dict(scope),
+                "httpRequestInfo": {"requestMethod": "POST"},
+                "requestMetadata": {"clientIP": ip},
+                "timestamp": ts,
+                "authenticationInfo": {
+                    "principal": dict(auth["principal"]),
+                    "labels": dict(auth["labels"]),
+                },
+                "module": "CORE",
+                "resource": {"type": "ROLE_ASSIGNMENT", "identifier": _ident22(rng)},
+                "action": "ROLE_ASSIGNMENT_CREATED",
+                "auditEventData": {
+                    "type": "RoleAssignmentAuditEventData",
+                    "roleIdentifier": role,
+                    "resourceGroupIdentifier": group,
+                    "principal": {"type": "USER", "identifier": assignee},
+                },
+            }
+        )
+    events.sort(key=lambda e: e["auditId"])
     return events

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from devtools import fake_clock
 from devtools.harness_simulator import (
     DEFAULT_ACCOUNT_ID,
     DEFAULT_API_KEY,
@@ -18,8 +19,9 @@ from devtools.harness_simulator import (
     LISTV2_PATH,
     HarnessSimulator,
     RecordedRequest,
+    main,
 )
-from devtools.sample_events import SAMPLE_EVENTS, generate_events
+from devtools.sample_events import SAMPLE_EVENTS, generate_burst, generate_events
 
 START = 1_749_560_400_000
 END = 1_749_564_000_000
@@ -620,3 +622,325 @@ def test_stop_closes_keep_alive_connections() -> None:
     c.close()
     with pytest.raises(RuntimeError):
         _ = s.url
+
+
+# -- behaviours the real API may have -----------------------------------------------------------
+
+BURST_TS = START + 1_800_000
+
+
+def ids(events: list[dict]) -> list[str]:
+    return [e["auditId"] for e in events]
+
+
+def list_page(client: Client, body: dict, index: int, size: int) -> dict:
+    status, _, data = client.post(LIST_PATH, body, pageIndex=index, pageSize=size)
+    assert status == 200, data
+    return json.loads(data)["data"]
+
+
+def offset_pages(client: Client, body: dict, size: int, pages: int) -> list[dict]:
+    """What a pager trusting list's offsets gets from `pages` pages."""
+    return [e for i in range(pages) for e in list_page(client, body, i, size)["content"]]
+
+
+def test_generate_burst() -> None:
+    burst = generate_burst(250, BURST_TS, seed=3)
+    assert burst == generate_burst(250, BURST_TS, seed=3)
+    assert ids(burst) != ids(generate_burst(250, BURST_TS, seed=4))
+    assert len(set(ids(burst))) == 250 and ids(burst) == sorted(ids(burst))
+    assert {e["timestamp"] for e in burst} == {BURST_TS}
+    assert {e["action"] for e in burst} == {"ROLE_ASSIGNMENT_CREATED"}
+    assert {e["resource"]["type"] for e in burst} == {"ROLE_ASSIGNMENT"}
+    assert len({e["resource"]["identifier"] for e in burst}) == 250
+    assert len({e["auditEventData"]["principal"]["identifier"] for e in burst}) == 250
+    actors = {json.dumps(e["authenticationInfo"], sort_keys=True) for e in burst}
+    assert len(actors) == 1
+    assert all(int(e["auditId"][:8], 16) == BURST_TS // 1000 for e in burst)
+    assert not set(ids(burst)) & set(ids(generate_events(5000, START, END, seed=3)))
+    assert generate_burst(0, BURST_TS) == []
+    with pytest.raises(ValueError):
+        generate_burst(-1, BURST_TS)
+    with pytest.raises(ValueError):
+        generate_burst(1, -5)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"order": "random"}, "order"),
+        ({"ties": "random"}, "ties"),
+        ({"listv2_tokens": "cursor"}, "listv2_tokens"),
+        ({"count_lag_ms": -1}, "count_lag_ms"),
+        ({"throttle": (0, 10)}, "throttle"),
+        ({"throttle": (10, 0)}, "throttle"),
+    ],
+)
+def test_option_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        HarnessSimulator(**kwargs)
+
+
+@pytest.mark.parametrize("tokens", ["keyset", "offset"])
+def test_oldest_first(clock: FakeClock, tokens: str) -> None:
+    events = generate_events(300, START, END, seed=11) + generate_burst(30, BURST_TS, seed=1)
+    oldest = sorted(events, key=lambda e: (e["timestamp"], e["auditId"]))
+    with HarnessSimulator(
+        clock_ms=clock, sleep=clock.sleep, order="oldest_first", listv2_tokens=tokens
+    ) as s:
+        s.add_events(events)
+        c = Client(s)
+        assert c.all_v2(window(), page_size=40) == oldest
+        assert offset_pages(c, window(), 100, 4) == oldest
+        # Filters and bounds still apply, in the same order.
+        got = c.all_v2(window(BURST_TS, END, modules=["CORE"]), page_size=7)
+        assert got == [e for e in oldest if e["timestamp"] >= BURST_TS and e["module"] == "CORE"]
+        c.close()
+
+
+def test_shuffled_ties_reorder_between_requests(clock: FakeClock) -> None:
+    burst = generate_burst(60, BURST_TS, seed=2)
+    others = generate_events(40, START, END, seed=12)
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, ties="shuffled", seed=1) as s:
+        s.add_events(burst + others)
+        c = Client(s)
+        orders = set()
+        for _ in range(5):
+            for got in (
+                list_page(c, window(), 0, 100)["content"],
+                c.page(window(), pageSize=100)["data"]["content"],  # keyset listV2
+            ):
+                assert sorted(ids(got)) == sorted(ids(burst + others))  # the same set...
+                ts = [e["timestamp"] for e in got]
+                assert ts == sorted(ts, reverse=True)  # ...still newest first...
+                orders.add(tuple(e["auditId"] for e in got if e["timestamp"] == BURST_TS))
+        assert len(orders) == 10  # ...but the tied events in a new order every time
+        c.close()
+    # The same seed replays the same orders.
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, ties="shuffled", seed=1) as s:
+        s.add_events(burst + others)
+        c = Client(s)
+        again = list_page(c, window(), 0, 100)["content"]
+        c.close()
+    first = [o for o in orders if o]  # set order is arbitrary: compare against all of them
+    assert tuple(e["auditId"] for e in again if e["timestamp"] == BURST_TS) in first
+
+
+def test_stable_ties_never_reorder(sim: HarnessSimulator, client: Client) -> None:
+    sim.add_events(generate_burst(60, BURST_TS, seed=2))
+    pages = [list_page(client, window(), 0, 100)["content"] for _ in range(3)]
+    assert pages[0] == pages[1] == pages[2]
+    assert ids(pages[0]) == sorted(ids(pages[0]), reverse=True)
+
+
+def _offset_pager_runs(tokens: str | None, runs: int) -> list[tuple[int, int]]:
+    """(repeated, missed) for `runs` offset pagers over a 250-event burst at pageSize 100."""
+    burst = generate_burst(250, BURST_TS, seed=5)
+    before = [ev(BURST_TS - 1 - n, f"{n:024x}") for n in range(30)]
+    truth = set(ids(burst + before))
+    out = []
+    with HarnessSimulator(
+        ties="shuffled", seed=7, listv2_tokens=tokens or "keyset", clock_ms=lambda: NOW
+    ) as s:
+        s.add_events(burst + before)
+        c = Client(s)
+        for _ in range(runs):
+            got = c.all_v2(window(), page_size=100) if tokens else offset_pages(c, window(), 100, 3)
+            assert len(got) == 280
+            out.append((len(got) - len(set(ids(got))), len(truth - set(ids(got)))))
+        c.close()
+    return out
+
+
+@pytest.mark.parametrize("tokens", [None, "offset"])  # list's pageIndex; listV2 offset tokens
+def test_offset_paging_over_a_shuffled_burst_skips_and_repeats(tokens: str | None) -> None:
+    runs = _offset_pager_runs(tokens, 5)
+    # Every run gets 280 events, yet repeats some tied ones and misses as many others.
+    assert all(repeated == missed for repeated, missed in runs)
+    assert all(missed > 0 for _, missed in runs)
+
+
+def test_keyset_paging_over_a_shuffled_burst_is_exact(clock: FakeClock) -> None:
+    burst = generate_burst(250, BURST_TS, seed=5)
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, ties="shuffled") as s:
+        s.add_events(burst)
+        c = Client(s)
+        got = c.all_v2(window(), page_size=100)
+        c.close()
+    assert sorted(ids(got)) == sorted(ids(burst))
+
+
+def test_offset_tokens(clock: FakeClock) -> None:
+    events = generate_events(250, START, END, seed=13)
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, listv2_tokens="offset") as s:
+        s.add_events(events)
+        c = Client(s)
+        first = c.page(window(), pageSize=100)["data"]
+        token = first["pageToken"]
+        assert json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))["o"] == 100
+        assert c.all_v2(window(), page_size=100) == newest_first(events)
+        # The token is an offset: a record appearing at the top shifts the next page.
+        s.add_events([ev(END, "f" * 24)])
+        second = c.page(window(), pageSize=100, pageToken=token)["data"]
+        assert second["content"][0] == first["content"][-1]
+        # It is still tied to the filter, and must be one the simulator issued.
+        status, _, data = c.post(LISTV2_PATH, window(START + 1), pageSize=100, pageToken=token)
+        assert status == 400 and b"filter" in data
+        forged = base64.urlsafe_b64encode(b'{"o":5,"f":"x"}').decode().rstrip("=")
+        assert c.post(LISTV2_PATH, window(), pageSize=100, pageToken=forged)[0] == 400
+        c.close()
+
+
+def test_count_lag_gives_totals_lower_than_the_pages(clock: FakeClock) -> None:
+    old = generate_events(120, START, END - 120_000, seed=14)
+    recent = generate_events(80, END - 60_000, END, seed=15)
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, count_lag_ms=30_000) as s:
+        s.add_events(old)
+        s.add_events(recent, visible_at_ms=NOW - 10_000)  # visible, but not to the count yet
+        c = Client(s)
+        first = list_page(c, window(), 0, 50)
+        assert (first["totalItems"], first["totalPages"]) == (120, 3)  # truth: 200, 4 pages
+        # A pager that stops at totalPages misses the oldest 50 events.
+        naive = offset_pages(c, window(), 50, first["totalPages"])
+        assert len(naive) == 150
+        assert list_page(c, window(), 3, 50)["pageItemCount"] == 50
+        clock.now_ms = NOW + 20_000  # the count catches up
+        assert list_page(c, window(), 0, 50)["totalItems"] == 200
+        c.close()
+    # Without a lag the count is the pages' truth.
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep) as s:
+        s.add_events(recent, visible_at_ms=NOW)
+        c = Client(s)
+        assert list_page(c, window(), 0, 50)["totalItems"] == 80
+        c.close()
+
+
+def test_throttle_answers_429_without_retry_after_and_recovers() -> None:
+    fake = fake_clock.FakeClock(NOW)
+    with HarnessSimulator(clock_ms=fake.now_ms, sleep=fake.sleep, throttle=(5, 10)) as s:
+        s.add_events(generate_events(10, START, END, seed=16))
+        c = Client(s)
+        assert [c.post(LISTV2_PATH, window())[0] for _ in range(3)] == [200] * 3
+        fake.advance(6)
+        assert [c.post(LIST_PATH, window())[0] for _ in range(2)] == [200] * 2
+        status, headers, data = c.post(LISTV2_PATH, window())  # the 6th within 10 s
+        assert status == 429
+        assert "retry-after" not in headers
+        assert headers["content-type"].startswith("text/html")
+        with pytest.raises(ValueError):
+            json.loads(data)
+        assert c.post("/elsewhere", window())[0] == 429  # the edge counts every path
+        assert s.throttled == 2
+        assert [r.fault for r in s.requests[-2:]] == ["throttle", "throttle"]
+        assert s.requests[-2].status == 429 and s.requests[-2].body == window()
+        # Sliding window: 10 s after the first three, three more fit, not four.
+        fake.advance(4)
+        assert [c.post(LISTV2_PATH, window())[0] for _ in range(4)] == [200, 200, 200, 429]
+        fake.advance(10)
+        assert c.post(LISTV2_PATH, window())[0] == 200
+        assert s.throttled == 3
+        c.close()
+
+
+def test_throttled_requests_leave_injected_faults_queued() -> None:
+    with HarnessSimulator(clock_ms=lambda: NOW, throttle=(1, 1)) as s:
+        c = Client(s)
+        assert c.post(LISTV2_PATH, window())[0] == 200
+        s.inject("503_html")
+        assert c.post(LISTV2_PATH, window())[0] == 429
+        assert s.pending_faults() == 1
+        c.close()
+
+
+def test_visible_after_requests(sim: HarnessSimulator, client: Client) -> None:
+    sim.add_events([ev(1000, "a" * 24)])
+    sim.add_events(generate_burst(3, 2000, seed=1), visible_after_requests=2)
+    assert sim.event_count() == 4
+    assert len(client.page(window(0, 5000))["data"]["content"]) == 1  # request 1
+    assert client.post("/elsewhere", window())[0] == 404  # not a listing path: not counted
+    assert list_page(client, window(0, 5000), 0, 10)["totalItems"] == 1  # request 2
+    assert len(client.page(window(0, 5000))["data"]["content"]) == 4  # request 3
+    assert sim.listing_requests == 3
+    # Already past: visible at once.
+    sim.add_events([ev(3000, "c" * 24)], visible_after_requests=1)
+    assert len(client.page(window(0, 5000))["data"]["content"]) == 5
+    with pytest.raises(ValueError):  # ids are claimed when added, not when released
+        sim.add_events([ev(4000, "d" * 24)], visible_after_requests=10)
+        sim.add_events([ev(4000, "d" * 24)])
+
+
+def test_visible_after_requests_mid_keyset_paging(sim: HarnessSimulator, client: Client) -> None:
+    sim.add_events([ev(4000, "d" * 24), ev(3000, "c" * 24), ev(1000, "a" * 24)])
+    sim.add_events([ev(2000, "b" * 24), ev(5000, "e" * 24)], visible_after_requests=1)
+    first = client.page(window(0, 9000), pageSize=2)["data"]
+    second = client.page(window(0, 9000), pageSize=5, pageToken=first["pageToken"])["data"]
+    assert [e["auditId"][0] for e in first["content"]] == ["d", "c"]
+    assert [e["auditId"][0] for e in second["content"]] == ["b", "a"]  # e is behind the cursor
+
+
+def test_throttled_requests_count_towards_visible_after_requests() -> None:
+    with HarnessSimulator(clock_ms=lambda: NOW, throttle=(1, 60)) as s:
+        s.add_events([ev(1000, "a" * 24)], visible_after_requests=1)
+        c = Client(s)
+        assert c.page(window(0, 5000))["data"]["content"] == []
+        assert c.post(LISTV2_PATH, window(0, 5000))[0] == 429
+        assert s.listing_requests == 2 and s.event_count() == 1
+        c.close()
+
+
+def test_on_request_hook(clock: FakeClock) -> None:
+    seen: list[int] = []
+
+    def hook(n: int) -> None:
+        seen.append(n)
+        if n == 2:
+            sim.add_events([ev(2000 + n, f"{n:024x}")])
+            sim.add_events([ev(3000, "c" * 24)], visible_after_requests=3)
+
+    sim = HarnessSimulator(clock_ms=clock, sleep=clock.sleep, on_request=hook)
+    with sim:
+        c = Client(sim)
+        counts = [len(c.page(window(0, 5000))["data"]["content"]) for _ in range(4)]
+        c.close()
+    assert seen == [1, 2, 3, 4]
+    assert counts == [0, 1, 1, 2]
+
+
+def test_requests_record_the_window_asked_for(sim: HarnessSimulator, client: Client) -> None:
+    client.page(window(START, START + 10), pageSize=100)
+    list_page(client, window(START + 5, START + 10), 2, 100)
+    assert [(r.path, r.body["startTime"], r.body["endTime"]) for r in sim.requests] == [
+        (LISTV2_PATH, START, START + 10),
+        (LIST_PATH, START + 5, START + 10),
+    ]
+    assert sim.requests[1].query["pageIndex"] == "2"
+
+
+def test_concurrent_requests_with_held_back_events() -> None:
+    with HarnessSimulator(clock_ms=lambda: NOW, ties="shuffled") as s:
+        for k in range(20):
+            s.add_events([ev(1000 + k, f"{k:024x}")], visible_after_requests=k)
+        results: list[int] = []
+        lock = threading.Lock()
+
+        def worker() -> None:
+            c = Client(s)
+            for _ in range(5):
+                n = len(c.page(window(0, 5000), pageSize=100)["data"]["content"])
+                with lock:
+                    results.append(n)
+            c.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert s.listing_requests == 20 and len(results) == 20
+        assert max(results) == 20 and min(results) >= 1
+
+
+def test_cli_rejects_bad_options() -> None:
+    for argv in (["--throttle", "100"], ["--throttle", "0/10"], ["--ties", "x"]):
+        with pytest.raises(SystemExit):
+            main(argv)

@@ -75,6 +75,7 @@ it copies (labels, auditEventData, ...) are the input's own objects, shared with
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable
 
@@ -125,20 +126,13 @@ def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
 
 # One "@", a domain with at least one dot and no empty label, no whitespace anywhere.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+
+
 # The regex costs about as much as the rest of the mapping, and a collector sees the same few
-# users over and over: verdicts are remembered, up to a bound (then forgotten all at once).
-_EMAIL_VERDICTS: dict[str, bool] = {}
-_EMAIL_VERDICTS_MAX = 10_000
-
-
+# users over and over: verdicts are remembered, the least recently used forgotten first.
+@functools.lru_cache(maxsize=10_000)
 def _looks_like_email(identifier: str) -> bool:
-    verdict = _EMAIL_VERDICTS.get(identifier)
-    if verdict is None:
-        verdict = _EMAIL.fullmatch(identifier) is not None
-        if len(_EMAIL_VERDICTS) >= _EMAIL_VERDICTS_MAX:
-            _EMAIL_VERDICTS.clear()
-        _EMAIL_VERDICTS[identifier] = verdict
-    return verdict
+    return _EMAIL.fullmatch(identifier) is not None
 
 
 # The REST fields the mapping knows, per object it reads. Anything else goes to unmappedFields.

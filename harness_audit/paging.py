@@ -253,12 +253,20 @@ def _after_burst(position: Position) -> Position:
     base = replace(position, edge_ids=frozenset(), burst_ms=None, burst_pass=1, burst_new=False)
     base = replace(base, burst_cursor=FIRST_PAGE)
     if position.order == NEWEST_FIRST or (position.order is None and ms == upper):
-        return replace(base, upper_ms=ms - 1)
+        return _or_pending(replace(base, upper_ms=ms - 1))
     if position.order == OLDEST_FIRST or ms == lower:
-        return replace(base, lower_ms=ms + 1)
+        return _or_pending(replace(base, lower_ms=ms + 1))
     # Order unknown and the burst strictly inside: one side is empty, but which one is not
     # known, so both are read.
     return replace(base, lower_ms=ms + 1, pending=(*position.pending, (lower, ms - 1)))
+
+
+def _or_pending(position: Position) -> Position:
+    """A range the burst emptied gives way to a side still pending: asking for it would
+    send a start after its end, which Harness refuses with a 400."""
+    if position.lower_ms > position.upper_ms and position.pending:
+        return _next_range(position)
+    return position
 
 
 def _next_range(position: Position) -> Position:

@@ -36,6 +36,7 @@ from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
 from harness_audit.layout import layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.logs import log
+from harness_audit.migration import adopt_guide_state
 from harness_audit.pacing import Pacer
 from harness_audit.paging import PagingInconsistent, Position, Step, read_page
 from harness_audit.sink import ObjectSink, PartBuffer, object_name
@@ -189,16 +190,9 @@ class _Run:
         return self._finish_summary()
 
     def _adopt_guide_state(self, state: State, now_ms: int) -> State:
-        since_ms = state.watermark_ms - self.overlap_ms
-        delivered = self.sink.ids_written_since(since_ms, now_ms, self.deadline)
-        log(
-            logging.INFO,
-            "continuing from the guide's checkpoint",
-            since=iso(state.watermark_ms),
-            window_start=iso(since_ms),
-            ids_found_in_earlier_objects=len(delivered),
+        return adopt_guide_state(
+            state, self.sink, overlap_ms=self.overlap_ms, now_ms=now_ms, deadline=self.deadline
         )
-        return replace(state, delivered=delivered)
 
     def _collect(self, snapshot: Snapshot) -> None:
         try:

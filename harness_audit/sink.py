@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from harness_audit import __version__
-from harness_audit.clock import Deadline, iso, utc
-from harness_audit.errors import StorageUnavailable
+from harness_audit.clock import iso, utc
 from harness_audit.gcs import CONDITIONAL_RETRY, PreconditionFailed, storage_errors
 from harness_audit.listing import event_identity
 
@@ -71,6 +70,14 @@ class ObjectSink:
         self._prefix = prefix
         self._output_format = output_format
 
+    @property
+    def bucket(self):
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def uri(self, name: str) -> str:
         return f"gs://{self._bucket.name}/{name}"
 
@@ -103,34 +110,10 @@ class ObjectSink:
         """The ids in an existing object, whichever layout it was written in."""
         with storage_errors(f"read {name}", self._bucket.name):
             data = self._bucket.blob(name).download_as_bytes()
-        return _ids_in(data)
-
-    def ids_written_since(self, since_ms: int, until_ms: int, deadline: Deadline) -> dict[str, int]:
-        """Ids stamped at or after ``since_ms`` in objects under the prefix that were created
-        since then, in the date folders both we and the guide's function use."""
-        ids: dict[str, int] = {}
-        day = utc(since_ms).date()
-        last_day = utc(until_ms).date()
-        with storage_errors("list earlier objects", self._bucket.name):
-            while day <= last_day:
-                if deadline.expired():
-                    raise StorageUnavailable(
-                        f"reading the objects written since {iso(since_ms)} did not finish "
-                        "before MAX_RUN_SECONDS; the next run tries again"
-                    )
-                folder = f"{self._prefix}/{day:%Y/%m/%d}/" if self._prefix else f"{day:%Y/%m/%d}/"
-                for blob in self._bucket.list_blobs(prefix=folder):
-                    created = blob.time_created
-                    if created is not None and created.timestamp() * 1000 < since_ms:
-                        continue
-                    for audit_id, timestamp in _ids_in(blob.download_as_bytes()).items():
-                        if timestamp >= since_ms:
-                            ids[audit_id] = timestamp
-                day = day.fromordinal(day.toordinal() + 1)
-        return ids
+        return ids_in(data)
 
 
-def _ids_in(data: bytes) -> dict[str, int]:
+def ids_in(data: bytes) -> dict[str, int]:
     ids: dict[str, int] = {}
     for line in data.splitlines():
         if not line.strip():

@@ -471,17 +471,17 @@ def test_email(principal: dict, expected_email: str | None) -> None:
     assert "unmappedFields" not in out
 
 
-def test_email_verdicts_are_remembered_within_a_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(layout, "_EMAIL_VERDICTS", {})
-    monkeypatch.setattr(layout, "_EMAIL_VERDICTS_MAX", 3)
-    for round_ in range(2):
-        for number in range(10):
-            identifier = f"user{number}@example.org" if number % 2 else f"user{number}"
+def test_email_verdicts_stay_right_when_identifiers_repeat_and_alternate() -> None:
+    # The same identifiers, again and again and interleaved, with more distinct ones than a
+    # small memory of verdicts would hold: each is judged on its own every time.
+    identifiers = [f"user{number}" for number in range(50)]
+    identifiers += [f"user{number}@example.org" for number in range(50)]
+    for round_ in range(3):
+        for identifier in identifiers[round_::3] + identifiers:
             principal = {"type": "USER", "identifier": identifier}
             mapped = _map({"authenticationInfo": {"principal": principal}})
-            expected = {**principal, "email": identifier} if number % 2 else principal
-            assert mapped["auditEventAuthor"]["principal"] == expected, (round_, number)
-            assert len(layout._EMAIL_VERDICTS) <= 3
+            expected = {**principal, "email": identifier} if "@" in identifier else principal
+            assert mapped["auditEventAuthor"]["principal"] == expected, (round_, identifier)
 
 
 # --- what the streaming schema has no place for -------------------------------------------

@@ -944,3 +944,16 @@ def test_cli_rejects_bad_options() -> None:
     for argv in (["--throttle", "100"], ["--throttle", "0/10"], ["--ties", "x"]):
         with pytest.raises(SystemExit):
             main(argv)
+
+
+def test_events_released_by_request_reach_the_lagging_count_later(clock: FakeClock) -> None:
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, count_lag_ms=5_000) as s:
+        s.add_events([ev(1000, "a" * 24)])
+        s.add_events([ev(2000, "b" * 24)], visible_after_requests=1)
+        c = Client(s)
+        assert list_page(c, window(0, 5000), 0, 10)["totalItems"] == 1
+        page = list_page(c, window(0, 5000), 0, 10)  # released now: in the pages, not the count
+        assert (page["pageItemCount"], page["totalItems"]) == (2, 1)
+        clock.now_ms = NOW + 5_000
+        assert list_page(c, window(0, 5000), 0, 10)["totalItems"] == 2
+        c.close()

@@ -207,6 +207,7 @@ class _HostileHandler(_Handler):
     _body: bytes | None = None
 
     def _dispatch(self) -> None:
+        self._body = None  # a kept-alive connection brings a new request, with a new body
         self.server.harness._handle(self)  # type: ignore[attr-defined]
 
     do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _dispatch

@@ -33,6 +33,7 @@ MAX_BURST_PASSES = 5
 NOT_AN_OBJECT = "not_an_object"
 NO_TIMESTAMP = "no_timestamp"
 OUT_OF_RANGE = "out_of_range"
+REPEATED_IN_PAGE = "repeated_in_page"
 
 
 class PagingInconsistent(ValueError):
@@ -91,7 +92,7 @@ class Step:
     """What one page brings, and where paging stands after it."""
 
     events: list[Taken]  # new to this window's paging, in page order
-    repeats: int  # events already taken at the edge
+    repeats: int  # events already taken at the edge, or twice in this page
     rejected: dict[str, int]  # items not written, by reason
     rejected_sample: str | None  # one rejected item's auditId (or a description), for the log
     before: Position  # the position the page answered, with any order the page taught
@@ -114,8 +115,9 @@ def read_page(position: Position, page: Page) -> Step:
     """Interpret ``page``, the answer to ``position.request()``."""
     start, end, _ = position.request()
     in_range, rejected, sample = _screen(page.items, start, end)
+    doubled = rejected.pop(REPEATED_IN_PAGE, 0)
     if position.burst_ms is not None:
-        return _burst_page(position, page, in_range, rejected, sample)
+        return _burst_page(position, page, in_range, rejected, sample, doubled)
     direction = _page_order(in_range)
     if position.order and direction and direction != position.order:
         raise PagingInconsistent(
@@ -134,11 +136,11 @@ def read_page(position: Position, page: Page) -> Step:
         (ms,) = distinct
         learned = replace(position, order=order)
         edge = position.edge_ids if ms == learned.edge_ms() else frozenset()
-        new, repeats = _split_new(in_range, edge)
+        new, repeats = _split_new(in_range, edge, doubled)
         after = _burst_position(learned, ms, new, keep_pass=False)
         return Step(new, repeats, rejected, sample, learned, after, None, None)
     moving = order or NEWEST_FIRST
-    new, repeats = _split_new(in_range, position.edge_ids)
+    new, repeats = _split_new(in_range, position.edge_ids, doubled)
     learned = replace(position, order=order)
     after = _move_edge(learned, moving, new) if page.has_more else _next_range(learned)
     return Step(new, repeats, rejected, sample, learned, after, None, moving)
@@ -147,8 +149,11 @@ def read_page(position: Position, page: Page) -> Step:
 def _screen(
     items: Iterable, start: int, end: int
 ) -> tuple[list[Taken], dict[str, int], str | None]:
-    """The page's events stamped inside ``[start, end]``; the rest counted by reason."""
+    """The page's events stamped inside ``[start, end]``, each id once; the rest counted by
+    reason. A second copy of an id in one page says nothing new, and must not be mistaken
+    for a break in the page's order."""
     in_range: list[Taken] = []
+    seen: set[str] = set()
     rejected: dict[str, int] = {}
     sample = None
     for item in items:
@@ -159,7 +164,10 @@ def _screen(
             audit_id, _ = event_identity(item, fallback_ms=0)
             if type(timestamp) is not int:
                 reason, description = NO_TIMESTAMP, audit_id
+            elif audit_id in seen:
+                reason, description = REPEATED_IN_PAGE, audit_id
             elif start <= timestamp <= end:
+                seen.add(audit_id)
                 in_range.append(Taken(item, audit_id, timestamp))
                 continue
             else:
@@ -187,7 +195,9 @@ def _page_order(in_range: list[Taken]) -> str | None:
     )
 
 
-def _split_new(in_range: list[Taken], edge_ids: frozenset[str]) -> tuple[list[Taken], int]:
+def _split_new(
+    in_range: list[Taken], edge_ids: frozenset[str], doubled: int = 0
+) -> tuple[list[Taken], int]:
     seen = set(edge_ids)
     new: list[Taken] = []
     for taken in in_range:
@@ -195,7 +205,7 @@ def _split_new(in_range: list[Taken], edge_ids: frozenset[str]) -> tuple[list[Ta
             continue
         seen.add(taken.audit_id)
         new.append(taken)
-    return new, len(in_range) - len(new)
+    return new, len(in_range) - len(new) + doubled
 
 
 def _move_edge(position: Position, direction: str, taken: list[Taken]) -> Position:
@@ -225,8 +235,8 @@ def _burst_position(position: Position, ms: int, taken: list[Taken], *, keep_pas
     )
 
 
-def _burst_page(position, page, in_range, rejected, sample) -> Step:
-    new, repeats = _split_new(in_range, position.edge_ids)
+def _burst_page(position, page, in_range, rejected, sample, doubled) -> Step:
+    new, repeats = _split_new(in_range, position.edge_ids, doubled)
     edge_ids = position.edge_ids.union(taken.audit_id for taken in new)
     burst_new = position.burst_new or bool(new)
     if page.has_more and page.next_cursor is not None:

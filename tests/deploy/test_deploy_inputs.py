@@ -169,8 +169,10 @@ def test_names_derive_from_the_function_and_the_account_id_fits_30_characters(sa
     for name in (
         "scheduler jobs describe harness-audit-collector-eu-west-schedule",
         "functions describe harness-audit-collector-eu-west",
-        "pubsub topics describe harness-audit-collector-eu-west-trigger",
-        "secrets describe harness-audit-collector-eu-west-api-key",
+        "pubsub topics describe projects/acme-secops/topics/harness-audit-collector-eu-west-"
+        "trigger",
+        "secrets describe projects/acme-secops/secrets/harness-audit-collector-eu-west-api-key",
+        "logging metrics describe harness-audit-collector-eu-west_runs_ok",
     ):
         assert name in described
     assert "Nothing to remove" in result.stdout

@@ -39,19 +39,28 @@ from deploy_sandbox import (
 RUNTIME_MEMBER = f"serviceAccount:{RUNTIME_SA}"
 SECOPS_MEMBER = f"serviceAccount:{SECOPS_SA}"
 
+SECRET_PATH = f"projects/{PROJECT}/secrets/{SECRET}"
+TOPIC_PATH = f"projects/{PROJECT}/topics/{TOPIC}"
+
 FIRST_RUN_CHANGES = [
     "services enable " + " ".join(REQUIRED_APIS),
     f"storage buckets create gs://{BUCKET}",
     f"iam service-accounts create {FUNCTION}-sa",
     f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectUser "
     + RUNTIME_MEMBER,
-    f"secrets create {SECRET}",
-    f"secrets versions add {SECRET}",
-    f"secrets add-iam-policy-binding {SECRET} roles/secretmanager.secretAccessor " + RUNTIME_MEMBER,
-    f"pubsub topics create {TOPIC}",
+    f"secrets create {SECRET_PATH}",
+    f"secrets versions add {SECRET_PATH}",
+    f"secrets add-iam-policy-binding {SECRET_PATH} roles/secretmanager.secretAccessor "
+    + RUNTIME_MEMBER,
+    f"pubsub topics create {TOPIC_PATH}",
+    f"pubsub topics add-iam-policy-binding {TOPIC_PATH} roles/pubsub.publisher {RUNTIME_MEMBER}",
     f"functions deploy {FUNCTION}",
     f"run services add-iam-policy-binding {FUNCTION} roles/run.invoker {RUNTIME_MEMBER}",
     f"scheduler jobs create pubsub {JOB}",
+    f"logging metrics create {FUNCTION}_runs_ok",
+    f"logging metrics create {FUNCTION}_runs_failed",
+    f"logging metrics create {FUNCTION}_lag_seconds",
+    "alpha monitoring policies create",
     f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectViewer "
     + SECOPS_MEMBER,
     f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.legacyBucketReader "
@@ -98,19 +107,22 @@ def test_first_run_describes_each_thing_before_creating_it(first):
         (f"storage buckets describe gs://{BUCKET}", f"storage buckets create gs://{BUCKET}"),
         (f"iam service-accounts describe {RUNTIME_SA}", "iam service-accounts create"),
         (f"storage buckets get-iam-policy gs://{BUCKET}", "storage buckets add-iam-policy"),
-        (f"secrets describe {SECRET}", f"secrets create {SECRET}"),
-        (f"secrets get-iam-policy {SECRET}", f"secrets add-iam-policy-binding {SECRET}"),
-        (f"pubsub topics describe {TOPIC}", f"pubsub topics create {TOPIC}"),
+        (f"secrets describe {SECRET_PATH}", f"secrets create {SECRET_PATH}"),
+        (f"secrets get-iam-policy {SECRET_PATH}", f"secrets add-iam-policy-binding {SECRET_PATH}"),
+        (f"pubsub topics describe {TOPIC_PATH}", f"pubsub topics create {TOPIC_PATH}"),
+        (f"pubsub topics get-iam-policy {TOPIC_PATH}", "pubsub topics add-iam-policy-binding"),
         (f"functions describe {FUNCTION}", f"functions deploy {FUNCTION}"),
         (f"run services get-iam-policy {FUNCTION}", "run services add-iam-policy-binding"),
         (f"scheduler jobs describe {JOB}", f"scheduler jobs create pubsub {JOB}"),
+        (f"logging metrics describe {FUNCTION}_runs_ok", "logging metrics create"),
+        ("alpha monitoring policies list", "alpha monitoring policies create"),
     ]:
         assert first_index(look) < first_index(change), (look, change)
 
 
 def test_every_call_names_the_project_and_every_change_is_non_interactive(first):
     for call in first.calls:
-        if call.positionals[:2] not in (["auth", "list"], ["projects", "describe"]):
+        if call.positionals[:2] not in (["auth", "list"], ["projects", "describe"], ["version"]):
             assert call.flags.get("project") == PROJECT, call.argv
         if call.changes_something:
             assert call.flags.get("quiet") is True, call.argv
@@ -137,7 +149,8 @@ def test_roles_are_granted_on_single_resources_never_on_the_project(first):
     }
     assert runtime_grants == {
         (f"storage buckets add-iam-policy-binding gs://{BUCKET}", "roles/storage.objectUser"),
-        (f"secrets add-iam-policy-binding {SECRET}", "roles/secretmanager.secretAccessor"),
+        (f"secrets add-iam-policy-binding {SECRET_PATH}", "roles/secretmanager.secretAccessor"),
+        (f"pubsub topics add-iam-policy-binding {TOPIC_PATH}", "roles/pubsub.publisher"),
         (f"run services add-iam-policy-binding {FUNCTION}", "roles/run.invoker"),
     }
     assert first.the_call("run services add-iam-policy-binding").flags["region"] == REGION
@@ -149,7 +162,7 @@ def test_api_key_travels_only_on_stdin_to_secret_manager(first, first_sandbox):
     for call in first.calls:
         assert not any(API_KEY in arg for arg in call.argv)
         assert not call.env_has_api_key, f"HARNESS_API_KEY was in the environment of {call.argv}"
-    version = first.the_call(f"secrets versions add {SECRET}")
+    version = first.the_call(f"secrets versions add {SECRET_PATH}")
     assert version.flags["data-file"] == "-"
     assert version.stdin_len == len(API_KEY)
 
@@ -161,15 +174,18 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
     assert flags["region"] == REGION
     assert re.fullmatch(r"python3(\d+)", flags["runtime"])
     assert int(flags["runtime"][len("python3") :]) >= 12
-    assert flags["source"] == str(first_sandbox.repo)
+    assert flags["source"] == str(first_sandbox.repo / ".deploy" / FUNCTION / "source")
+    assert deploy.source_files == ["harness_audit/__init__.py", "main.py", "requirements.txt"]
     assert flags["entry-point"] == "main"
     assert flags["trigger-topic"] == TOPIC
     assert flags["service-account"] == RUNTIME_SA
     assert flags["trigger-service-account"] == RUNTIME_SA
-    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET}:latest"
+    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET_PATH}:latest"
     assert flags["timeout"] == "540s"
     assert flags["memory"] == "512Mi"
     assert flags["max-instances"] == "1"
+    # A continuation published while the last run finishes is served, not refused with 429.
+    assert (flags["concurrency"], flags["cpu"]) == ("3", "1")
     assert "retry" not in flags
     assert re.fullmatch(r"deploy_hash=[0-9a-f]{40}", flags["update-labels"])
     # Only the variables that were set, commas intact, and never the key.
@@ -179,6 +195,7 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
         "PAGE_SIZE": "100",
         "FILTER_MODULES": "CD,CI",
         "FILTER_ACTIONS": "CREATE,UPDATE,DELETE",
+        "TRIGGER_TOPIC": TOPIC_PATH,
     }
 
 
@@ -187,7 +204,7 @@ def test_scheduler_publishes_an_empty_object_on_the_schedule_in_utc(first):
     assert job["location"] == REGION
     assert job["schedule"] == "0 * * * *"
     assert job["time-zone"] == "Etc/UTC"
-    assert job["topic"] == TOPIC
+    assert job["topic"] == TOPIC_PATH
     assert job["message-body"] == "{}"
 
 
@@ -199,7 +216,7 @@ def test_first_run_prints_the_feed_settings_and_how_to_operate(first):
     assert f"gs://{BUCKET}/harness/state/audit-state.json lies outside" in out
     assert f"gcloud scheduler jobs run {JOB} --location={REGION} --project={PROJECT}" in out
     assert f"gcloud functions logs read {FUNCTION}" in out
-    assert "Done: 13 change(s) made." in out
+    assert f"Done: {len(FIRST_RUN_CHANGES)} change(s) made." in out
 
 
 # --- later runs ---------------------------------------------------------------------------------
@@ -245,9 +262,11 @@ def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
     )
     assert result.returncode == 0, result.output
     assert result.changes == [
-        f"secrets versions add {SECRET}",
+        f"secrets versions add {SECRET_PATH}",
         f"functions deploy {FUNCTION}",
         f"scheduler jobs update pubsub {JOB}",
+        # The schedule sets the alert's windows.
+        "alpha monitoring policies update projects/acme-secops/alertPolicies/1001",
     ]
     deploy = result.the_call(f"functions deploy {FUNCTION}")
     assert deploy.flags["retry"] is True
@@ -257,7 +276,7 @@ def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
     assert result.the_call(f"scheduler jobs update pubsub {JOB}").flags["schedule"] == (
         "*/15 * * * *"
     )
-    assert result.the_call(f"secrets versions add {SECRET}").stdin_len == len(API_KEY) + 8
+    assert result.the_call(f"secrets versions add {SECRET_PATH}").stdin_len == len(API_KEY) + 8
 
 
 def test_function_left_failed_by_an_earlier_deploy_is_redeployed(deployed):
@@ -292,11 +311,12 @@ def test_dry_run_runs_only_read_only_commands_and_prints_every_change(tmp_path):
     assert result.calls, "a dry run still looks at the project"
     assert result.changes == []
     assert sandbox.state.get("buckets") == []
-    # Each printed command is valid shell: split it back into words to compare.
+    # The output is a script: every line a comment or a command. Split the commands back into
+    # words to compare (the key's is the gcloud command after its pipe).
     printed = [
-        shlex.split(line.removeprefix("+ ").split("  < ")[0])
+        shlex.split(line.rpartition(" | ")[2])
         for line in result.stdout.splitlines()
-        if line.startswith("+ gcloud ")
+        if line and not line.startswith("#")
     ]
     assert [" ".join(w for w in words[1:] if not w.startswith("--")) for words in printed] == [
         change.split(" roles/")[0] for change in FIRST_RUN_CHANGES
@@ -401,7 +421,7 @@ def test_on_a_terminal_it_reads_the_key_hidden_and_asks_once(tmp_path):
     assert API_KEY not in output
     calls = sandbox.calls_since(0)
     assert [call.summary for call in calls if call.changes_something] == FIRST_RUN_CHANGES
-    version = next(call for call in calls if call.summary == f"secrets versions add {SECRET}")
+    version = next(call for call in calls if call.summary == f"secrets versions add {SECRET_PATH}")
     assert version.stdin_len == len(API_KEY)
     assert not any(API_KEY in arg for call in calls for arg in call.argv)
 

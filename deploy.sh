@@ -971,7 +971,8 @@ json_string() {
 }
 
 # The function's run summaries: one JSON line per invocation on stdout, which Cloud Logging
-# keeps as jsonPayload, under the Cloud Run service that carries the gen2 function.
+# keeps as jsonPayload, under the Cloud Run service that carries the gen2 function (the same
+# resource.type and service_name that 'gcloud functions logs read --gen2' filters on).
 summary_filter() {
   printf 'resource.type="cloud_run_revision" AND resource.labels.service_name="%s" AND %s' \
     "$FUNCTION_NAME" "$1"

@@ -4,9 +4,13 @@
 #
 # Every step looks before it touches: describe, then create only what is missing, so a second
 # run with the same inputs changes nothing. --dry-run runs only the read-only describe/list
-# commands and prints every command that would change something. The Harness API key travels
-# on stdin to Secret Manager and nowhere else: not in a command line, not in output, not in the
+# commands and prints a script of every command that would change something (other lines are
+# comments; the files it names stay in .deploy/). The Harness API key travels on stdin to
+# Secret Manager and nowhere else: not in a command line, not in output, not in the
 # environment of any child process.
+#
+# Every gcloud command line here is checked against the real gcloud's parser, and the upload
+# against its zip code, by tests/deploy/test_deploy_gcloud.py (make deploy-check).
 #
 # Run ./deploy.sh --help for the variables; the README's "Deploy" section explains each step.
 
@@ -1304,6 +1308,7 @@ destroy() {
 
   say ""
   say "Kept: gs://$GCS_BUCKET and every object in it (logs and checkpoint), and the enabled APIs."
+  say "(The local copies deploy.sh made, in ${DEPLOY_DIR#"$SCRIPT_DIR"/}, stay too: delete at will.)"
   if [[ -z $SECOPS_SERVICE_ACCOUNT ]]; then
     say "(SECOPS_SERVICE_ACCOUNT not set: any access granted to the feed stays.)"
   fi

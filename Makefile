@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean deploy-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q
+
+## deploy.sh against the installed Cloud SDK, offline and without credentials: the archive gcloud's
+## own code builds from the upload directory, the metric and policy files parsed into the API's
+## messages, and every gcloud command of a deploy, a redeploy and a --destroy replayed through
+## gcloud's parser. Part of `make test` too (skipped there when gcloud is not installed).
+deploy-check: $(STAMP)
+	DEPLOY_CHECK_REQUIRE_GCLOUD=1 $(BIN)/python -m pytest -q -s tests/deploy/test_deploy_gcloud.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -4,9 +4,13 @@
 #
 # Every step looks before it touches: describe, then create only what is missing, so a second
 # run with the same inputs changes nothing. --dry-run runs only the read-only describe/list
-# commands and prints every command that would change something. The Harness API key travels
-# on stdin to Secret Manager and nowhere else: not in a command line, not in output, not in the
+# commands and prints a script of every command that would change something (other lines are
+# comments; the files it names stay in .deploy/). The Harness API key travels on stdin to
+# Secret Manager and nowhere else: not in a command line, not in output, not in the
 # environment of any child process.
+#
+# Every gcloud command line here is checked against the real gcloud's parser, and the upload
+# against its zip code, by tests/deploy/test_deploy_gcloud.py (make deploy-check).
 #
 # Run ./deploy.sh --help for the variables; the README's "Deploy" section explains each step.
 
@@ -38,6 +42,14 @@ readonly EXIT_FAILED=1 EXIT_USAGE=2
 readonly FUNCTION_TIMEOUT_SECONDS=540
 readonly FUNCTION_RUNTIME=python312
 readonly FUNCTION_MEMORY=512Mi
+# Up to three deliveries at once on the one instance (--max-instances=1): the run that is
+# finishing, the continuation it published to its own topic (to go on with a backlog at once),
+# and a scheduled tick. With the default concurrency of 1, a delivery that finds the one
+# instance busy is refused with 429, and without --retry nothing delivers it again. The second
+# and third return at once while the first holds the checkpoint's lease. Concurrency above 1
+# needs a whole vCPU; 512Mi alone gives a third of one.
+readonly FUNCTION_CONCURRENCY=3
+readonly FUNCTION_CPU=1
 readonly TIME_ZONE=Etc/UTC
 # The function's own defaults (harness_audit/config.py), used here only to print the SecOps
 # feed settings and to check that the checkpoint lies outside what the feed reads.
@@ -55,6 +67,8 @@ readonly REQUIRED_APIS=(
   secretmanager.googleapis.com
   storage.googleapis.com
   iam.googleapis.com
+  logging.googleapis.com
+  monitoring.googleapis.com
 )
 
 # The function's configuration, passed through to it when set and not empty. HARNESS_API_KEY
@@ -62,10 +76,16 @@ readonly REQUIRED_APIS=(
 readonly FUNCTION_CONFIG_VARS=(
   HARNESS_ACCOUNT_ID GCS_BUCKET HARNESS_API_BASE GCS_PREFIX STATE_KEY PAGE_SIZE
   START_MINUTES_BACK FILTER_MODULES FILTER_ACTIONS STATIC_FILTER MAX_RETRIES MAX_RUN_SECONDS
-  OVERLAP_SECONDS MAX_OBJECT_MB OUTPUT_FORMAT
+  OVERLAP_SECONDS MAX_OBJECT_MB OUTPUT_FORMAT MAX_REQUESTS_PER_MINUTE ALERT_LAG_MINUTES
+  TRIGGER_TOPIC
 )
 readonly NUMERIC_CONFIG_VARS=(PAGE_SIZE START_MINUTES_BACK MAX_RETRIES MAX_RUN_SECONDS
-  OVERLAP_SECONDS)
+  OVERLAP_SECONDS MAX_REQUESTS_PER_MINUTE ALERT_LAG_MINUTES)
+# The function's default for ALERT_LAG_MINUTES, which the alert policy uses too.
+readonly DEFAULT_ALERT_LAG_MINUTES=180
+# What gcloud uploads: exactly these, copied into a staging directory (see stage_source).
+readonly SOURCE_FILES=(main.py requirements.txt)
+readonly SOURCE_PACKAGE=harness_audit
 
 # The runtime service account creates data parts and lists and reads them back (to skip events
 # already written), and reads and overwrites the checkpoint (which also holds the run's lease)
@@ -76,6 +96,8 @@ readonly NUMERIC_CONFIG_VARS=(PAGE_SIZE START_MINUTES_BACK MAX_RETRIES MAX_RUN_S
 readonly RUNTIME_BUCKET_ROLE=roles/storage.objectUser
 readonly SECRET_ROLE=roles/secretmanager.secretAccessor
 readonly INVOKER_ROLE=roles/run.invoker
+# To publish a continuation to its own trigger topic, granted on that one topic.
+readonly PUBLISHER_ROLE=roles/pubsub.publisher
 # The SecOps feed lists and reads objects (objectViewer) and reads bucket metadata
 # (legacyBucketReader gives storage.buckets.get, which the transfer checks first).
 readonly SECOPS_BUCKET_ROLES=(roles/storage.objectViewer roles/storage.legacyBucketReader)
@@ -86,20 +108,21 @@ DESTROY=0
 CONFIRMED=0
 CHANGES=0
 SUMMARY=()
-WORK_DIR=''
 
 usage() {
   cat <<'EOF'
 Usage: ./deploy.sh [--dry-run] [--yes] [--destroy] [--OPTION=VALUE ...]
 
 Deploys the Harness audit collector: APIs, bucket, runtime service account, the API key in
-Secret Manager, Pub/Sub topic, Cloud Run function (gen2), Cloud Scheduler job, and read access
-for the Google SecOps feed. Idempotent: a second run with the same inputs changes nothing.
+Secret Manager, Pub/Sub topic, Cloud Run function (gen2), Cloud Scheduler job, log-based
+metrics with an alert policy, and read access for the Google SecOps feed. Idempotent: a second
+run with the same inputs changes nothing.
 
-  --dry-run   run only read-only gcloud commands; print every command that would change something
+  --dry-run   run only read-only gcloud commands; print a shell script of every command that
+              would change something (the files it names are kept in .deploy/)
   --yes, -y   do not ask before the first change (needed when there is no terminal)
-  --destroy   remove what deploy.sh created (job, function, topic, secret, service account,
-              bucket role bindings); never the bucket or its objects
+  --destroy   remove what deploy.sh created (job, function, alert policy, metrics, topic, secret,
+              service account, bucket role bindings); never the bucket or its objects
   --help, -h  this text
 
 Environment variables (or the option in brackets):
@@ -115,21 +138,30 @@ Environment variables (or the option in brackets):
   SCHEDULE                default "0 * * * *", 5-field cron, UTC  [--schedule]
   FUNCTION_NAME           default harness-audit-collector  [--function-name]
   RETRY_ON_FAILURE        default false; true deploys the function with --retry
+  ALERT_LAG_MINUTES       default 180: the alert fires when the collected data is older
+  NOTIFICATION_CHANNEL    optional: projects/PROJECT/notificationChannels/ID, attached to the
+                          alert policy  [--notification-channel]
   Passed through to the function when set: HARNESS_API_BASE GCS_PREFIX STATE_KEY PAGE_SIZE
   START_MINUTES_BACK FILTER_MODULES FILTER_ACTIONS STATIC_FILTER MAX_RETRIES MAX_RUN_SECONDS
-  (below 540) OVERLAP_SECONDS MAX_OBJECT_MB OUTPUT_FORMAT.
+  (below 540) OVERLAP_SECONDS MAX_OBJECT_MB OUTPUT_FORMAT MAX_REQUESTS_PER_MINUTE (0-1000)
+  ALERT_LAG_MINUTES. TRIGGER_TOPIC is set to the function's own topic.
 
 Exit status: 0 done, 1 a step failed or you declined, 2 fix the input or the environment.
 EOF
 }
 
-say() { printf '%s\n' "$*"; }
+# What the script says. In a dry run each line is a shell comment, so that the output as a
+# whole is a script of the commands that would change something.
+say() {
+  if ((DRY_RUN)); then
+    printf '# %s\n' "$*"
+  else
+    printf '%s\n' "$*"
+  fi
+}
 warn() { printf '%s: warning: %s\n' "$SCRIPT_NAME" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2; exit "$EXIT_FAILED"; }
 die_usage() { printf '%s: error: %s\n' "$SCRIPT_NAME" "$*" >&2; exit "$EXIT_USAGE"; }
-
-cleanup() { if [[ -n $WORK_DIR ]]; then rm -rf -- "$WORK_DIR"; fi; }
-trap cleanup EXIT
 
 # --- arguments and configuration --------------------------------------------------------------
 
@@ -142,6 +174,7 @@ option_variable() {
     --function-name) printf FUNCTION_NAME ;;
     --schedule) printf SCHEDULE ;;
     --secops-service-account) printf SECOPS_SERVICE_ACCOUNT ;;
+    --notification-channel) printf NOTIFICATION_CHANNEL ;;
     *) return 1 ;;
   esac
 }
@@ -252,11 +285,31 @@ apply_defaults() {
   RETRY_ON_FAILURE=${RETRY_ON_FAILURE:-false}
   SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT-}
   SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT#serviceAccount:}
+  NOTIFICATION_CHANNEL=${NOTIFICATION_CHANNEL-}
 
   # Names derived from the function's, so that two collectors can live in one project.
   TOPIC_NAME=${FUNCTION_NAME}-trigger
   JOB_NAME=${FUNCTION_NAME}-schedule
   SECRET_NAME=${FUNCTION_NAME}-api-key
+  # Full resource names wherever gcloud resolves a resource from an argument: some commands
+  # resolve a short name while reading their arguments, before --project applies (scheduler's
+  # --topic then fails, or silently takes the default project's topic).
+  TOPIC_PATH=projects/${PROJECT_ID}/topics/${TOPIC_NAME}
+  SECRET_PATH=projects/${PROJECT_ID}/secrets/${SECRET_NAME}
+  # The function republishes to its own trigger topic to go on with a backlog at once. Always
+  # this topic, whatever the environment says (read through FUNCTION_CONFIG_VARS).
+  # shellcheck disable=SC2034
+  TRIGGER_TOPIC=$TOPIC_PATH
+  # Log-based metrics (logging.googleapis.com/user/NAME) and the alert policy, which carries
+  # this label to be found again.
+  METRIC_LAG=${FUNCTION_NAME}_lag_seconds
+  METRIC_FAILED=${FUNCTION_NAME}_runs_failed
+  METRIC_OK=${FUNCTION_NAME}_runs_ok
+  POLICY_LABEL=harness_collector
+  EFFECTIVE_ALERT_LAG_MINUTES=${ALERT_LAG_MINUTES:-$DEFAULT_ALERT_LAG_MINUTES}
+  # Files gcloud reads (the upload, the env-vars file, metric and policy definitions) are kept
+  # here, so that what --dry-run prints can be run as it is. Git ignores .deploy/.
+  DEPLOY_DIR=$SCRIPT_DIR/.deploy/$FUNCTION_NAME
   # A service account id has 6-30 characters: shorten the function's name, keep the suffix.
   local sa_base=${FUNCTION_NAME:0:27}
   while [[ $sa_base == *- ]]; do sa_base=${sa_base%-}; done
@@ -349,6 +402,22 @@ validate_config() {
         "unset it for the function's default"
     fi
   done
+  if [[ ${MAX_REQUESTS_PER_MINUTE-} =~ ^[0-9]+$ ]] && ((10#$MAX_REQUESTS_PER_MINUTE > 1000)); then
+    problem "MAX_REQUESTS_PER_MINUTE=$MAX_REQUESTS_PER_MINUTE is above 1000: set 0 to 1000" \
+      "requests a minute to Harness (default 360)"
+  fi
+  if [[ ${ALERT_LAG_MINUTES-} =~ ^[0-9]+$ ]] && ((10#$ALERT_LAG_MINUTES < 1 ||
+    10#$ALERT_LAG_MINUTES > 10080)); then
+    problem "ALERT_LAG_MINUTES=$ALERT_LAG_MINUTES is out of range: set 1 to 10080 minutes (a" \
+      "week; default $DEFAULT_ALERT_LAG_MINUTES)"
+  fi
+  if [[ -n $NOTIFICATION_CHANNEL &&
+    ! $NOTIFICATION_CHANNEL =~ ^projects/([a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]+)/notificationChannels/[0-9]+$ ]]
+  then
+    problem "NOTIFICATION_CHANNEL='$NOTIFICATION_CHANNEL' is not a notification channel's full" \
+      "name: projects/PROJECT/notificationChannels/ID (list them with: gcloud beta monitoring" \
+      "channels list --project=$PROJECT_ID --format='value(name,displayName)')"
+  fi
   if [[ ${MAX_RUN_SECONDS-} =~ ^[0-9]+$ ]] && ((10#$MAX_RUN_SECONDS >= FUNCTION_TIMEOUT_SECONDS)); then
     problem "MAX_RUN_SECONDS=$MAX_RUN_SECONDS is not below the function timeout of" \
       "${FUNCTION_TIMEOUT_SECONDS} s: a run would be killed before it saves its checkpoint." \
@@ -359,9 +428,10 @@ validate_config() {
     problem "OUTPUT_FORMAT='$OUTPUT_FORMAT' must be api or streaming (default api)"
   fi
 
-  if [[ ! -f $SCRIPT_DIR/main.py || ! -f $SCRIPT_DIR/requirements.txt ]]; then
-    problem "$SCRIPT_DIR has no main.py and requirements.txt: run the deploy.sh that sits in" \
-      "the collector's source tree"
+  if [[ ! -f $SCRIPT_DIR/main.py || ! -f $SCRIPT_DIR/requirements.txt ||
+    ! -f $SCRIPT_DIR/$SOURCE_PACKAGE/__init__.py ]]; then
+    problem "$SCRIPT_DIR has no main.py, requirements.txt and $SOURCE_PACKAGE/: run the" \
+      "deploy.sh that sits in the collector's source tree"
   fi
 }
 
@@ -391,6 +461,12 @@ check_gcloud() {
     die_usage "project '$PROJECT_ID' was not found or ${account%%$'\n'*} cannot see it:" \
       "check PROJECT_ID (the id, not the display name) and your access"
   ACCOUNT=${account%%$'\n'*}
+  # Alert policies have gcloud commands in the alpha track only (SDK 528). 'gcloud version'
+  # lists the installed components without asking to install anything.
+  [[ -n $(gcloud version --format='value(alpha)' 2>/dev/null) ]] ||
+    die_usage "gcloud's alpha commands are not installed, and the alert policy needs them:" \
+      "run 'gcloud components install alpha' (or install the package that provides them)," \
+      "then run this again"
 }
 
 # --- running gcloud ---------------------------------------------------------------------------
@@ -434,12 +510,22 @@ confirm_first_change() {
 # is not enabled yet); a real problem resurfaces when the create that follows fails loudly.
 query() { gcloud "$@" --project="$PROJECT_ID" 2>/dev/null; }
 
+# Print a command that changes something: as it is in a dry run (the output is a script),
+# after "+ " otherwise.
+show_change() {
+  CHANGES=$((CHANGES + 1))
+  if ((DRY_RUN)); then
+    printf '%s\n' "$1"
+  else
+    printf '+ %s\n' "$1"
+  fi
+}
+
 # A gcloud command that changes something: printed, and run unless --dry-run; its status is
 # returned. --quiet keeps gcloud from prompting (it would offer bindings this script makes).
 try_change() {
   local -a command=(gcloud "$@" --project="$PROJECT_ID" --quiet)
-  CHANGES=$((CHANGES + 1))
-  printf '+ %s\n' "$(quoted "${command[@]}")"
+  show_change "$(quoted "${command[@]}")"
   if ((DRY_RUN)); then
     return 0
   fi
@@ -455,11 +541,12 @@ change_failed() {
 mutate() { try_change "$@" || change_failed; }
 
 # Like mutate, with the API key on stdin. printf is a builtin: the key is never an argument of
-# any process.
+# any process. Shown as a command that reads the key from the terminal, hidden, so that a dry
+# run's output can be run as it is.
 mutate_with_key_on_stdin() {
   local -a command=(gcloud "$@" --project="$PROJECT_ID" --quiet)
-  CHANGES=$((CHANGES + 1))
-  printf '+ %s  < the Harness API key on stdin (not shown)\n' "$(quoted "${command[@]}")"
+  show_change "read -rsp 'Harness API key (input hidden): ' key && printf %s \"\$key\" |\
+ $(quoted "${command[@]}")"
   if ((DRY_RUN)); then
     return 0
   fi
@@ -484,7 +571,10 @@ mutate_retrying() {
 
 # --- bookkeeping ------------------------------------------------------------------------------
 
-step() { printf '\n[%s] %s\n' "$1" "$2"; }
+step() {
+  say ""
+  say "[$1] $2"
+}
 
 # record WHAT NAME STATE: one line of the closing summary.
 record() { SUMMARY+=("$(printf '  %-24s %-60s %s' "$1" "$2" "$3")"); }
@@ -501,7 +591,7 @@ resolve_api_key() {
     return 0
   fi
   local versions
-  versions=$(query secrets versions list "$SECRET_NAME" --filter=state:ENABLED --limit=1 \
+  versions=$(query secrets versions list "$SECRET_PATH" --filter=state:ENABLED --limit=1 \
     --format='value(name)') || versions=''
   if [[ -n $versions ]]; then
     KEY_SOURCE=stored
@@ -522,7 +612,7 @@ resolve_api_key() {
 }
 
 step_apis() {
-  step 1/9 "APIs"
+  step 1/10 "APIs"
   local enabled api
   local -a missing=()
   enabled=$(query services list --enabled --format='value(config.name)') || enabled=''
@@ -541,7 +631,7 @@ step_apis() {
 }
 
 step_bucket() {
-  step 2/9 "Bucket gs://$GCS_BUCKET"
+  step 2/10 "Bucket gs://$GCS_BUCKET"
   if query storage buckets describe "gs://$GCS_BUCKET" --format='value(name)' >/dev/null; then
     say "      exists, left as it is"
     record "Bucket" "gs://$GCS_BUCKET" "exists"
@@ -581,7 +671,7 @@ ensure_binding() {
 }
 
 step_service_account() {
-  step 3/9 "Runtime service account $SA_EMAIL"
+  step 3/10 "Runtime service account $SA_EMAIL"
   if query iam service-accounts describe "$SA_EMAIL" --format='value(email)' >/dev/null; then
     say "      exists"
     record "Service account" "$SA_EMAIL" "exists"
@@ -599,18 +689,18 @@ step_service_account() {
 # and dropped; it is never printed. A version we cannot read counts as different.
 stored_key_matches() {
   local current
-  current=$(query secrets versions access latest --secret="$SECRET_NAME") || return 1
+  current=$(query secrets versions access "$SECRET_PATH/versions/latest") || return 1
   [[ $current == "$API_KEY" ]]
 }
 
 step_secret() {
-  step 4/9 "Secret $SECRET_NAME"
+  step 4/10 "Secret $SECRET_NAME"
   local created=0
-  if query secrets describe "$SECRET_NAME" --format='value(name)' >/dev/null; then
+  if query secrets describe "$SECRET_PATH" --format='value(name)' >/dev/null; then
     say "      exists"
     record "Secret" "$SECRET_NAME" "exists"
   else
-    mutate secrets create "$SECRET_NAME" --replication-policy=automatic
+    mutate secrets create "$SECRET_PATH" --replication-policy=automatic
     record "Secret" "$SECRET_NAME" "$(did create created)"
     created=1
   fi
@@ -623,7 +713,7 @@ step_secret() {
       if ((DRY_RUN)); then
         say "      no key stored and HARNESS_API_KEY not set: a real run asks on the terminal"
       fi
-      mutate_with_key_on_stdin secrets versions add "$SECRET_NAME" --data-file=-
+      mutate_with_key_on_stdin secrets versions add "$SECRET_PATH" --data-file=-
       record "  key" "new version" "$(did add added)"
       ;;
     environment)
@@ -631,28 +721,32 @@ step_secret() {
         say "      the latest version already holds this HARNESS_API_KEY"
         record "  key" "latest version" "unchanged"
       else
-        mutate_with_key_on_stdin secrets versions add "$SECRET_NAME" --data-file=-
+        mutate_with_key_on_stdin secrets versions add "$SECRET_PATH" --data-file=-
         record "  key" "new version" "$(did add added)"
       fi
       ;;
   esac
   # On this one secret only: the function can read no other secret in the project.
-  ensure_binding "$SECRET_ROLE" "$SA_MEMBER" "secrets" "$SECRET_NAME"
+  ensure_binding "$SECRET_ROLE" "$SA_MEMBER" "secrets" "$SECRET_PATH"
 }
 
 step_topic() {
-  step 5/9 "Pub/Sub topic $TOPIC_NAME"
-  if query pubsub topics describe "$TOPIC_NAME" --format='value(name)' >/dev/null; then
+  step 5/10 "Pub/Sub topic $TOPIC_NAME"
+  if query pubsub topics describe "$TOPIC_PATH" --format='value(name)' >/dev/null; then
     say "      exists"
     record "Topic" "$TOPIC_NAME" "exists"
-    return 0
+  else
+    mutate pubsub topics create "$TOPIC_PATH"
+    record "Topic" "$TOPIC_NAME" "$(did create created)"
   fi
-  mutate pubsub topics create "$TOPIC_NAME"
-  record "Topic" "$TOPIC_NAME" "$(did create created)"
+  # The function publishes to its own trigger topic to go on with a backlog: on this one topic
+  # only, never the project's other topics.
+  ensure_binding "$PUBLISHER_ROLE" "$SA_MEMBER" "pubsub topics" "$TOPIC_PATH"
 }
 
 write_env_file() {
   local name value squote="''"
+  mkdir -p -- "$DEPLOY_DIR"
   : >"$ENV_FILE"
   for name in "${FUNCTION_CONFIG_VARS[@]}"; do
     value=${!name-}
@@ -672,45 +766,62 @@ sha256() {
   fi
 }
 
-# What gcloud uploads (see .gcloudignore): path and content of each file, in a stable order.
-source_fingerprint() {
+# The upload: a directory holding exactly what the function runs, copied from an explicit list
+# (main.py, requirements.txt and the package's .py files), so that tests, tools, .venv, .git,
+# caches and local env files can never be uploaded, whatever lies next to them. gcloud uploads
+# every file of a directory without .gcloudignore, .gitignore or .git (it has none of them).
+stage_source() {
   local path
-  local -a paths=()
-  for path in main.py requirements.txt .gcloudignore harness_audit; do
-    if [[ -e $SCRIPT_DIR/$path ]]; then
-      paths+=("$path")
-    fi
+  SOURCE_DIR=$DEPLOY_DIR/source
+  rm -rf -- "$SOURCE_DIR"
+  mkdir -p -- "$SOURCE_DIR"
+  for path in "${SOURCE_FILES[@]}"; do
+    cp -- "$SCRIPT_DIR/$path" "$SOURCE_DIR/$path"
   done
+  (cd -- "$SCRIPT_DIR" && find "$SOURCE_PACKAGE" -type f -name '*.py' ! -path '*/__pycache__/*' \
+    -print) |
+    while IFS= read -r path; do
+      mkdir -p -- "$SOURCE_DIR/${path%/*}"
+      cp -- "$SCRIPT_DIR/$path" "$SOURCE_DIR/$path"
+    done
+}
+
+# What gcloud uploads (the staged directory): path and content of each file, in a stable order.
+source_fingerprint() {
   (
-    cd -- "$SCRIPT_DIR"
-    find "${paths[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print |
+    cd -- "$SOURCE_DIR"
+    find . -type f -print |
       LC_ALL=C sort |
       while IFS= read -r path; do
-        printf '%s %s\n' "$(sha256 <"$path")" "$path"
+        printf '%s %s\n' "$(sha256 <"$path")" "${path#./}"
       done
   )
 }
 
 step_function() {
-  step 6/9 "Function $FUNCTION_NAME ($FUNCTION_RUNTIME, gen2, region $REGION)"
-  ENV_FILE=$WORK_DIR/function-env.yaml
+  step 6/10 "Function $FUNCTION_NAME ($FUNCTION_RUNTIME, gen2, region $REGION)"
+  ENV_FILE=$DEPLOY_DIR/function-env.yaml
   write_env_file
+  stage_source
   # Retries off by default: the next scheduled run is the retry, and the checkpoint makes it
-  # lossless. No --retry flag means "do not retry".
+  # lossless. No --retry flag means "do not retry". --trigger-topic is the one topic argument
+  # gcloud wants short (it refuses projects/P/topics/T): it is read when the command runs, in
+  # the project of --project.
   local -a deploy_args=(
     functions deploy "$FUNCTION_NAME" --gen2 --region="$REGION" --runtime="$FUNCTION_RUNTIME"
     --entry-point=main --trigger-topic="$TOPIC_NAME"
     --service-account="$SA_EMAIL" --trigger-service-account="$SA_EMAIL"
-    --set-secrets="HARNESS_API_KEY=${SECRET_NAME}:latest"
+    --set-secrets="HARNESS_API_KEY=${SECRET_PATH}:latest"
     --timeout="${FUNCTION_TIMEOUT_SECONDS}s" --memory="$FUNCTION_MEMORY" --max-instances=1
+    --cpu="$FUNCTION_CPU" --concurrency="$FUNCTION_CONCURRENCY"
   )
   if [[ $RETRY_ON_FAILURE == true ]]; then
     deploy_args+=(--retry)
   fi
   # A fingerprint of the source's content and of this exact configuration, kept as a label: a
   # re-run redeploys only when one of them changed (or the last deploy did not end ACTIVE).
-  # Where the checkout lives (--source) is not part of it.
-  local fingerprint current state label reason=''
+  # Where the checkout lives (--source) is not part of it; what is uploaded from there is.
+  local fingerprint current state label line reason=''
   fingerprint=$({
     source_fingerprint
     printf '%s\n' "${deploy_args[@]}"
@@ -732,8 +843,10 @@ step_function() {
     record "Function" "$FUNCTION_NAME" "current"
   else
     say "      $reason; environment passed to the function:"
-    sed 's/^/        /' "$ENV_FILE"
-    mutate "${deploy_args[@]}" --source="$SCRIPT_DIR" --env-vars-file="$ENV_FILE" \
+    while IFS= read -r line; do
+      say "        $line"
+    done <"$ENV_FILE"
+    mutate "${deploy_args[@]}" --source="$SOURCE_DIR" --env-vars-file="$ENV_FILE" \
       --update-labels="deploy_hash=$fingerprint"
     if [[ $reason == create ]]; then
       record "Function" "$FUNCTION_NAME" "$(did deploy deployed)"
@@ -747,19 +860,18 @@ step_function() {
 }
 
 step_scheduler() {
-  step 7/9 "Scheduler job $JOB_NAME ('$SCHEDULE' $TIME_ZONE, region $REGION)"
-  local current schedule time_zone topic topic_path
-  topic_path=projects/$PROJECT_ID/topics/$TOPIC_NAME
+  step 7/10 "Scheduler job $JOB_NAME ('$SCHEDULE' $TIME_ZONE, region $REGION)"
+  local current schedule time_zone topic
   current=$(query scheduler jobs describe "$JOB_NAME" --location="$REGION" \
     --format='value(schedule,timeZone,pubsubTarget.topicName)') || current=''
   IFS=$'\t' read -r schedule time_zone topic <<<"$current" || true
   local -a job_args=(--location="$REGION" --schedule="$SCHEDULE" --time-zone="$TIME_ZONE"
-    --topic="$TOPIC_NAME" --message-body='{}')
+    --topic="$TOPIC_PATH" --message-body='{}')
   if [[ -z $current ]]; then
     mutate scheduler jobs create pubsub "$JOB_NAME" "${job_args[@]}" \
       --description="Triggers $FUNCTION_NAME: publishes {} to $TOPIC_NAME"
     record "Scheduler job" "$JOB_NAME" "$(did create created)"
-  elif [[ $schedule != "$SCHEDULE" || $time_zone != "$TIME_ZONE" || $topic != "$topic_path" ]]
+  elif [[ $schedule != "$SCHEDULE" || $time_zone != "$TIME_ZONE" || $topic != "$TOPIC_PATH" ]]
   then
     say "      exists with schedule '$schedule' $time_zone, topic $topic: updating"
     mutate scheduler jobs update pubsub "$JOB_NAME" "${job_args[@]}"
@@ -767,6 +879,293 @@ step_scheduler() {
   else
     say "      exists, schedule unchanged"
     record "Scheduler job" "$JOB_NAME" "exists"
+  fi
+}
+
+# --- alerting ---------------------------------------------------------------------------------
+
+# cron_number VALUE LOW NAMES: a cron field's number, or the number of a three-letter name.
+cron_number() {
+  local value=$1 low=$2 names=$3 index=0 name
+  if [[ $value =~ ^[0-9]+$ ]]; then
+    printf '%d' "$((10#$value))"
+    return 0
+  fi
+  for name in $names; do
+    if [[ $name == "${value^^}" ]]; then
+      printf '%d' "$((index + low))"
+      return 0
+    fi
+    index=$((index + 1))
+  done
+}
+
+# cron_values FIELD LOW HIGH [NAMES]: the values a valid cron field matches, ascending, one a line.
+cron_values() {
+  local field=$1 low=$2 high=$3 names=${4-} item base step first last value
+  local -a items hit=()
+  IFS=, read -ra items <<<"$field"
+  for item in "${items[@]}"; do
+    base=${item%%/*}
+    step=1
+    if [[ $item == */* ]]; then
+      step=$((10#${item#*/}))
+    fi
+    if [[ $base == '*' ]]; then
+      first=$low
+      last=$high
+    elif [[ $base == *-* ]]; then
+      first=$(cron_number "${base%%-*}" "$low" "$names")
+      last=$(cron_number "${base#*-}" "$low" "$names")
+    else
+      first=$(cron_number "$base" "$low" "$names")
+      last=$first
+      if [[ $item == */* ]]; then last=$high; fi
+    fi
+    for ((value = first; value <= last; value += step)); do
+      hit[value]=1
+    done
+  done
+  printf '%s\n' "${!hit[@]}"
+}
+
+# The longest time between two runs of SCHEDULE, in minutes, found over one week. A schedule
+# that names days of the month or months counts as rarer than any window an alert can have.
+schedule_interval_minutes() {
+  local -a fields minutes hours days
+  local day hour minute time first=-1 previous=-1 gap=0
+  read -ra fields <<<"$SCHEDULE"
+  if [[ ${fields[2]} != '*' || ${fields[3]} != '*' ]]; then
+    printf '%d' "$((7 * 1440))"
+    return 0
+  fi
+  mapfile -t minutes < <(cron_values "${fields[0]}" 0 59)
+  mapfile -t hours < <(cron_values "${fields[1]}" 0 23)
+  if [[ ${fields[4]} == '*' ]]; then
+    days=(0 1 2 3 4 5 6)
+  else
+    # Sunday is 0 and 7.
+    mapfile -t days < <(cron_values "${fields[4]}" 0 7 "SUN MON TUE WED THU FRI SAT" |
+      sed 's/^7$/0/' | sort -n -u)
+  fi
+  for day in "${days[@]}"; do
+    for hour in "${hours[@]}"; do
+      for minute in "${minutes[@]}"; do
+        time=$((day * 1440 + hour * 60 + minute))
+        if ((first < 0)); then
+          first=$time
+        elif ((time - previous > gap)); then
+          gap=$((time - previous))
+        fi
+        previous=$time
+      done
+    done
+  done
+  if ((first + 7 * 1440 - previous > gap)); then
+    gap=$((first + 7 * 1440 - previous))
+  fi
+  printf '%d' "$gap"
+}
+
+# A JSON string: the values here are validated names and our own text, so escaping backslash
+# and double quote is enough.
+json_string() {
+  local text=${1//\\/\\\\}
+  printf '"%s"' "${text//\"/\\\"}"
+}
+
+# The function's run summaries: one JSON line per invocation on stdout, which Cloud Logging
+# keeps as jsonPayload, under the Cloud Run service that carries the gen2 function (the same
+# resource.type and service_name that 'gcloud functions logs read --gen2' filters on).
+summary_filter() {
+  printf 'resource.type="cloud_run_revision" AND resource.labels.service_name="%s" AND %s' \
+    "$FUNCTION_NAME" "$1"
+}
+
+# metric_config NAME FINGERPRINT: the LogMetric for --config-from-file. The description ends
+# with the fingerprint of the rest, which is how a later run knows it is current.
+metric_config() {
+  local name=$1 fingerprint=$2 description filter
+  case $name in
+    "$METRIC_LAG")
+      description="Lag of $FUNCTION_NAME: seconds since the last fully collected moment, from each run's summary"
+      filter=$(summary_filter '(jsonPayload.outcome="ok" OR jsonPayload.outcome="failed") AND jsonPayload.lag_seconds:*')
+      ;;
+    "$METRIC_FAILED")
+      description="Runs of $FUNCTION_NAME that failed (summary outcome failed)"
+      filter=$(summary_filter 'jsonPayload.outcome="failed"')
+      ;;
+    "$METRIC_OK")
+      description="Runs of $FUNCTION_NAME that succeeded (summary outcome ok)"
+      filter=$(summary_filter 'jsonPayload.outcome="ok"')
+      ;;
+  esac
+  printf '{\n  "description": %s,\n  "filter": %s,\n' \
+    "$(json_string "$description [deploy.sh ${fingerprint:-?}]")" "$(json_string "$filter")"
+  if [[ $name == "$METRIC_LAG" ]]; then
+    printf '  "valueExtractor": "EXTRACT(jsonPayload.lag_seconds)",\n'
+    printf '  "metricDescriptor": {"metricKind": "DELTA", "valueType": "DISTRIBUTION", "unit": "s"},\n'
+    printf '  "bucketOptions": {"explicitBuckets": {"bounds": [%s]}}\n' "$(lag_bounds)"
+  else
+    printf '  "metricDescriptor": {"metricKind": "DELTA", "valueType": "INT64", "unit": "1"}\n'
+  fi
+  printf '}\n'
+}
+
+# Bucket bounds of the lag distribution, in seconds. The alert's threshold is one of them, so
+# that the 99th percentile Monitoring interpolates lies above it exactly when a run's lag does.
+lag_bounds() {
+  local minutes joined
+  local -a bounds
+  mapfile -t bounds < <(
+    for minutes in 1 2 5 10 15 30 45 60 90 120 180 240 360 480 720 1080 1440 2160 2880 4320 \
+      7200 10080 20160 "$((10#$EFFECTIVE_ALERT_LAG_MINUTES))"; do
+      printf '%d\n' "$((minutes * 60))"
+    done | sort -n -u
+  )
+  printf -v joined '%s, ' "${bounds[@]}"
+  printf '%s' "${joined%, }"
+}
+
+# The alerting windows, from the schedule (Cloud Monitoring allows 23.5 hours at most).
+alert_windows() {
+  local interval max=1410
+  interval=$(schedule_interval_minutes)
+  LAG_WINDOW_MINUTES=$interval
+  if ((LAG_WINDOW_MINUTES > max)); then LAG_WINDOW_MINUTES=$max; fi
+  TWO_INTERVALS_MINUTES=$((2 * interval))
+  ABSENCE_CONDITION=1
+  FAILURES_THRESHOLD=1
+  if ((TWO_INTERVALS_MINUTES > max)); then
+    # Two runs are further apart than any window: no absence condition, and one failure alerts.
+    TWO_INTERVALS_MINUTES=$max
+    ABSENCE_CONDITION=0
+    FAILURES_THRESHOLD=0
+  fi
+  SCHEDULE_INTERVAL_MINUTES=$interval
+}
+
+# One time series per function, whatever its revisions: after a redeploy the old revision's
+# series ends, which alone must not read as "no successful run".
+group_by() {
+  printf '"crossSeriesReducer": "%s", "groupByFields": ["resource.label.service_name"]' "$1"
+}
+
+# policy_config FINGERPRINT: the AlertPolicy for --policy-from-file.
+policy_config() {
+  local fingerprint=$1 prefix=logging.googleapis.com/user/ channels=''
+  if [[ -n $NOTIFICATION_CHANNEL ]]; then
+    channels=$(json_string "$NOTIFICATION_CHANNEL")
+  fi
+  printf '{\n'
+  printf '  "displayName": %s,\n' "$(json_string "Harness audit collector $FUNCTION_NAME")"
+  printf '  "documentation": {"mimeType": "text/markdown", "content": %s},\n' "$(json_string \
+    "The Harness audit collector $FUNCTION_NAME (project $PROJECT_ID, region $REGION) is not running, is behind, or is failing. Read its logs: gcloud functions logs read $FUNCTION_NAME --gen2 --region=$REGION --project=$PROJECT_ID --limit=50. Check its schedule: gcloud scheduler jobs describe $JOB_NAME --location=$REGION --project=$PROJECT_ID. Redeploying with deploy.sh puts back whatever is missing.")"
+  printf '  "userLabels": {"%s": "%s", "deploy_hash": "%s"},\n' "$POLICY_LABEL" "$FUNCTION_NAME" \
+    "$fingerprint"
+  printf '  "combiner": "OR",\n  "conditions": [\n'
+  if ((ABSENCE_CONDITION)); then
+    printf '    {\n      "displayName": %s,\n' "$(json_string \
+      "No successful run for ${TWO_INTERVALS_MINUTES} min (2 schedule intervals)")"
+    printf '      "conditionAbsent": {\n        "filter": %s,\n' "$(json_string \
+      "metric.type=\"$prefix$METRIC_OK\" AND resource.type=\"cloud_run_revision\"")"
+    printf '        "aggregations": [{"alignmentPeriod": "300s", "perSeriesAligner": "ALIGN_SUM", %s}],\n' \
+      "$(group_by REDUCE_SUM)"
+    printf '        "duration": "%ds",\n        "trigger": {"count": 1}\n      }\n    },\n' \
+      "$((TWO_INTERVALS_MINUTES * 60))"
+  fi
+  printf '    {\n      "displayName": %s,\n' "$(json_string \
+    "Lag above $((10#$EFFECTIVE_ALERT_LAG_MINUTES)) min (ALERT_LAG_MINUTES)")"
+  printf '      "conditionThreshold": {\n        "filter": %s,\n' "$(json_string \
+    "metric.type=\"$prefix$METRIC_LAG\" AND resource.type=\"cloud_run_revision\"")"
+  printf '        "aggregations": [{"alignmentPeriod": "%ds", "perSeriesAligner": "ALIGN_PERCENTILE_99", %s}],\n' \
+    "$((LAG_WINDOW_MINUTES * 60))" "$(group_by REDUCE_MAX)"
+  printf '        "comparison": "COMPARISON_GT",\n        "thresholdValue": %d,\n' \
+    "$((10#$EFFECTIVE_ALERT_LAG_MINUTES * 60))"
+  printf '        "duration": "0s",\n        "trigger": {"count": 1}\n      }\n    },\n'
+  printf '    {\n      "displayName": %s,\n' "$(json_string \
+    "$((FAILURES_THRESHOLD + 1)) or more failed runs within ${TWO_INTERVALS_MINUTES} min")"
+  printf '      "conditionThreshold": {\n        "filter": %s,\n' "$(json_string \
+    "metric.type=\"$prefix$METRIC_FAILED\" AND resource.type=\"cloud_run_revision\"")"
+  printf '        "aggregations": [{"alignmentPeriod": "%ds", "perSeriesAligner": "ALIGN_SUM", %s}],\n' \
+    "$((TWO_INTERVALS_MINUTES * 60))" "$(group_by REDUCE_SUM)"
+  printf '        "comparison": "COMPARISON_GT",\n        "thresholdValue": %d,\n' \
+    "$FAILURES_THRESHOLD"
+  printf '        "duration": "0s",\n        "trigger": {"count": 1}\n      }\n    }\n  ],\n'
+  printf '  "notificationChannels": [%s],\n  "enabled": true\n}\n' "$channels"
+}
+
+# write_fingerprinted FILE GENERATOR [ARGS...]: write what GENERATOR prints when given the
+# fingerprint of what it prints without one; print that fingerprint.
+write_fingerprinted() {
+  local file=$1 fingerprint
+  shift
+  fingerprint=$("$@" '' | sha256)
+  fingerprint=${fingerprint:0:40}
+  "$@" "$fingerprint" >"$file"
+  printf '%s' "$fingerprint"
+}
+
+ensure_metric() {
+  local name=$1 file=$DEPLOY_DIR/metric-$1.json fingerprint description
+  fingerprint=$(write_fingerprinted "$file" metric_config "$name")
+  if description=$(query logging metrics describe "$name" --format='value(description)'); then
+    if [[ $description == *"[deploy.sh $fingerprint]" ]]; then
+      say "      metric $name: exists, current"
+      record "Log-based metric" "$name" "current"
+    else
+      mutate logging metrics update "$name" --config-from-file="$file"
+      record "Log-based metric" "$name" "$(did update updated)"
+    fi
+  else
+    mutate logging metrics create "$name" --config-from-file="$file"
+    record "Log-based metric" "$name" "$(did create created)"
+  fi
+}
+
+# The alert policy deploy.sh made for this function: "NAME<tab>deploy_hash", or nothing.
+find_policy() {
+  query alpha monitoring policies list --filter="userLabels.$POLICY_LABEL=$FUNCTION_NAME" \
+    --format='value(name,userLabels.deploy_hash)' | sed -n 1p
+}
+
+step_alerting() {
+  step 8/10 "Alerting: log-based metrics and an alert policy"
+  local metric file=$DEPLOY_DIR/alert-policy.json fingerprint current name label
+  for metric in "$METRIC_OK" "$METRIC_FAILED" "$METRIC_LAG"; do
+    ensure_metric "$metric"
+  done
+  alert_windows
+  fingerprint=$(write_fingerprinted "$file" policy_config)
+  current=$(find_policy) || current=''
+  IFS=$'\t' read -r name label <<<"$current" || true
+  if [[ -z $name ]]; then
+    mutate alpha monitoring policies create --policy-from-file="$file"
+    record "Alert policy" "Harness audit collector $FUNCTION_NAME" "$(did create created)"
+  elif [[ $label != "$fingerprint" ]]; then
+    say "      policy $name differs from $file: updating"
+    mutate alpha monitoring policies update "$name" --policy-from-file="$file"
+    record "Alert policy" "$name" "$(did update updated)"
+  else
+    say "      policy $name: exists, current"
+    record "Alert policy" "$name" "current"
+  fi
+  if ((ABSENCE_CONDITION)); then
+    say "      alerts when no run succeeds for ${TWO_INTERVALS_MINUTES} min (twice the schedule's"
+    say "      longest interval, ${SCHEDULE_INTERVAL_MINUTES} min), when the lag exceeds" \
+      "$((10#$EFFECTIVE_ALERT_LAG_MINUTES)) min,"
+    say "      or on 2 failed runs within ${TWO_INTERVALS_MINUTES} min (about two runs in a row)"
+  else
+    say "      the schedule runs less often than every 705 min, and Cloud Monitoring waits 23.5 h"
+    say "      at most: alerts on a failed run, or when the lag exceeds" \
+      "$((10#$EFFECTIVE_ALERT_LAG_MINUTES)) min; a schedule that"
+    say "      stops is not noticed"
+  fi
+  if [[ -n $NOTIFICATION_CHANNEL ]]; then
+    say "      notifies $NOTIFICATION_CHANNEL"
+    record "  notification channel" "$NOTIFICATION_CHANNEL" "attached"
+  else
+    record "  notification channel" "(NOTIFICATION_CHANNEL not set)" "none"
   fi
 }
 
@@ -788,7 +1187,7 @@ print_feed_settings() {
 }
 
 step_secops() {
-  step 8/9 "Google SecOps feed access"
+  step 9/10 "Google SecOps feed access"
   if [[ -z $SECOPS_SERVICE_ACCOUNT ]]; then
     say "      SECOPS_SERVICE_ACCOUNT not set: no access granted. In SecOps, Add New Feed >"
     say "      Get Service Account, then run again with SECOPS_SERVICE_ACCOUNT=<that email>."
@@ -804,8 +1203,11 @@ step_secops() {
 }
 
 print_summary() {
-  step 9/9 "Summary: project $PROJECT_ID, region $REGION"
-  printf '%s\n' "${SUMMARY[@]}"
+  step 10/10 "Summary: project $PROJECT_ID, region $REGION"
+  local line
+  for line in "${SUMMARY[@]}"; do
+    say "$line"
+  done
   say ""
   if ((DRY_RUN)); then
     say "Dry run: $CHANGES command(s) above would change something; nothing was changed."
@@ -826,6 +1228,13 @@ print_summary() {
   say "  https://console.cloud.google.com/run/detail/$REGION/$FUNCTION_NAME/logs?project=$PROJECT_ID"
   say "See what landed:"
   say "  gcloud storage ls --recursive $FEED_URI --project=$PROJECT_ID | tail"
+  if [[ -z $NOTIFICATION_CHANNEL ]]; then
+    say "The alert policy notifies no one yet. List the project's notification channels (or"
+    say "create one in the console: Monitoring > Alerting > Edit notification channels):"
+    say "  gcloud beta monitoring channels list --project=$PROJECT_ID" \
+      "--format='value(name,displayName)'"
+    say "then run deploy.sh again with NOTIFICATION_CHANNEL=projects/$PROJECT_ID/notificationChannels/ID."
+  fi
 }
 
 deploy() {
@@ -837,6 +1246,7 @@ deploy() {
   step_topic
   step_function
   step_scheduler
+  step_alerting
   step_secops
   print_summary
 }
@@ -844,7 +1254,9 @@ deploy() {
 # --- destroy ----------------------------------------------------------------------------------
 
 destroy() {
-  local has_job=0 has_function=0 has_topic=0 has_secret=0 has_sa=0 policy pair role member
+  local has_job=0 has_function=0 has_topic=0 has_secret=0 has_sa=0 policy pair role member item
+  local alert_policy='' metric
+  local -a metrics=()
   local -a plan=() bindings=() candidates=("$RUNTIME_BUCKET_ROLE $SA_MEMBER")
   if [[ -n $SECOPS_SERVICE_ACCOUNT ]]; then
     for role in "${SECOPS_BUCKET_ROLES[@]}"; do
@@ -862,11 +1274,21 @@ destroy() {
     has_function=1
     plan+=("function $FUNCTION_NAME (with its Cloud Run service and Eventarc trigger)")
   fi
-  if query pubsub topics describe "$TOPIC_NAME" --format='value(name)' >/dev/null; then
-    has_topic=1
-    plan+=("topic $TOPIC_NAME")
+  alert_policy=$(find_policy | cut -f1) || alert_policy=''
+  if [[ -n $alert_policy ]]; then
+    plan+=("alert policy $alert_policy")
   fi
-  if query secrets describe "$SECRET_NAME" --format='value(name)' >/dev/null; then
+  for metric in "$METRIC_OK" "$METRIC_FAILED" "$METRIC_LAG"; do
+    if query logging metrics describe "$metric" --format='value(name)' >/dev/null; then
+      metrics+=("$metric")
+      plan+=("log-based metric $metric")
+    fi
+  done
+  if query pubsub topics describe "$TOPIC_PATH" --format='value(name)' >/dev/null; then
+    has_topic=1
+    plan+=("topic $TOPIC_NAME (with its role bindings)")
+  fi
+  if query secrets describe "$SECRET_PATH" --format='value(name)' >/dev/null; then
     has_secret=1
     plan+=("secret $SECRET_NAME and every version of the key")
   fi
@@ -886,6 +1308,7 @@ destroy() {
 
   say ""
   say "Kept: gs://$GCS_BUCKET and every object in it (logs and checkpoint), and the enabled APIs."
+  say "(The local copies deploy.sh made, in ${DEPLOY_DIR#"$SCRIPT_DIR"/}, stay too: delete at will.)"
   if [[ -z $SECOPS_SERVICE_ACCOUNT ]]; then
     say "(SECOPS_SERVICE_ACCOUNT not set: any access granted to the feed stays.)"
   fi
@@ -894,7 +1317,9 @@ destroy() {
     return 0
   fi
   say "To remove from project $PROJECT_ID:"
-  printf '  - %s\n' "${plan[@]}"
+  for item in "${plan[@]}"; do
+    say "  - $item"
+  done
   if ((!DRY_RUN && !ASSUME_YES)); then
     ask "Remove these ${#plan[@]} item(s) from project $PROJECT_ID?" ||
       die "stopped at your answer: nothing was removed"
@@ -910,11 +1335,18 @@ destroy() {
   if ((has_function)); then
     mutate functions delete "$FUNCTION_NAME" --gen2 --region="$REGION"
   fi
+  # The policy before the metrics it watches.
+  if [[ -n $alert_policy ]]; then
+    mutate alpha monitoring policies delete "$alert_policy"
+  fi
+  for metric in "${metrics[@]}"; do
+    mutate logging metrics delete "$metric"
+  done
   if ((has_topic)); then
-    mutate pubsub topics delete "$TOPIC_NAME"
+    mutate pubsub topics delete "$TOPIC_PATH"
   fi
   if ((has_secret)); then
-    mutate secrets delete "$SECRET_NAME"
+    mutate secrets delete "$SECRET_PATH"
   fi
   for pair in "${bindings[@]}"; do
     role=${pair% *}
@@ -961,7 +1393,6 @@ main() {
   if ((DESTROY)); then
     destroy
   else
-    WORK_DIR=$(mktemp -d)
     deploy
   fi
 }

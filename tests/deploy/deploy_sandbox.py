@@ -1,7 +1,8 @@
 """A sandbox for running deploy.sh against the fake gcloud (fake_gcloud.py), offline.
 
-Each Sandbox is a directory holding a copy of the collector's source tree (deploy.sh,
-.gcloudignore and a stub function), a bin directory whose ``gcloud`` is the fake, and a tools
+Each Sandbox is a directory holding a copy of the collector's source tree (deploy.sh and a
+stub function, or with ``real_source=True`` the real function next to decoys that must never be
+uploaded), a bin directory whose ``gcloud`` is the fake, and a tools
 directory linking the few other programs deploy.sh runs. PATH is those two directories and
 nothing else, so a real gcloud installed on the machine can never be reached. ``run`` returns
 the exit code, the output and the gcloud calls made during that run.
@@ -18,6 +19,29 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_SCRIPT = REPO_ROOT / "deploy.sh"
 GCLOUDIGNORE = REPO_ROOT / ".gcloudignore"
+# What the function runs, so what must be uploaded: main.py, requirements.txt, the package.
+FUNCTION_FILES = sorted(
+    ["main.py", "requirements.txt"]
+    + [
+        path.relative_to(REPO_ROOT).as_posix()
+        for path in (REPO_ROOT / "harness_audit").rglob("*.py")
+        if "__pycache__" not in path.parts
+    ]
+)
+# Files next to the function that must never be uploaded.
+DECOYS = (
+    "tests/unit/test_config.py",
+    "devtools/run_local.py",
+    "benchmarks/run.py",
+    ".venv/bin/python",
+    ".git/config",
+    ".env",
+    "local.env",
+    "README.md",
+    "Makefile",
+    "harness_audit/__pycache__/run.cpython-312.pyc",
+    "__pycache__/main.cpython-312.pyc",
+)
 FAKE_GCLOUD = Path(__file__).with_name("fake_gcloud.py")
 
 PROJECT = "acme-secops"
@@ -54,18 +78,21 @@ REQUIRED_APIS = [
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
     "iam.googleapis.com",
+    "logging.googleapis.com",
+    "monitoring.googleapis.com",
 ]
 
 # Every program deploy.sh runs besides gcloud; a new one makes the tests fail until listed here.
 TOOLS = (
     "bash",
     "cat",
+    "cp",
     "cut",
     "dirname",
     "env",
     "find",
     "grep",
-    "mktemp",
+    "mkdir",
     "rm",
     "sed",
     "sha256sum",
@@ -98,6 +125,8 @@ class Call:
     env_has_api_key: bool
     env_vars_file: str | None
     exit: int
+    config_file: str | None = None
+    source_files: list | None = None
 
     @property
     def positionals(self) -> list:
@@ -122,7 +151,7 @@ class Call:
 
     @property
     def changes_something(self) -> bool:
-        return self.verb not in READ_VERBS
+        return self.positionals[:1] != ["version"] and self.verb not in READ_VERBS
 
     @property
     def summary(self) -> str:
@@ -156,7 +185,7 @@ class Result:
 
 
 class Sandbox:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, real_source: bool = False):
         self.root = root
         self.repo = root / "repo"
         self.bin = root / "bin"
@@ -172,9 +201,17 @@ class Sandbox:
             (self.tools / tool).symlink_to(found)
         shutil.copy2(DEPLOY_SCRIPT, self.repo / "deploy.sh")
         shutil.copy2(GCLOUDIGNORE, self.repo / ".gcloudignore")
-        (self.repo / "main.py").write_text("def main(cloud_event):\n    return None\n")
-        (self.repo / "requirements.txt").write_text("functions-framework==3.10.2\n")
-        (self.repo / "harness_audit" / "__init__.py").write_text("")
+        if real_source:
+            for name in FUNCTION_FILES:
+                (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO_ROOT / name, self.repo / name)
+            for name in DECOYS:
+                (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+                (self.repo / name).write_text("must not be uploaded\n")
+        else:
+            (self.repo / "main.py").write_text("def main(cloud_event):\n    return None\n")
+            (self.repo / "requirements.txt").write_text("functions-framework==3.10.2\n")
+            (self.repo / "harness_audit" / "__init__.py").write_text("")
         # A shim importing a copy of the module, so that Python caches its compiled form here
         # (a script run directly is compiled again on every call, some thirty per deploy).
         shutil.copy2(FAKE_GCLOUD, self.bin / "fake_gcloud.py")

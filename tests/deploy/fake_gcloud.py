@@ -4,7 +4,8 @@ The tests put it first on PATH as ``gcloud`` (deploy_sandbox.py: a shim that imp
 
 Each call is appended to ``$FAKE_GCLOUD_LOG`` as one JSON line: its argv, how many bytes it
 read on stdin (never what), whether ``HARNESS_API_KEY`` was in its environment, the content of
-any ``--env-vars-file`` (deploy.sh deletes that temp file when it exits) and its exit code.
+any ``--env-vars-file`` and of any ``--config-from-file`` or ``--policy-from-file`` as it was
+when the call was made, the files of a ``--source`` directory, and its exit code.
 
 Resources live in the file ``$FAKE_GCLOUD_STATE`` (marshal, not JSON: this runs some thirty
 times per deploy, and ``import json`` alone would double its start-up time). ``describe``,
@@ -12,12 +13,17 @@ times per deploy, and ``import json`` alone would double its start-up time). ``d
 add that makes the thing was recorded. Like the real services, creating needs the API enabled,
 and a binding or a deploy needs what it names to exist, so steps in the wrong order fail here
 too. Only the commands deploy.sh uses are modelled: anything else exits 3, so a test notices it.
+So do the argument forms the real gcloud gets wrong or refuses: a short ``--topic`` for a
+scheduler job (resolved before ``--project`` applies), a full ``--trigger-topic``, a
+``--concurrency`` above 1 without a whole ``--cpu``. Full resource names
+(``projects/P/topics/T``, ``projects/P/secrets/S``) must name the ``--project`` project.
 
 The one payload kept is the secret's, in the state file, because ``secrets versions access``
 must return it, exactly as Secret Manager does; it never reaches the log.
 
 Knobs (environment): ``FAKE_GCLOUD_ACCOUNT`` the active account, empty for "not logged in";
-``FAKE_GCLOUD_NO_PROJECT=1`` the project cannot be found; ``FAKE_GCLOUD_FAIL`` as
+``FAKE_GCLOUD_NO_PROJECT=1`` the project cannot be found; ``FAKE_GCLOUD_NO_ALPHA=1`` the
+alpha component is not installed; ``FAKE_GCLOUD_FAIL`` as
 ``"<command words>:<count>"``, e.g. ``"functions deploy:1"``: the first <count> calls of that
 command fail.
 """
@@ -35,6 +41,8 @@ API_OF_GROUP = {
     "functions": "cloudfunctions.googleapis.com",
     "run": "run.googleapis.com",
     "scheduler": "cloudscheduler.googleapis.com",
+    "logging": "logging.googleapis.com",
+    "monitoring": "monitoring.googleapis.com",
 }
 EMPTY_STATE = {
     "services": [],
@@ -44,6 +52,8 @@ EMPTY_STATE = {
     "topics": [],
     "functions": {},
     "jobs": {},
+    "metrics": {},
+    "policies": {},
     "iam": {},
     "failures": {},
 }
@@ -77,6 +87,7 @@ class Gcloud:
         self.project = self.flags.get("project")
         self.out = []
         self.stdin_len = None
+        self.source_files = None
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -87,6 +98,15 @@ class Gcloud:
 
     def sa_email(self, account_id):
         return f"{account_id}@{self.project}.iam.gserviceaccount.com"
+
+    def short(self, name, collection):
+        """The short name of a resource given short or as projects/P/<collection>/NAME."""
+        prefix = f"projects/{self.project}/{collection}/"
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+        if "/" in name:
+            raise Failed(f"fake gcloud: {name} is not in project {self.project}", 3)
+        return name
 
     def need_member(self, member):
         email = member.removeprefix("serviceAccount:")
@@ -119,6 +139,10 @@ class Gcloud:
         account = os.environ.get("FAKE_GCLOUD_ACCOUNT", "deployer@example.com")
         if account:
             self.out.append(account)
+
+    def version(self, _args):
+        if not os.environ.get("FAKE_GCLOUD_NO_ALPHA"):
+            self.out.append("2025.06.20")
 
     def projects_describe(self, args):
         if os.environ.get("FAKE_GCLOUD_NO_PROJECT"):
@@ -172,28 +196,31 @@ class Gcloud:
 
     def secret(self, name):
         self.need_api("secrets")
+        name = self.short(name, "secrets")
         if name not in self.state["secrets"]:
             not_found(f"secret {name}")
         return self.state["secrets"][name]
 
     def secrets_describe(self, args):
         self.secret(args[0])
-        self.out.append(f"projects/{self.project}/secrets/{args[0]}")
+        self.out.append(f"projects/{self.project}/secrets/{self.short(args[0], 'secrets')}")
 
     def secrets_create(self, args):
         self.need_api("secrets")
-        if args[0] in self.state["secrets"]:
+        name = self.short(args[0], "secrets")
+        if name in self.state["secrets"]:
             raise Failed("ERROR: ALREADY_EXISTS: Secret already exists")
-        self.state["secrets"][args[0]] = {"versions": []}
+        self.state["secrets"][name] = {"versions": []}
 
     def secrets_delete(self, args):
         self.secret(args[0])
-        del self.state["secrets"][args[0]]
-        self.state["iam"].pop(f"secret:{args[0]}", None)
+        name = self.short(args[0], "secrets")
+        del self.state["secrets"][name]
+        self.state["iam"].pop(f"secret:{name}", None)
 
     def secrets_iam(self, args, action):
         self.secret(args[0])
-        action(f"secret:{args[0]}")
+        action(f"secret:{self.short(args[0], 'secrets')}")
 
     def versions_list(self, args):
         versions = self.secret(args[0])["versions"]
@@ -210,28 +237,37 @@ class Gcloud:
         secret["versions"].append(payload.decode())
 
     def versions_access(self, args):
-        versions = self.secret(self.flags["secret"])["versions"]
-        if args[0] != "latest" or not versions:
+        secret, _, version = args[0].rpartition("/versions/")
+        versions = self.secret(secret or self.flags["secret"])["versions"]
+        if version != "latest" or not versions:
             not_found(f"version {args[0]}")
         self.out.append(versions[-1])
 
-    def topic_describe(self, args):
+    def topic(self, name):
         self.need_api("pubsub")
-        if args[0] not in self.state["topics"]:
-            not_found(f"topic {args[0]}")
-        self.out.append(f"projects/{self.project}/topics/{args[0]}")
+        name = self.short(name, "topics")
+        if name not in self.state["topics"]:
+            not_found(f"topic {name}")
+        return name
+
+    def topic_describe(self, args):
+        self.out.append(f"projects/{self.project}/topics/{self.topic(args[0])}")
 
     def topic_create(self, args):
         self.need_api("pubsub")
-        if args[0] in self.state["topics"]:
+        name = self.short(args[0], "topics")
+        if name in self.state["topics"]:
             raise Failed("ERROR: ALREADY_EXISTS: Resource already exists in the project")
-        self.state["topics"].append(args[0])
+        self.state["topics"].append(name)
 
     def topic_delete(self, args):
-        self.need_api("pubsub")
-        if args[0] not in self.state["topics"]:
-            not_found(f"topic {args[0]}")
-        self.state["topics"].remove(args[0])
+        name = self.topic(args[0])
+        self.state["topics"].remove(name)
+        # Its IAM policy goes with it.
+        self.state["iam"].pop(f"topic:{name}", None)
+
+    def topic_iam(self, args, action):
+        action(f"topic:{self.topic(args[0])}")
 
     def function_describe(self, args):
         self.need_api("functions")
@@ -247,11 +283,26 @@ class Gcloud:
         sa = self.flags.get("service-account", "")
         if sa not in self.state["service_accounts"]:
             raise Failed(f"ERROR: INVALID_ARGUMENT: service account {sa} does not exist")
-        secret_name = self.flags.get("set-secrets", "=:").split("=", 1)[1].split(":")[0]
+        secret_ref = self.flags.get("set-secrets", "=:").split("=", 1)[1].rpartition(":")[0]
+        secret_name = self.short(secret_ref, "secrets")
         if not self.state["secrets"].get(secret_name, {}).get("versions"):
             raise Failed(f"ERROR: secret {secret_name} has no version to mount")
-        if self.flags.get("trigger-topic") not in self.state["topics"]:
+        topic = str(self.flags.get("trigger-topic"))
+        if "/" in topic:
+            raise Failed("ERROR: (gcloud.functions.deploy) --trigger-topic takes a topic id", 3)
+        if topic not in self.state["topics"]:
             raise Failed("ERROR: the trigger topic does not exist")
+        concurrency = int(self.flags.get("concurrency", 1))
+        if concurrency > 1 and float(self.flags.get("cpu", 0)) < 1:
+            raise Failed("ERROR: INVALID_ARGUMENT: concurrency above 1 needs at least 1 CPU")
+        source = self.flags.get("source")
+        if not isinstance(source, str) or not os.path.isdir(source):
+            raise Failed(f"ERROR: (gcloud.functions.deploy) no source directory {source}")
+        self.source_files = sorted(
+            os.path.relpath(os.path.join(root, name), source)
+            for root, _, names in os.walk(source)
+            for name in names
+        )
         pairs = str(self.flags.get("update-labels", "")).split(",")
         labels = dict(pair.split("=", 1) for pair in pairs if pair)
         function = self.state["functions"].setdefault(args[0], {"labels": {}})
@@ -283,12 +334,16 @@ class Gcloud:
         self.out.append(f"{job['schedule']}\t{job['time_zone']}\t{job['topic']}")
 
     def job_write(self, args, job):
-        if self.flags.get("topic") not in self.state["topics"]:
+        topic = str(self.flags.get("topic"))
+        if not topic.startswith("projects/"):
+            # The real gcloud resolves it while reading arguments, before --project applies.
+            raise Failed("fake gcloud: scheduler --topic must be projects/P/topics/T", 3)
+        if self.short(topic, "topics") not in self.state["topics"]:
             raise Failed("ERROR: the target topic does not exist")
         job.update(
             schedule=self.flags["schedule"],
             time_zone=self.flags["time-zone"],
-            topic=f"projects/{self.project}/topics/{self.flags['topic']}",
+            topic=topic,
             message_body=self.flags["message-body"],
         )
 
@@ -305,11 +360,84 @@ class Gcloud:
         self.job(args[0])
         del self.state["jobs"][args[0]]
 
+    def read_file(self, flag):
+        with open(self.flags[flag]) as file:
+            return file.read()
+
+    def metric(self, name):
+        self.need_api("logging")
+        if name not in self.state["metrics"]:
+            not_found(f"metric {name}")
+        return self.state["metrics"][name]
+
+    def metric_describe(self, args):
+        self.out.append(self.metric(args[0])["description"])
+
+    def metric_write(self, name):
+        import json  # only here: most calls never need it (see the module docstring)
+
+        config = json.loads(self.read_file("config-from-file"))
+        self.state["metrics"][name] = {"description": config["description"], "config": config}
+
+    def metric_create(self, args):
+        self.need_api("logging")
+        if args[0] in self.state["metrics"]:
+            raise Failed("ERROR: ALREADY_EXISTS: metric already exists")
+        self.metric_write(args[0])
+
+    def metric_update(self, args):
+        self.metric(args[0])
+        self.metric_write(args[0])
+
+    def metric_delete(self, args):
+        self.metric(args[0])
+        del self.state["metrics"][args[0]]
+
+    def policy(self, name):
+        self.need_api("monitoring")
+        if name not in self.state["policies"]:
+            not_found(f"alert policy {name}")
+        return self.state["policies"][name]
+
+    def policy_write(self, name):
+        import json
+
+        policy = json.loads(self.read_file("policy-from-file"))
+        for condition in policy["conditions"]:
+            for kind in ("conditionThreshold", "conditionAbsent"):
+                if kind in condition:
+                    metric_type = condition[kind]["filter"].split('"')[1]
+                    metric = metric_type.removeprefix("logging.googleapis.com/user/")
+                    if metric not in self.state["metrics"]:
+                        raise Failed(f"ERROR: INVALID_ARGUMENT: no metric {metric_type}")
+        self.state["policies"][name] = {"labels": policy.get("userLabels", {}), "policy": policy}
+
+    def policy_list(self, _args):
+        self.need_api("monitoring")
+        key, _, value = str(self.flags.get("filter", "")).removeprefix("userLabels.").partition("=")
+        for name, policy in self.state["policies"].items():
+            if policy["labels"].get(key) == value:
+                self.out.append(f"{name}\t{policy['labels'].get('deploy_hash', '')}")
+
+    def policy_create(self, _args):
+        self.need_api("monitoring")
+        self.state["policy_serial"] = self.state.get("policy_serial", 1000) + 1
+        self.policy_write(f"projects/{self.project}/alertPolicies/{self.state['policy_serial']}")
+
+    def policy_update(self, args):
+        self.policy(args[0])
+        self.policy_write(args[0])
+
+    def policy_delete(self, args):
+        self.policy(args[0])
+        del self.state["policies"][args[0]]
+
     # --- dispatch --------------------------------------------------------------------------
 
     def commands(self):
         return {
             ("auth", "list"): self.auth_list,
+            ("version",): self.version,
             ("projects", "describe"): self.projects_describe,
             ("services", "list"): self.services_list,
             ("services", "enable"): self.services_enable,
@@ -338,6 +466,10 @@ class Gcloud:
             ("pubsub", "topics", "describe"): self.topic_describe,
             ("pubsub", "topics", "create"): self.topic_create,
             ("pubsub", "topics", "delete"): self.topic_delete,
+            ("pubsub", "topics", "get-iam-policy"): lambda a: self.topic_iam(a, self.print_policy),
+            ("pubsub", "topics", "add-iam-policy-binding"): lambda a: self.topic_iam(
+                a, self.add_binding
+            ),
             ("functions", "describe"): self.function_describe,
             ("functions", "deploy"): self.function_deploy,
             ("functions", "delete"): self.function_delete,
@@ -349,6 +481,14 @@ class Gcloud:
             ("scheduler", "jobs", "create", "pubsub"): self.job_create,
             ("scheduler", "jobs", "update", "pubsub"): self.job_update,
             ("scheduler", "jobs", "delete"): self.job_delete,
+            ("logging", "metrics", "describe"): self.metric_describe,
+            ("logging", "metrics", "create"): self.metric_create,
+            ("logging", "metrics", "update"): self.metric_update,
+            ("logging", "metrics", "delete"): self.metric_delete,
+            ("alpha", "monitoring", "policies", "list"): self.policy_list,
+            ("alpha", "monitoring", "policies", "create"): self.policy_create,
+            ("alpha", "monitoring", "policies", "update"): self.policy_update,
+            ("alpha", "monitoring", "policies", "delete"): self.policy_delete,
         }
 
     def run(self):
@@ -360,7 +500,7 @@ class Gcloud:
         if not matches:
             raise Failed(f"fake gcloud: unsupported command {self.positionals}", 3)
         words, handler = max(matches, key=lambda match: len(match[0]))
-        if words[0] not in ("auth", "projects") and not self.project:
+        if words[0] not in ("auth", "projects", "version") and not self.project:
             raise Failed(f"fake gcloud: {' '.join(words)} without --project", 3)
         self.maybe_fail(" ".join(words))
         handler(self.positionals[len(words) :])
@@ -403,15 +543,19 @@ def main(argv):
     with open(state_path, "wb") as file:
         marshal.dump(state, file)
 
-    env_file, env_vars = gcloud.flags.get("env-vars-file"), None
-    if isinstance(env_file, str):
-        with open(env_file) as file:
-            env_vars = file.read()
+    files = {}
+    for flag in ("env-vars-file", "config-from-file", "policy-from-file"):
+        path = gcloud.flags.get(flag)
+        if isinstance(path, str) and os.path.isfile(path):
+            with open(path) as file:
+                files[flag] = file.read()
     record = {
         "argv": argv,
         "stdin_len": gcloud.stdin_len,
         "env_has_api_key": "HARNESS_API_KEY" in os.environ,
-        "env_vars_file": env_vars,
+        "env_vars_file": files.pop("env-vars-file", None),
+        "config_file": files.popitem()[1] if files else None,
+        "source_files": gcloud.source_files,
         "exit": code,
     }
     with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:

@@ -7,6 +7,7 @@ from deploy_sandbox import (
     BUCKET,
     FUNCTION,
     JOB,
+    PROJECT,
     RUNTIME_SA,
     SECOPS_SA,
     SECRET,
@@ -19,8 +20,12 @@ SECOPS_MEMBER = f"serviceAccount:{SECOPS_SA}"
 DESTROY_CHANGES = [
     f"scheduler jobs delete {JOB}",
     f"functions delete {FUNCTION}",
-    f"pubsub topics delete {TOPIC}",
-    f"secrets delete {SECRET}",
+    f"alpha monitoring policies delete projects/{PROJECT}/alertPolicies/1001",
+    f"logging metrics delete {FUNCTION}_runs_ok",
+    f"logging metrics delete {FUNCTION}_runs_failed",
+    f"logging metrics delete {FUNCTION}_lag_seconds",
+    f"pubsub topics delete projects/{PROJECT}/topics/{TOPIC}",
+    f"secrets delete projects/{PROJECT}/secrets/{SECRET}",
     f"storage buckets remove-iam-policy-binding gs://{BUCKET} roles/storage.objectUser "
     + RUNTIME_MEMBER,
     f"storage buckets remove-iam-policy-binding gs://{BUCKET} roles/storage.objectViewer "
@@ -41,6 +46,9 @@ def test_destroy_removes_everything_but_the_bucket_and_then_has_nothing_to_do(de
     assert state["iam"][f"bucket:gs://{BUCKET}"] == []
     assert (state["jobs"], state["functions"], state["topics"]) == ({}, {}, [])
     assert (state["secrets"], state["service_accounts"]) == ({}, [])
+    assert (state["metrics"], state["policies"]) == ({}, {})
+    # The topic's IAM policy (the publisher role) went with the topic.
+    assert not any(key.startswith("topic:") for key in state["iam"])
     assert f"Kept: gs://{BUCKET} and every object in it" in result.stdout
 
     again = deployed.run("--destroy", "--yes")
@@ -63,10 +71,11 @@ def test_destroy_dry_run_prints_the_deletions_and_keeps_the_feed_access_it_was_n
     result = deployed.run("--destroy", "--dry-run", env={"SECOPS_SERVICE_ACCOUNT": None})
     assert result.returncode == 0, result.output
     assert result.changes == []
+    # A dry run prints a script: the commands, and every other line a comment.
     printed = [
-        " ".join(w for w in shlex.split(line[2:])[1:] if not w.startswith("--"))
+        " ".join(w for w in shlex.split(line)[1:] if not w.startswith("--"))
         for line in result.stdout.splitlines()
-        if line.startswith("+ gcloud ")
+        if line and not line.startswith("#")
     ]
     assert printed == [
         change.split(" roles/")[0] for change in DESTROY_CHANGES if SECOPS_MEMBER not in change

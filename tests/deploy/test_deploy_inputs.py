@@ -41,6 +41,17 @@ def sandbox(tmp_path):
         ({"SECOPS_SERVICE_ACCOUNT": "chronicle"}, "SECOPS_SERVICE_ACCOUNT='chronicle' is not"),
         ({"RETRY_ON_FAILURE": "yes"}, "RETRY_ON_FAILURE='yes' must be true or false"),
         ({"FILTER_MODULES": "CD\nCI"}, "FILTER_MODULES contains a line break"),
+        ({"MAX_REQUESTS_PER_MINUTE": "1001"}, "MAX_REQUESTS_PER_MINUTE=1001 is above 1000"),
+        ({"MAX_REQUESTS_PER_MINUTE": "-1"}, "MAX_REQUESTS_PER_MINUTE='-1' is not a whole number"),
+        ({"MAX_REQUESTS_PER_MINUTE": "6/s"}, "MAX_REQUESTS_PER_MINUTE='6/s' is not a whole"),
+        ({"ALERT_LAG_MINUTES": "0"}, "ALERT_LAG_MINUTES=0 is out of range: set 1 to 10080"),
+        ({"ALERT_LAG_MINUTES": "20000"}, "ALERT_LAG_MINUTES=20000 is out of range"),
+        ({"ALERT_LAG_MINUTES": "3h"}, "ALERT_LAG_MINUTES='3h' is not a whole number"),
+        ({"NOTIFICATION_CHANNEL": "1234567"}, "NOTIFICATION_CHANNEL='1234567' is not a notif"),
+        (
+            {"NOTIFICATION_CHANNEL": "projects/acme-secops/notificationChannels/abc"},
+            "is not a notification channel's full name: projects/PROJECT/notificationChannels/ID",
+        ),
     ],
 )
 def test_bad_input_stops_before_any_gcloud_call(sandbox, overrides, message):
@@ -107,6 +118,23 @@ def test_a_project_that_cannot_be_seen_is_named(sandbox):
 
 
 @pytest.mark.parametrize(
+    "overrides",
+    [
+        {"MAX_REQUESTS_PER_MINUTE": "0"},
+        {"MAX_REQUESTS_PER_MINUTE": "1000"},
+        {"ALERT_LAG_MINUTES": "1"},
+        {"ALERT_LAG_MINUTES": "10080"},
+        {"NOTIFICATION_CHANNEL": "projects/acme-secops/notificationChannels/1234567890"},
+        {"NOTIFICATION_CHANNEL": "projects/123456789012/notificationChannels/42"},
+    ],
+)
+def test_new_settings_accept_their_range(sandbox, overrides):
+    result = sandbox.run("--yes", env=overrides, path=sandbox.path_without_gcloud)
+    assert result.stderr.count("error:") == 1
+    assert "gcloud is not on PATH" in result.stderr
+
+
+@pytest.mark.parametrize(
     "schedule",
     [
         "0 * * * *",
@@ -169,8 +197,10 @@ def test_names_derive_from_the_function_and_the_account_id_fits_30_characters(sa
     for name in (
         "scheduler jobs describe harness-audit-collector-eu-west-schedule",
         "functions describe harness-audit-collector-eu-west",
-        "pubsub topics describe harness-audit-collector-eu-west-trigger",
-        "secrets describe harness-audit-collector-eu-west-api-key",
+        "pubsub topics describe projects/acme-secops/topics/harness-audit-collector-eu-west-"
+        "trigger",
+        "secrets describe projects/acme-secops/secrets/harness-audit-collector-eu-west-api-key",
+        "logging metrics describe harness-audit-collector-eu-west_runs_ok",
     ):
         assert name in described
     assert "Nothing to remove" in result.stdout

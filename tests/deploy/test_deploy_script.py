@@ -24,7 +24,7 @@ from deploy_sandbox import (
     BUCKET,
     DEPLOY_SCRIPT,
     FUNCTION,
-    GCLOUDIGNORE,
+    FUNCTION_FILES,
     JOB,
     PROJECT,
     REGION,
@@ -39,19 +39,28 @@ from deploy_sandbox import (
 RUNTIME_MEMBER = f"serviceAccount:{RUNTIME_SA}"
 SECOPS_MEMBER = f"serviceAccount:{SECOPS_SA}"
 
+SECRET_PATH = f"projects/{PROJECT}/secrets/{SECRET}"
+TOPIC_PATH = f"projects/{PROJECT}/topics/{TOPIC}"
+
 FIRST_RUN_CHANGES = [
     "services enable " + " ".join(REQUIRED_APIS),
     f"storage buckets create gs://{BUCKET}",
     f"iam service-accounts create {FUNCTION}-sa",
     f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectUser "
     + RUNTIME_MEMBER,
-    f"secrets create {SECRET}",
-    f"secrets versions add {SECRET}",
-    f"secrets add-iam-policy-binding {SECRET} roles/secretmanager.secretAccessor " + RUNTIME_MEMBER,
-    f"pubsub topics create {TOPIC}",
+    f"secrets create {SECRET_PATH}",
+    f"secrets versions add {SECRET_PATH}",
+    f"secrets add-iam-policy-binding {SECRET_PATH} roles/secretmanager.secretAccessor "
+    + RUNTIME_MEMBER,
+    f"pubsub topics create {TOPIC_PATH}",
+    f"pubsub topics add-iam-policy-binding {TOPIC_PATH} roles/pubsub.publisher {RUNTIME_MEMBER}",
     f"functions deploy {FUNCTION}",
     f"run services add-iam-policy-binding {FUNCTION} roles/run.invoker {RUNTIME_MEMBER}",
     f"scheduler jobs create pubsub {JOB}",
+    f"logging metrics create {FUNCTION}_runs_ok",
+    f"logging metrics create {FUNCTION}_runs_failed",
+    f"logging metrics create {FUNCTION}_lag_seconds",
+    "alpha monitoring policies create",
     f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.objectViewer "
     + SECOPS_MEMBER,
     f"storage buckets add-iam-policy-binding gs://{BUCKET} roles/storage.legacyBucketReader "
@@ -98,19 +107,22 @@ def test_first_run_describes_each_thing_before_creating_it(first):
         (f"storage buckets describe gs://{BUCKET}", f"storage buckets create gs://{BUCKET}"),
         (f"iam service-accounts describe {RUNTIME_SA}", "iam service-accounts create"),
         (f"storage buckets get-iam-policy gs://{BUCKET}", "storage buckets add-iam-policy"),
-        (f"secrets describe {SECRET}", f"secrets create {SECRET}"),
-        (f"secrets get-iam-policy {SECRET}", f"secrets add-iam-policy-binding {SECRET}"),
-        (f"pubsub topics describe {TOPIC}", f"pubsub topics create {TOPIC}"),
+        (f"secrets describe {SECRET_PATH}", f"secrets create {SECRET_PATH}"),
+        (f"secrets get-iam-policy {SECRET_PATH}", f"secrets add-iam-policy-binding {SECRET_PATH}"),
+        (f"pubsub topics describe {TOPIC_PATH}", f"pubsub topics create {TOPIC_PATH}"),
+        (f"pubsub topics get-iam-policy {TOPIC_PATH}", "pubsub topics add-iam-policy-binding"),
         (f"functions describe {FUNCTION}", f"functions deploy {FUNCTION}"),
         (f"run services get-iam-policy {FUNCTION}", "run services add-iam-policy-binding"),
         (f"scheduler jobs describe {JOB}", f"scheduler jobs create pubsub {JOB}"),
+        (f"logging metrics describe {FUNCTION}_runs_ok", "logging metrics create"),
+        ("alpha monitoring policies list", "alpha monitoring policies create"),
     ]:
         assert first_index(look) < first_index(change), (look, change)
 
 
 def test_every_call_names_the_project_and_every_change_is_non_interactive(first):
     for call in first.calls:
-        if call.positionals[:2] not in (["auth", "list"], ["projects", "describe"]):
+        if call.positionals[:2] not in (["auth", "list"], ["projects", "describe"], ["version"]):
             assert call.flags.get("project") == PROJECT, call.argv
         if call.changes_something:
             assert call.flags.get("quiet") is True, call.argv
@@ -137,7 +149,8 @@ def test_roles_are_granted_on_single_resources_never_on_the_project(first):
     }
     assert runtime_grants == {
         (f"storage buckets add-iam-policy-binding gs://{BUCKET}", "roles/storage.objectUser"),
-        (f"secrets add-iam-policy-binding {SECRET}", "roles/secretmanager.secretAccessor"),
+        (f"secrets add-iam-policy-binding {SECRET_PATH}", "roles/secretmanager.secretAccessor"),
+        (f"pubsub topics add-iam-policy-binding {TOPIC_PATH}", "roles/pubsub.publisher"),
         (f"run services add-iam-policy-binding {FUNCTION}", "roles/run.invoker"),
     }
     assert first.the_call("run services add-iam-policy-binding").flags["region"] == REGION
@@ -149,7 +162,7 @@ def test_api_key_travels_only_on_stdin_to_secret_manager(first, first_sandbox):
     for call in first.calls:
         assert not any(API_KEY in arg for arg in call.argv)
         assert not call.env_has_api_key, f"HARNESS_API_KEY was in the environment of {call.argv}"
-    version = first.the_call(f"secrets versions add {SECRET}")
+    version = first.the_call(f"secrets versions add {SECRET_PATH}")
     assert version.flags["data-file"] == "-"
     assert version.stdin_len == len(API_KEY)
 
@@ -161,15 +174,18 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
     assert flags["region"] == REGION
     assert re.fullmatch(r"python3(\d+)", flags["runtime"])
     assert int(flags["runtime"][len("python3") :]) >= 12
-    assert flags["source"] == str(first_sandbox.repo)
+    assert flags["source"] == str(first_sandbox.repo / ".deploy" / FUNCTION / "source")
+    assert deploy.source_files == ["harness_audit/__init__.py", "main.py", "requirements.txt"]
     assert flags["entry-point"] == "main"
     assert flags["trigger-topic"] == TOPIC
     assert flags["service-account"] == RUNTIME_SA
     assert flags["trigger-service-account"] == RUNTIME_SA
-    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET}:latest"
+    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET_PATH}:latest"
     assert flags["timeout"] == "540s"
     assert flags["memory"] == "512Mi"
     assert flags["max-instances"] == "1"
+    # A continuation published while the last run finishes is served, not refused with 429.
+    assert (flags["concurrency"], flags["cpu"]) == ("3", "1")
     assert "retry" not in flags
     assert re.fullmatch(r"deploy_hash=[0-9a-f]{40}", flags["update-labels"])
     # Only the variables that were set, commas intact, and never the key.
@@ -179,6 +195,7 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
         "PAGE_SIZE": "100",
         "FILTER_MODULES": "CD,CI",
         "FILTER_ACTIONS": "CREATE,UPDATE,DELETE",
+        "TRIGGER_TOPIC": TOPIC_PATH,
     }
 
 
@@ -187,7 +204,7 @@ def test_scheduler_publishes_an_empty_object_on_the_schedule_in_utc(first):
     assert job["location"] == REGION
     assert job["schedule"] == "0 * * * *"
     assert job["time-zone"] == "Etc/UTC"
-    assert job["topic"] == TOPIC
+    assert job["topic"] == TOPIC_PATH
     assert job["message-body"] == "{}"
 
 
@@ -199,7 +216,7 @@ def test_first_run_prints_the_feed_settings_and_how_to_operate(first):
     assert f"gs://{BUCKET}/harness/state/audit-state.json lies outside" in out
     assert f"gcloud scheduler jobs run {JOB} --location={REGION} --project={PROJECT}" in out
     assert f"gcloud functions logs read {FUNCTION}" in out
-    assert "Done: 13 change(s) made." in out
+    assert f"Done: {len(FIRST_RUN_CHANGES)} change(s) made." in out
 
 
 # --- later runs ---------------------------------------------------------------------------------
@@ -231,6 +248,41 @@ def test_changed_source_redeploys_the_function_only(deployed):
     assert deployed.run().changes == []
 
 
+def test_only_what_is_uploaded_counts_for_a_redeploy(tmp_path):
+    sandbox = Sandbox(tmp_path, real_source=True)
+    first = sandbox.run("--yes")
+    assert first.returncode == 0, first.output
+    deploy = first.the_call(f"functions deploy {FUNCTION}")
+    assert deploy.source_files == FUNCTION_FILES
+    # Files beside the function, new or changed, are not uploaded and change nothing.
+    (sandbox.repo / "tests" / "unit" / "test_config.py").write_text("changed\n")
+    (sandbox.repo / ".env").write_text("HARNESS_API_KEY=local\n")
+    (sandbox.repo / "harness_audit" / "notes.txt").write_text("not code\n")
+    assert sandbox.run().changes == []
+    # A new module of the package is.
+    (sandbox.repo / "harness_audit" / "extra.py").write_text("VALUE = 1\n")
+    again = sandbox.run("--yes")
+    assert again.changes == [f"functions deploy {FUNCTION}"]
+    staged = again.the_call(f"functions deploy {FUNCTION}").source_files
+    assert staged == sorted([*FUNCTION_FILES, "harness_audit/extra.py"])
+
+
+def test_new_settings_reach_the_function_and_trigger_topic_is_always_its_own(deployed):
+    result = deployed.run(
+        "--yes",
+        env={
+            "MAX_REQUESTS_PER_MINUTE": "120",
+            "ALERT_LAG_MINUTES": "240",
+            "TRIGGER_TOPIC": "projects/elsewhere/topics/other",
+        },
+    )
+    assert result.returncode == 0, result.output
+    values = env_file_values(result.the_call(f"functions deploy {FUNCTION}").env_vars_file)
+    assert values["MAX_REQUESTS_PER_MINUTE"] == "120"
+    assert values["ALERT_LAG_MINUTES"] == "240"
+    assert values["TRIGGER_TOPIC"] == TOPIC_PATH
+
+
 def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
     quoted_value = "https://harness.example.com/gateway#it's: here"
     result = deployed.run(
@@ -245,9 +297,11 @@ def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
     )
     assert result.returncode == 0, result.output
     assert result.changes == [
-        f"secrets versions add {SECRET}",
+        f"secrets versions add {SECRET_PATH}",
         f"functions deploy {FUNCTION}",
         f"scheduler jobs update pubsub {JOB}",
+        # The schedule sets the alert's windows.
+        "alpha monitoring policies update projects/acme-secops/alertPolicies/1001",
     ]
     deploy = result.the_call(f"functions deploy {FUNCTION}")
     assert deploy.flags["retry"] is True
@@ -257,7 +311,7 @@ def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
     assert result.the_call(f"scheduler jobs update pubsub {JOB}").flags["schedule"] == (
         "*/15 * * * *"
     )
-    assert result.the_call(f"secrets versions add {SECRET}").stdin_len == len(API_KEY) + 8
+    assert result.the_call(f"secrets versions add {SECRET_PATH}").stdin_len == len(API_KEY) + 8
 
 
 def test_function_left_failed_by_an_earlier_deploy_is_redeployed(deployed):
@@ -292,17 +346,100 @@ def test_dry_run_runs_only_read_only_commands_and_prints_every_change(tmp_path):
     assert result.calls, "a dry run still looks at the project"
     assert result.changes == []
     assert sandbox.state.get("buckets") == []
-    # Each printed command is valid shell: split it back into words to compare.
+    # The output is a script: every line a comment or a command. Split the commands back into
+    # words to compare (the key's is the gcloud command after its pipe).
     printed = [
-        shlex.split(line.removeprefix("+ ").split("  < ")[0])
+        shlex.split(line.rpartition(" | ")[2])
         for line in result.stdout.splitlines()
-        if line.startswith("+ gcloud ")
+        if line and not line.startswith("#")
     ]
     assert [" ".join(w for w in words[1:] if not w.startswith("--")) for words in printed] == [
         change.split(" roles/")[0] for change in FIRST_RUN_CHANGES
     ]
     assert "nothing was changed" in result.stdout
     assert API_KEY not in result.output
+
+
+def file_arguments(script: str) -> list:
+    """Every file or directory the script's commands name in a --FLAG=PATH argument."""
+    paths = []
+    for line in script.splitlines():
+        if line and not line.startswith("#"):
+            for word in shlex.split(line):
+                flag, _, value = word.partition("=")
+                if flag in (
+                    "--source",
+                    "--env-vars-file",
+                    "--config-from-file",
+                    "--policy-from-file",
+                ):
+                    paths.append(Path(value))
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        (["--dry-run"], API_KEY),  # the key from the environment
+        (["--dry-run"], None),  # no key anywhere: a real run would ask on the terminal
+        (["--destroy", "--dry-run"], API_KEY),
+    ],
+)
+def test_dry_run_output_is_a_script_that_can_be_run_as_it_is(tmp_path, deployed, args, key):
+    # An empty project for a deploy (every step printed), a deployed one for --destroy.
+    sandbox = deployed if "--destroy" in args else Sandbox(tmp_path / "empty")
+    result = sandbox.run(*args, env={"HARNESS_API_KEY": key})
+    assert result.returncode == 0, result.output
+    assert result.changes == []
+    commands = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    assert commands and all(line.startswith(("gcloud ", "read ")) for line in commands)
+    # bash -n on the output minus its comments: the script is valid as a whole.
+    script = "\n".join(line for line in result.stdout.splitlines() if not line.startswith("#"))
+    checked = subprocess.run(
+        ["bash", "-n"], input=script, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stderr
+    # Every file it names is still there after deploy.sh exited.
+    for path in file_arguments(result.stdout):
+        assert path.is_absolute() and path.exists(), path
+    if "--destroy" not in args:
+        assert {path.name for path in file_arguments(result.stdout)} == {
+            "source",
+            "function-env.yaml",
+            f"metric-{FUNCTION}_runs_ok.json",
+            f"metric-{FUNCTION}_runs_failed.json",
+            f"metric-{FUNCTION}_lag_seconds.json",
+            "alert-policy.json",
+        }
+        # The key: read from the terminal, hidden, and piped; never in the script.
+        (key_line,) = [line for line in commands if line.startswith("read ")]
+        assert key_line.startswith("read -rsp 'Harness API key (input hidden): ' key && ")
+        assert ' printf %s "$key" | gcloud secrets versions add ' in key_line
+        assert key_line.endswith("--data-file=- --project=acme-secops --quiet")
+    assert API_KEY not in result.output
+
+
+def test_dry_run_key_step_pipes_what_is_typed_to_gcloud(tmp_path):
+    # Run the printed key step with a stand-in gcloud that counts what it reads on stdin.
+    result = Sandbox(tmp_path).run("--dry-run")
+    (key_line,) = [line for line in result.stdout.splitlines() if line.startswith("read ")]
+    stand_in = tmp_path / "stand-in" / "gcloud"
+    stand_in.parent.mkdir(exist_ok=True)
+    stand_in.write_text('#!/bin/sh\nprintf "%s|" "$*"; wc -c\n')
+    stand_in.chmod(0o755)
+    ran = subprocess.run(
+        ["bash", "-c", key_line],
+        input=API_KEY + "\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": f"{stand_in.parent}:/usr/bin:/bin"},
+    )
+    assert ran.returncode == 0, ran.stderr
+    arguments, _, count = ran.stdout.partition("|")
+    assert API_KEY not in arguments
+    assert arguments.startswith("secrets versions add projects/acme-secops/secrets/")
+    assert int(count) == len(API_KEY)
 
 
 def test_dry_run_without_a_key_does_not_ask_for_one(tmp_path):
@@ -401,7 +538,7 @@ def test_on_a_terminal_it_reads_the_key_hidden_and_asks_once(tmp_path):
     assert API_KEY not in output
     calls = sandbox.calls_since(0)
     assert [call.summary for call in calls if call.changes_something] == FIRST_RUN_CHANGES
-    version = next(call for call in calls if call.summary == f"secrets versions add {SECRET}")
+    version = next(call for call in calls if call.summary == f"secrets versions add {SECRET_PATH}")
     assert version.stdin_len == len(API_KEY)
     assert not any(API_KEY in arg for call in calls for arg in call.argv)
 
@@ -462,45 +599,3 @@ def test_shellcheck_finds_nothing():
         [str(shellcheck), str(DEPLOY_SCRIPT)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_gcloudignore_uploads_the_function_and_nothing_else(tmp_path):
-    # gcloud's .gcloudignore follows .gitignore semantics, so git (in a throwaway repository
-    # under tmp_path, never the project's) says what the upload would contain.
-    git = shutil.which("git")
-    if git is None:
-        pytest.skip("git is not installed")
-    tree = tmp_path / "tree"
-    wanted = {"main.py", "requirements.txt", "harness_audit/__init__.py", "harness_audit/run.py"}
-    unwanted = {
-        "harness_audit/__pycache__/run.cpython-312.pyc",
-        "tests/unit/test_config.py",
-        "tests/deploy/fake_gcloud.py",
-        "devtools/run_local.py",
-        "benchmarks/run.py",
-        ".venv/bin/python",
-        ".ci/run",
-        "docs/operate.md",
-        "README.md",
-        "deploy.sh",
-        "Makefile",
-        "pyproject.toml",
-        "requirements-dev.txt",
-        ".env",
-    }
-    for name in wanted | unwanted:
-        (tree / name).parent.mkdir(parents=True, exist_ok=True)
-        (tree / name).write_text("x\n")
-    shutil.copy(GCLOUDIGNORE, tree / ".gitignore")
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
-    env["GIT_CONFIG_NOSYSTEM"] = "1"
-    subprocess.run([git, "init", "-q", str(tree)], env=env, check=True, timeout=30)
-    listed = subprocess.run(
-        [git, "-C", str(tree), "ls-files", "--others", "--exclude-standard"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert set(listed.stdout.split()) == wanted

@@ -14,6 +14,7 @@ from support import HOUR_MS, MIN_MS, STATE_KEY, assert_exactly_once, publish, st
 from devtools.sample_events import generate_events
 from harness_audit.cli import main
 from harness_audit.clock import iso
+from harness_audit.sink import ObjectSink
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +119,54 @@ def test_a_line_removed_behind_the_collectors_back_is_found_named_and_repaired(
     clock.advance(3600)
     assert instance.invoke().status == 200
     assert_exactly_once(bucket, [event["auditId"] for event in events])
+
+
+def test_a_repair_racing_another_repair_writes_nothing_twice(collected, clock, bucket, mocker):
+    _, t0, events = collected
+    (name,) = data_objects(bucket)
+    target = next(e for e in events if t0 - 2 * HOUR_MS <= e["timestamp"] < t0 - HOUR_MS)
+    removed = []
+
+    def remove(lines):
+        removed.extend(x for x in lines if line_id(x) == target["auditId"])
+        return [x for x in lines if line_id(x) != target["auditId"]]
+
+    rewrite(bucket, name, remove)
+    real_create = ObjectSink.create
+    raced = []
+
+    def another_verify_first(self, object_name, buffer, **kwargs):
+        if not raced:  # between our re-read and our write, another --repair writes the hour
+            raced.append(object_name)
+            bucket.blob(object_name).upload_from_string(removed[0])
+        return real_create(self, object_name, buffer, **kwargs)
+
+    mocker.patch.object(ObjectSink, "create", another_verify_first)
+    code, _, summary, _ = verify_json(
+        clock, "--since", iso(t0 - 2 * HOUR_MS), "--until", iso(t0 - HOUR_MS), "--repair"
+    )
+    assert code == 0, summary
+    assert summary["missing"] == 1 and summary["repaired"] == 0 and summary["still_missing"] == 0
+    assert [n for n in data_objects(bucket) if "repair" in n] == [raced[0]]
+    assert raced[0].endswith("-0001.jsonl")
+
+
+def test_a_repair_is_written_in_the_streaming_layout(start_instance, harness, clock, bucket):
+    t0 = clock.now_ms()
+    events = generate_events(200, t0 - HOUR_MS, t0 - 1, seed=75)
+    publish(harness, events)
+    assert start_instance(OUTPUT_FORMAT="streaming").invoke().status == 200
+    (name,) = data_objects(bucket)
+    target = events[len(events) // 2]
+    rewrite(bucket, name, lambda lines: [x for x in lines if line_id(x) != target["auditId"]])
+    since, until = iso(t0 - HOUR_MS), iso(t0)
+    code, _, summary, _ = verify_json(clock, "--since", since, "--until", until, "--repair")
+    assert code == 0 and summary["repaired"] == 1
+    (repair,) = [blob for blob in bucket.list_blobs(prefix=PREFIX) if "repair" in blob.name]
+    line = json.loads(repair.download_as_bytes())
+    assert line["auditEventId"] == target["auditId"] and "auditId" not in line
+    assert repair.metadata["output-format"] == "streaming"
+    assert verify(clock, "--since", since, "--until", until)[0] == 0
 
 
 def test_a_duplicated_line_is_reported_with_its_object_and_never_deleted(collected, clock, bucket):

@@ -10,7 +10,8 @@ Exit codes, for both:
     1  a problem was found (verify: events missing or written twice; status: lag over
        ALERT_LAG_MINUTES, or a checkpoint the collector cannot continue from)
     2  usage or configuration: a bad argument, an invalid setting, no Google login, access
-       refused by Cloud Storage or Harness. A person must change something
+       refused by Cloud Storage or Harness, and for verify a checkpoint it cannot read (it
+       then cannot tell how far the collector got). A person must change something
     3  could not finish: Harness or Cloud Storage kept failing; run it again later
 
 Every failure is one line on stderr, never a traceback, and never shows the API key.
@@ -27,13 +28,7 @@ from typing import TextIO
 
 from harness_audit.clock import Clock, SystemClock
 from harness_audit.config import Config, load_config
-from harness_audit.errors import (
-    CollectorError,
-    ConfigError,
-    HarnessRejected,
-    NeedsFix,
-    StorageRejected,
-)
+from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageRejected
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 EXIT_OK = 0
@@ -191,12 +186,12 @@ def main(
         return exit_.code if isinstance(exit_.code, int) else EXIT_OK
     except (UsageError, ConfigError) as problem:
         return _fail(stderr, command, str(problem), EXIT_USAGE)
-    except (NeedsFix, HarnessRejected, StorageRejected) as problem:
+    except NeedsFix as problem:  # also a rejected key, refused access, a corrupt checkpoint
         return _fail(stderr, command, str(problem), EXIT_USAGE)
     except CollectorError as problem:
         return _fail(stderr, command, str(problem), EXIT_FAILED)
     except KeyboardInterrupt:
-        return _fail(stderr, command, "interrupted", EXIT_FAILED)
+        return _fail(stderr, command, "interrupted", 130)
     except Exception as unexpected:  # a defect: still one line
         return _fail(
             stderr,

@@ -336,3 +336,25 @@ def test_python_m_harness_audit_verify_runs_as_a_process(collected, bucket):
     assert completed.returncode == 0, completed.stderr
     summary = json.loads(completed.stdout.splitlines()[-1])["summary"]
     assert summary["hours_checked"] == 2 and summary["in_harness"] == summary["in_bucket"] > 0
+
+
+def test_requests_are_paced_by_max_requests_per_minute(collected, clock, environment):
+    _, t0, _ = collected
+    environment.setenv("MAX_REQUESTS_PER_MINUTE", "60")
+    environment.setenv("PAGE_SIZE", "20")
+    clock.slept.clear()
+    code, _, summary, _ = verify_json(clock, "--since", iso(t0 - 2 * HOUR_MS), "--until", iso(t0))
+    assert code == 0
+    assert summary["harness_requests"] > 10
+    assert sum(clock.slept) == pytest.approx(summary["harness_requests"] - 1, abs=0.01)
+
+
+def test_harness_failing_through_its_retries_exits_3(collected, clock, harness, environment):
+    _, t0, _ = collected
+    environment.setenv("MAX_RETRIES", "1")
+    harness.inject("503_html", "503_html")
+    code, out, err = verify(clock, "--since", iso(t0 - 2 * HOUR_MS), "--until", iso(t0))
+    assert code == 3 and err.count("error:") == 1
+    assert "Harness did not answer usably through 1 retries" in err
+    assert "warning: retrying a Harness request" in err  # the client's own log, on stderr
+    assert "{" not in err.splitlines()[-1]

@@ -354,6 +354,7 @@ def test_harness_failing_through_its_retries_exits_3(collected, clock, harness, 
     environment.setenv("MAX_RETRIES", "1")
     harness.inject("503_html", "503_html")
     code, out, err = verify(clock, "--since", iso(t0 - 2 * HOUR_MS), "--until", iso(t0))
+    assert out.startswith("Harness against")  # the report's header, then nothing
     assert code == 3 and err.count("error:") == 1
     assert "Harness did not answer usably through 1 retries" in err
     assert "warning: retrying a Harness request" in err  # the client's own log, on stderr

@@ -1,12 +1,15 @@
 """Cloud Run function entry point: one Pub/Sub-triggered run of the Harness audit collector.
 
-Cloud Scheduler, a Force run, a Pub/Sub redelivery and a local functions-framework call
-all arrive here as the same CloudEvent; the message body is not used. Clients are built
-on the first invocation and reused by later ones on the same instance.
+Cloud Scheduler, a Force run, a continuation, a Pub/Sub redelivery and a local
+functions-framework call all arrive here as the same CloudEvent; the message body is not
+used (a continuation's ``reason`` attribute is logged as ``trigger_reason``). Clients are
+built on the first invocation and reused by later ones on the same instance.
 
-Outcomes: success (window done, or continued next run, or another run holds the lease)
-returns normally; anything else is logged once, in one line, and answered with HTTP 500,
-which Cloud Run records as a failed invocation.
+Outcomes: success (window done, or continued by the next run, or another run holds the
+lease) returns normally; a run stopped at its deadline then publishes its continuation
+(harness_audit/continuation.py), and a failure to publish is only a warning. Anything else
+is logged once, in one line, and answered with HTTP 500, which Cloud Run records as a
+failed invocation.
 """
 
 import logging
@@ -20,6 +23,7 @@ from werkzeug.exceptions import InternalServerError
 
 from harness_audit.clock import SystemClock
 from harness_audit.config import load_config
+from harness_audit.continuation import next_run_text
 from harness_audit.errors import CollectorError, LeaseHeld, NeedsFix, StorageRejected
 from harness_audit.logs import configure_logging, log, register_secret
 from harness_audit.run import Collector
@@ -55,12 +59,15 @@ def _get_collector() -> Collector:
 
 @functions_framework.cloud_event
 def main(cloud_event) -> None:
+    started = CLOCK.monotonic()
     invocation = {
         "pubsub_message_id": cloud_event["id"],
         "event_source": cloud_event["source"],
+        **_trigger_reason(cloud_event),
     }
     try:
-        summary = _get_collector().run()
+        collector = _get_collector()
+        summary = collector.run()
     except LeaseHeld as held:
         log(logging.INFO, str(held), outcome="skipped", **invocation)
         return
@@ -89,12 +96,22 @@ def main(cloud_event) -> None:
             **invocation,
         )
         raise InternalServerError("InternalError") from None
-    fields = summary.fields()
+    # Last, once the checkpoint is written and the lease released; never raises.
+    summary.continuation = collector.continuation.after(summary, started)
     if summary.window_complete:
         message = f"collected {summary.events_written} events; window complete"
     else:
         message = (
             f"collected {summary.events_written} events; stopped by "
-            f"{summary.stopped_by or 'the deadline'}, the window continues next run"
+            f"{summary.stopped_by or 'the deadline'}, {next_run_text(summary.continuation)}"
         )
-    log(logging.INFO, message, outcome="ok", **invocation, **fields)
+    log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
+
+
+def _trigger_reason(cloud_event) -> dict:
+    """``trigger_reason=continue`` for a run a continuation started; nothing otherwise."""
+    data = cloud_event.data
+    message = data.get("message") if isinstance(data, dict) else None
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    reason = attributes.get("reason") if isinstance(attributes, dict) else None
+    return {"trigger_reason": str(reason)[:40]} if reason else {}

@@ -1,4 +1,5 @@
-"""CloudEvents shaped the way Eventarc delivers a Cloud Scheduler Pub/Sub message."""
+"""CloudEvents shaped the way Eventarc delivers a Pub/Sub message (Cloud Scheduler's, or
+a continuation's)."""
 
 import base64
 import json
@@ -12,7 +13,18 @@ def scheduler_event(
     project: str = "local-project", topic: str = "harness-audit-trigger", payload: bytes = b"{}"
 ) -> tuple[dict, bytes]:
     """(headers, body) of a binary-mode CloudEvent carrying Cloud Scheduler's ``{}``."""
-    message_id = str(uuid.uuid4().int)[:16]
+    return pubsub_event(project, topic, payload)
+
+
+def pubsub_event(
+    project: str,
+    topic: str,
+    payload: bytes,
+    attributes: dict[str, str] | None = None,
+    message_id: str | None = None,
+) -> tuple[dict, bytes]:
+    """(headers, body) of a binary-mode CloudEvent carrying one Pub/Sub message."""
+    message_id = message_id or str(uuid.uuid4().int)[:16]
     published = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     headers = {
         "ce-id": message_id,
@@ -22,12 +34,15 @@ def scheduler_event(
         "ce-time": published,
         "Content-Type": "application/json",
     }
+    message = {
+        "data": base64.b64encode(payload).decode(),
+        "messageId": message_id,
+        "publishTime": published,
+    }
+    if attributes:
+        message["attributes"] = dict(attributes)
     body = {
-        "message": {
-            "data": base64.b64encode(payload).decode(),
-            "messageId": message_id,
-            "publishTime": published,
-        },
+        "message": message,
         "subscription": f"projects/{project}/subscriptions/eventarc-{uuid.uuid4().hex[:8]}",
     }
     return headers, json.dumps(body).encode()

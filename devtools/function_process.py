@@ -68,9 +68,9 @@ class FunctionProcess:
                 time.sleep(0.1)
         raise RuntimeError("functions-framework did not start within 30 s")
 
-    def invoke(self, timeout: float = 600) -> int:
-        """POST a Cloud Scheduler-shaped Pub/Sub CloudEvent; return the HTTP status."""
-        headers, body = scheduler_event()
+    def invoke(self, timeout: float = 600, event: tuple[dict, bytes] | None = None) -> int:
+        """POST a Pub/Sub CloudEvent, by default Cloud Scheduler's; return the HTTP status."""
+        headers, body = event or scheduler_event()
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore, Snapshot
 from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
 from harness_audit.config import Config
+from harness_audit.continuation import Continuation
 from harness_audit.errors import (
     CollectorError,
     DeadlineReached,
@@ -62,9 +63,11 @@ class RunSummary:
     watermark_ms: int | None = None
     lag_seconds: float | None = None
     stopped_by: str | None = None
+    # Set once the run has returned: published, not needed, failed or not configured.
+    continuation: str | None = None
 
     def fields(self) -> dict:
-        return {
+        fields = {
             "events_written": self.events_written,
             "duplicates_dropped": self.duplicates_dropped,
             "events_rejected": dict(self.events_rejected),
@@ -80,6 +83,9 @@ class RunSummary:
             "lag_seconds": self.lag_seconds,
             "stopped_by": self.stopped_by,
         }
+        if self.continuation is not None:
+            fields["continuation"] = self.continuation
+        return fields
 
 
 def encode_line(event: dict) -> bytes:
@@ -101,6 +107,7 @@ class Collector:
         self._pool = new_pool()
         self._pacer = Pacer(config.max_requests_per_minute, clock)
         self._endpoint = EndpointChoice()
+        self.continuation = Continuation(config.trigger_topic, clock)
 
     def run(self) -> RunSummary:
         """One run. Safe to call from several threads at once: each run has its own state."""

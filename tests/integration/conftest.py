@@ -16,6 +16,7 @@ from support import ACCOUNT, API_KEY
 from devtools.cloudevents import scheduler_event
 from devtools.fake_clock import FakeClock
 from devtools.fake_gcs import FakeGcs
+from devtools.fake_pubsub import FakePubSub
 from devtools.harness_simulator import HarnessSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,8 +74,9 @@ class FunctionInstance:
     capsys: object
     calls: list[Invocation] = field(default_factory=list)
 
-    def invoke(self) -> Invocation:
-        headers, body = scheduler_event()
+    def invoke(self, event: tuple[dict, bytes] | None = None) -> Invocation:
+        """Deliver ``event`` (headers, body), by default a Cloud Scheduler message."""
+        headers, body = event or scheduler_event()
         self.capsys.readouterr()
         response = self.app.test_client().post("/", headers=headers, data=body)
         captured = self.capsys.readouterr()
@@ -116,9 +118,17 @@ def environment(monkeypatch, bucket, harness):
         "OUTPUT_FORMAT",
         "TRIGGER_TOPIC",
         "ALERT_LAG_MINUTES",
+        "PUBSUB_EMULATOR_HOST",
     ):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
+
+
+@pytest.fixture
+def pubsub():
+    """The Pub/Sub publish endpoint, as an emulator (PUBSUB_EMULATOR_HOST=pubsub.host)."""
+    with FakePubSub() as server:
+        yield server
 
 
 @pytest.fixture

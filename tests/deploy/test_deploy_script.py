@@ -196,6 +196,7 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
         "FILTER_MODULES": "CD,CI",
         "FILTER_ACTIONS": "CREATE,UPDATE,DELETE",
         "TRIGGER_TOPIC": TOPIC_PATH,
+        "MALLOC_MMAP_THRESHOLD_": "131072",
     }
 
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean deploy-check
+.PHONY: run serve test lint bench clean deploy-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 ## stand-ins (fake-gcs-server and the Harness simulator).
 run: $(STAMP)
 	$(BIN)/python -m devtools.run_local
+
+## Serve the function locally against fake-gcs-server and the Harness simulator, and print
+## the curl command that triggers a run. Ctrl-C stops all three. SERVE_PORT=8081 to move it.
+SERVE_PORT ?= 8080
+SERVE_EVENTS ?= 2500
+serve: $(STAMP)
+	$(BIN)/python -m devtools.serve_local --port $(SERVE_PORT) --events $(SERVE_EVENTS)
 
 ## The whole suite: lint, unit, integration, deploy.sh.
 test: $(STAMP)

@@ -2,11 +2,22 @@
 
 Started directly (not through the wrapper, which keeps stderr in a pipe nobody reads and
 can stall the server once the pipe fills), in memory, with its output discarded.
+
+By hand, with a bucket, until Ctrl-C (objects are kept in memory only):
+
+    python -m devtools.fake_gcs --port 4443 --bucket harness-audit-local
+
+It prints one JSON line with the ``url`` to export as STORAGE_EMULATOR_HOST.
 """
 
+import argparse
+import json
 import os
+import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -37,10 +48,13 @@ def free_port() -> int:
 
 
 class FakeGcs:
-    """A fake-gcs-server process on a free loopback port. ``url`` is STORAGE_EMULATOR_HOST."""
+    """A fake-gcs-server process on a loopback port (a free one unless ``port`` is given).
 
-    def __init__(self):
-        self.port = free_port()
+    ``url`` is the value for STORAGE_EMULATOR_HOST.
+    """
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._process: subprocess.Popen | None = None
 
@@ -89,6 +103,9 @@ class FakeGcs:
                 self._process.wait()
             self._process = None
 
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
     def create_bucket(self, name: str) -> None:
         request = urllib.request.Request(
             f"{self.url}/storage/v1/b?project=local",
@@ -104,3 +121,46 @@ class FakeGcs:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.fake_gcs",
+        description="Serve fake-gcs-server (in memory) on 127.0.0.1 until Ctrl-C.",
+    )
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument(
+        "--bucket",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="create this bucket (repeat for more)",
+    )
+    args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
+
+    stopping = threading.Event()
+
+    def _on_signal(signum: int, frame: object) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    with FakeGcs(args.port or None) as gcs:
+        for bucket in args.bucket:
+            gcs.create_bucket(bucket)
+        # One line, JSON, so scripts can read it.
+        print(
+            json.dumps({"url": gcs.url, "STORAGE_EMULATOR_HOST": gcs.url, "buckets": args.bucket}),
+            flush=True,
+        )
+        while not stopping.wait(0.5):
+            if not gcs.running():
+                print("fake-gcs-server exited", file=sys.stderr)
+                return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -176,7 +176,7 @@ def run_case(name: str, output_format: str) -> dict:
 def run_backlog_case(
     name: str, events_count: int, latency_ms: float, per_minute: int, run_seconds: int
 ) -> dict:
-    simulator = SimulatorProcess(events_count, latency_ms)
+    simulator = SimulatorProcess(events_count, latency_ms, None)
     try:
         with FakeGcs() as gcs, FakePubSub() as pubsub:
             gcs.create_bucket("bench")

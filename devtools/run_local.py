@@ -17,6 +17,7 @@ With HARNESS_ACCOUNT_ID, HARNESS_API_KEY and GCS_BUCKET set (and Google credenti
 
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -98,7 +99,15 @@ def run_local() -> int:
         print(
             f"Harness simulator at {harness.url} holding {len(events)} events from the last "
             f"110 minutes; fake-gcs-server at {gcs.url}, bucket {LOCAL_BUCKET}; fake Pub/Sub "
-            f"at {pubsub.host}, topic {LOCAL_TOPIC}."
+            f"at {pubsub.host}, topic {LOCAL_TOPIC}.\n"
+            "Settings this demo overrides (see the README's configuration table for the "
+            "defaults):\n"
+            f"  START_MINUTES_BACK={env['START_MINUTES_BACK']}: the simulator's events span "
+            "the last 110 minutes\n"
+            f"  MAX_RUN_SECONDS={env['MAX_RUN_SECONDS']}: short, so run 1 stops at its "
+            "deadline and its continuation finishes the window\n"
+            f"  MAX_OBJECT_MB={env['MAX_OBJECT_MB']}: small, so the window is written in "
+            "several parts"
         )
         with FunctionProcess(env) as function:
             print("\nRun 1 (a Cloud Scheduler Pub/Sub message through functions-framework):")
@@ -118,6 +127,13 @@ def run_local() -> int:
             status_2 = function.invoke()
             second = show(function.read_output())
         print_objects(gcs.url)
+        print("\npython -m harness_audit status:")
+        subprocess.run(
+            [sys.executable, "-m", "harness_audit", "status"],
+            env={**os.environ, **env},
+            check=False,
+            timeout=60,
+        )
     ok = all(status == 200 and summary for status, summary in first)
     ok = ok and first[-1][1]["window_complete"] and status_2 == 200 and second
     if ok:
@@ -148,10 +164,13 @@ def print_objects(gcs_url: str) -> None:
     first_line = None
     for blob in bucket.list_blobs():
         data = blob.download_as_bytes()
-        count = data.count(b"\n")
+        if not blob.name.endswith(".jsonl"):  # the checkpoint: one JSON object
+            print(f"  {blob.name}  {len(data):,} bytes, one JSON object (the checkpoint)")
+            continue
+        events = data.count(b"\n")
         print(
-            f"  {blob.name}  {len(data):,} bytes, {count} lines, {blob.content_type}, "
-            f"metadata={blob.metadata}"
+            f"  {blob.name}  {len(data):,} bytes, {events} events, "
+            f"{blob.content_type}, metadata={blob.metadata}"
         )
         if blob.name.endswith(".jsonl") and first_line is None:
             first_line = data.splitlines()[0]

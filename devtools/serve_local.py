@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.events < 0 or args.latency_ms < 0:
         parser.error("--events and --latency-ms must be >= 0")
 
+    # Even when started with SIGINT ignored (a background job of a script), Ctrl-C stops it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         return serve(args)

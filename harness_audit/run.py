@@ -54,7 +54,9 @@ class RunSummary:
     window_complete: bool = False
     resumed: bool = False
     events_written: int = 0
-    duplicates_dropped: int = 0
+    duplicates_dropped: int = 0  # already delivered: in the overlap, or in a found part
+    # Re-read at the edge that paging by time moves: about one per page, by design.
+    edge_rereads: int = 0
     events_rejected: Counter = field(default_factory=Counter)
     pages: int = 0
     requests: int = 0
@@ -70,6 +72,7 @@ class RunSummary:
         fields = {
             "events_written": self.events_written,
             "duplicates_dropped": self.duplicates_dropped,
+            "edge_rereads": self.edge_rereads,
             "events_rejected": dict(self.events_rejected),
             "pages": self.pages,
             "requests": self.requests,
@@ -297,7 +300,7 @@ class _Run:
     def _take(self, step: Step) -> None:
         """Add the page's new events to the part, writing it whenever it is full."""
         self._report(step)
-        self.summary.duplicates_dropped += step.repeats
+        self.summary.edge_rereads += step.repeats
         limit = self.config.max_object_bytes
         index = 0
         try:

@@ -141,6 +141,7 @@ def test_retries_exhausted_fail_the_run_and_keep_progress(start_instance, harnes
     assert "HTTP 503" in failure["message"] and "3 retries" in failure["message"]
     # Two pages: the second re-reads the first's oldest millisecond, whose event is a repeat.
     assert failure["events_written"] == 199
+    assert failure["edge_rereads"] == 1 and failure["duplicates_dropped"] == 0
     state = state_of(bucket)
     assert state["lease"] is None and t0 - HOUR_MS < state["window"]["upper_ms"] < t0
     clock.advance(3600)

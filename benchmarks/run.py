@@ -116,27 +116,36 @@ class SimulatorProcess:
         self._log.close()
 
 
+def function_env(simulator: SimulatorProcess, gcs: FakeGcs, **settings: str) -> dict[str, str]:
+    """The function's environment in a benchmark: the stand-ins, then the case's settings."""
+    return {
+        "HARNESS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
+        "HARNESS_API_KEY": DEFAULT_API_KEY,
+        "HARNESS_API_BASE": simulator.url,
+        "GCS_BUCKET": "bench",
+        "STORAGE_EMULATOR_HOST": gcs.url,
+        "PAGE_SIZE": str(PAGE_SIZE),
+        # The simulator stamps its events over the hour before it started.
+        "START_MINUTES_BACK": "90",
+        # As deploy.sh deploys the function: a fixed glibc mmap threshold, so each part's
+        # buffers go back to the system when freed instead of growing the heap.
+        "MALLOC_MMAP_THRESHOLD_": "131072",
+        **settings,
+    }
+
+
 def run_case(name: str, output_format: str) -> dict:
     events_count, latency_ms, requests_per_minute, throttle = CASES[name]
     simulator = SimulatorProcess(events_count, latency_ms, throttle)
     try:
         with FakeGcs() as gcs:
             gcs.create_bucket("bench")
-            env = {
-                "HARNESS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
-                "HARNESS_API_KEY": DEFAULT_API_KEY,
-                "HARNESS_API_BASE": simulator.url,
-                "GCS_BUCKET": "bench",
-                "STORAGE_EMULATOR_HOST": gcs.url,
-                "PAGE_SIZE": str(PAGE_SIZE),
-                # The simulator stamps its events over the hour before it started.
-                "START_MINUTES_BACK": "90",
-                "OUTPUT_FORMAT": output_format,
-                "MAX_REQUESTS_PER_MINUTE": str(requests_per_minute),
-                # As deploy.sh deploys the function: a fixed glibc mmap threshold, so each
-                # part's buffers go back to the system when freed instead of growing the heap.
-                "MALLOC_MMAP_THRESHOLD_": "131072",
-            }
+            env = function_env(
+                simulator,
+                gcs,
+                OUTPUT_FORMAT=output_format,
+                MAX_REQUESTS_PER_MINUTE=str(requests_per_minute),
+            )
             with FunctionProcess(env) as function:
                 started = time.perf_counter()
                 status = function.invoke()
@@ -180,19 +189,14 @@ def run_backlog_case(
     try:
         with FakeGcs() as gcs, FakePubSub() as pubsub:
             gcs.create_bucket("bench")
-            env = {
-                "HARNESS_ACCOUNT_ID": DEFAULT_ACCOUNT_ID,
-                "HARNESS_API_KEY": DEFAULT_API_KEY,
-                "HARNESS_API_BASE": simulator.url,
-                "GCS_BUCKET": "bench",
-                "STORAGE_EMULATOR_HOST": gcs.url,
-                "PUBSUB_EMULATOR_HOST": pubsub.host,
-                "TRIGGER_TOPIC": BACKLOG_TOPIC,
-                "PAGE_SIZE": str(PAGE_SIZE),
-                "START_MINUTES_BACK": "90",
-                "MAX_REQUESTS_PER_MINUTE": str(per_minute),
-                "MAX_RUN_SECONDS": str(run_seconds),
-            }
+            env = function_env(
+                simulator,
+                gcs,
+                PUBSUB_EMULATOR_HOST=pubsub.host,
+                TRIGGER_TOPIC=BACKLOG_TOPIC,
+                MAX_REQUESTS_PER_MINUTE=str(per_minute),
+                MAX_RUN_SECONDS=str(run_seconds),
+            )
             with FunctionProcess(env) as function:
                 statuses = []
                 started = time.perf_counter()

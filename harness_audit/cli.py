@@ -23,49 +23,27 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
-from datetime import UTC, date, datetime
 from typing import TextIO
 
+from harness_audit import status, verify
+from harness_audit.cli_common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+)
 from harness_audit.clock import Clock, SystemClock
 from harness_audit.config import Config, load_config
 from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageRejected
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
-EXIT_OK = 0
-EXIT_FOUND = 1
-EXIT_USAGE = 2
-EXIT_FAILED = 3
-
 PROG = "python -m harness_audit"
 COMMANDS = ("verify", "status")
-
-
-class UsageError(Exception):
-    """A bad command line: exit 2 with this message."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print usage and exit itself
         raise UsageError(message)
-
-
-def parse_time(text: str, name: str) -> int:
-    """Epoch milliseconds of an ISO 8601 time, UTC unless it names an offset:
-    ``2026-11-01T00:00:00Z``, ``2026-11-01T00:00Z``, ``2026-11-01``."""
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            moment = datetime.combine(date.fromisoformat(value), datetime.min.time())
-        else:
-            moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise UsageError(
-            f"{name} {text!r} is not an ISO 8601 time: write it like 2026-11-01T00:00:00Z, "
-            "2026-11-01T00:00Z or 2026-11-01 (UTC)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return round(moment.timestamp() * 1000)
 
 
 def open_bucket(config: Config):
@@ -170,8 +148,6 @@ def main(
             args = build_parser().parse_args(argv)
         except UsageError as problem:
             raise UsageError(f"{problem} (see {PROG}{command[13:]} --help)") from None
-        from harness_audit import status, verify
-
         request = verify.request_from(args) if args.command == "verify" else None
         config = load_config(environ)
         register_secret(config.api_key)

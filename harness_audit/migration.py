@@ -1,40 +1,20 @@
-"""Taking over from the guide's function: its checkpoint, and what its objects hold.
+"""Taking over from the guide's function: what its objects already hold.
 
-The guide keeps ``{"since": ms, "pageToken": ...}`` and writes objects under the same date
-folders. A first run from that checkpoint starts OVERLAP_SECONDS before ``since`` and
+The guide keeps ``{"since": ms, "pageToken": ...}`` (read by ``state``, with the other
+checkpoint formats) and writes objects under the same date folders. A first run from that
+checkpoint starts OVERLAP_SECONDS before ``since`` and, through ``adopt_guide_state``,
 learns the ids the guide's objects already hold there, so the overlap is not written twice.
-Everything the migration needs is here, in plain functions: ``state`` decodes the guide's
-checkpoint with ``decode_guide``, and a run calls ``adopt_guide_state`` before planning its
-window.
 """
 
 import logging
 from dataclasses import replace
 
 from harness_audit.clock import Deadline, iso, utc
-from harness_audit.errors import StateCorrupt, StorageUnavailable
+from harness_audit.errors import StorageUnavailable
 from harness_audit.gcs import storage_errors
 from harness_audit.logs import log
 from harness_audit.sink import ObjectSink, ids_in
-from harness_audit.state import MAX_EPOCH_MS, ORIGIN_GUIDE, State, _is_int, _short
-
-
-def is_guide_document(document: dict) -> bool:
-    """Whether a decoded checkpoint is in the guide's format."""
-    return "version" not in document and "since" in document
-
-
-def decode_guide(document: dict) -> State:
-    """The guide's checkpoint as a State; StateCorrupt when ``since`` is not epoch ms."""
-    since = document.get("since")
-    if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
-        raise StateCorrupt(
-            f"it looks like the guide's format but 'since' is {_short(since)}, not epoch "
-            "milliseconds"
-        )
-    # The guide's pageToken belongs to a request body we cannot rebuild (its endTime moved
-    # on every page): the window restarts at `since` minus the overlap instead.
-    return State(watermark_ms=since, origin=ORIGIN_GUIDE)
+from harness_audit.state import State
 
 
 def adopt_guide_state(

@@ -7,7 +7,7 @@ part the crashed attempt wrote, instead of writing its events a second time next
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 
 from harness_audit import __version__
@@ -18,7 +18,8 @@ from harness_audit.listing import event_identity
 CONTENT_TYPE = "application/x-ndjson"
 
 
-def _compact(moment: datetime) -> str:
+def compact_stamp(moment: datetime) -> str:
+    """``20250610T130000123Z``: a time in object names, sorting as it reads."""
     return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -26,9 +27,8 @@ def object_name(prefix: str, start_ms: int, end_ms: int, part: int) -> str:
     """``<prefix>/YYYY/MM/DD/harness-audit-<start>-<end>-<part>.jsonl``, sorting by time."""
     start, end = utc(start_ms), utc(end_ms)
     folder = f"{prefix}/" if prefix else ""
-    return (
-        f"{folder}{start:%Y/%m/%d}/harness-audit-{_compact(start)}-{_compact(end)}-{part:04d}.jsonl"
-    )
+    stamps = f"{compact_stamp(start)}-{compact_stamp(end)}"
+    return f"{folder}{start:%Y/%m/%d}/harness-audit-{stamps}-{part:04d}.jsonl"
 
 
 class PartBuffer:
@@ -114,15 +114,18 @@ class ObjectSink:
 
 
 def ids_in(data: bytes) -> dict[str, int]:
-    ids: dict[str, int] = {}
+    return dict(line_identities(data, fallback_ms=0))
+
+
+def line_identities(data: bytes, *, fallback_ms: int) -> Iterator[tuple[str, int]]:
+    """(auditId, timestamp) of each line of an object, in either layout. A line that is not a
+    JSON object is not ours to judge: it cannot be a duplicate, and is skipped."""
     for line in data.splitlines():
         if not line.strip():
             continue
         try:
             event = json.loads(line)
-        except ValueError:
-            continue  # not ours to judge: a line we cannot read cannot be a duplicate
+        except (ValueError, RecursionError):
+            continue
         if isinstance(event, dict):
-            audit_id, timestamp = event_identity(event, fallback_ms=0)
-            ids[audit_id] = timestamp
-    return ids
+            yield event_identity(event, fallback_ms=fallback_ms)

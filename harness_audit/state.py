@@ -120,11 +120,8 @@ def decode_state(data: bytes) -> State:
         raise StateCorrupt(f"it is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(document, dict):
         raise StateCorrupt("it is not a JSON object")
-    # Imported here: the migration builds its State with this module's types.
-    from harness_audit import migration
-
-    if migration.is_guide_document(document):
-        return migration.decode_guide(document)
+    if "version" not in document and "since" in document:
+        return _decode_guide(document)
     version = document.get("version")
     if not _is_int(version) or version not in READABLE_VERSIONS:
         raise StateCorrupt(
@@ -165,6 +162,20 @@ def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
             f"the guide's 'since' {state.watermark_ms} is older than the longest lookback "
             f"this collector reads ({max_lookback_ms // 86_400_000} days)"
         )
+
+
+def _decode_guide(document: dict) -> State:
+    """The guide's ``{"since": ms, "pageToken": ...}``. Its pageToken belongs to a request
+    body that cannot be rebuilt (its endTime moved on every page): the window restarts at
+    ``since`` minus the overlap instead, and migration.adopt_guide_state learns what the
+    guide's objects already hold there."""
+    since = document.get("since")
+    if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
+        raise StateCorrupt(
+            f"it looks like the guide's format but 'since' is {_short(since)}, not epoch "
+            "milliseconds"
+        )
+    return State(watermark_ms=since, origin=ORIGIN_GUIDE)
 
 
 def _decode_window(raw: dict) -> WindowProgress:

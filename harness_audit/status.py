@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import TextIO
 
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
-from harness_audit.cli import EXIT_FOUND, EXIT_OK
+from harness_audit.cli_common import EXIT_FOUND, EXIT_OK
 from harness_audit.clock import Clock, iso, utc
 from harness_audit.config import Config
 from harness_audit.errors import StateCorrupt

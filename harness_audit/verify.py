@@ -44,7 +44,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TextIO
 
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, MAX_LOOKBACK_MS, CheckpointStore
-from harness_audit.cli import EXIT_FOUND, EXIT_OK, UsageError, parse_time
+from harness_audit.cli_common import EXIT_FOUND, EXIT_OK, UsageError, parse_time
 from harness_audit.clock import Clock, Deadline, iso, utc
 from harness_audit.config import Config
 from harness_audit.errors import (
@@ -56,11 +56,11 @@ from harness_audit.errors import (
 from harness_audit.gcs import storage_errors
 from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
 from harness_audit.layout import layout_function
-from harness_audit.listing import AuditQuery, event_identity
+from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
 from harness_audit.paging import PagingInconsistent, Position, Taken, read_page
 from harness_audit.run import encode_line
-from harness_audit.sink import ObjectSink, PartBuffer, _compact
+from harness_audit.sink import ObjectSink, PartBuffer, compact_stamp, line_identities
 from harness_audit.state import State
 
 HOUR_MS = 3_600_000
@@ -108,7 +108,7 @@ def repair_object_name(prefix: str, hour_start_ms: int, hour_end_ms: int, part: 
     start, end = utc(hour_start_ms), utc(hour_end_ms)
     folder = f"{prefix}/" if prefix else ""
     return (
-        f"{folder}{start:%Y/%m/%d}/harness-audit-repair-{_compact(start)}-{_compact(end)}"
+        f"{folder}{start:%Y/%m/%d}/harness-audit-repair-{compact_stamp(start)}-{compact_stamp(end)}"
         f"-{part:04d}.jsonl"
     )
 
@@ -171,20 +171,6 @@ def describe(name: str, generation: int | None, base: str) -> StoredObject:
         return StoredObject(name, generation, None, None, False, 0, day)
     repair, part = bool(found["repair"]), int(found["part"])
     return StoredObject(name, generation, start, end, repair, part, day)
-
-
-def identities(data: bytes) -> Iterator[tuple[str, int]]:
-    """(auditId, timestamp) of each line, in either layout; lines that are not JSON objects
-    are skipped."""
-    for line in data.splitlines():
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            yield event_identity(event, fallback_ms=-1)
 
 
 @dataclass(frozen=True)
@@ -271,7 +257,7 @@ class BucketIndex:
         with storage_errors(f"read {stored.name}", self._bucket.name):
             data = blob.download_as_bytes()
         self.objects_read += 1
-        for audit_id, timestamp in identities(data):
+        for audit_id, timestamp in line_identities(data, fallback_ms=-1):
             if self._done_before <= timestamp < self._hi:
                 hour = timestamp - timestamp % HOUR_MS
                 self._lines[hour].append(Line(audit_id, timestamp, stored.name))

@@ -5,15 +5,14 @@ from types import SimpleNamespace
 import pytest
 
 from harness_audit.checkpoint import MAX_LOOKBACK_MS
-from harness_audit.cli import UsageError, parse_time
+from harness_audit.cli_common import UsageError, parse_time
 from harness_audit.clock import iso
-from harness_audit.sink import object_name
+from harness_audit.sink import line_identities, object_name
 from harness_audit.state import Lease, State, new_window
 from harness_audit.verify import (
     HOUR_MS,
     MAX_WINDOW_MS,
     describe,
-    identities,
     plan_hours,
     repair_object_name,
     request_from,
@@ -114,7 +113,7 @@ def test_lines_are_read_in_either_layout_and_bad_lines_skipped():
         b'{"auditId":"a","timestamp":5}\n\n{"auditEventId":"b","auditEventTime":"6"}\n'
         b"not json\n[1]\n"
     )
-    assert list(identities(data)) == [("a", 5), ("b", 6)]
+    assert list(line_identities(data, fallback_ms=-1)) == [("a", 5), ("b", 6)]
 
 
 def test_windows_are_looked_for_a_lookback_and_an_overlap_back():

@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import re
 from collections.abc import Callable
 
@@ -385,3 +386,12 @@ def to_streaming(event: dict) -> dict:
     if unmapped is not None:
         out["unmappedFields"] = unmapped
     return out
+
+
+def encode_line(event: dict) -> bytes:
+    """Compact JSON, one line. NaN and Infinity are not JSON: ValueError."""
+    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape): keep it escaped
+        return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()

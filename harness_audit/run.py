@@ -14,7 +14,6 @@ any point lossless and duplicate-free:
    window's end becomes the watermark, or the position is kept for the next run.
 """
 
-import json
 import logging
 import uuid
 from collections import Counter
@@ -34,7 +33,7 @@ from harness_audit.errors import (
     NoProgress,
 )
 from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
-from harness_audit.layout import layout_function
+from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.logs import log
 from harness_audit.migration import adopt_guide_state
@@ -89,15 +88,6 @@ class RunSummary:
         if self.continuation is not None:
             fields["continuation"] = self.continuation
         return fields
-
-
-def encode_line(event: dict) -> bytes:
-    """Compact JSON, one line. NaN and Infinity are not JSON: ValueError."""
-    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:  # a lone surrogate (from a \ud800 escape): keep it escaped
-        return json.dumps(event, separators=(",", ":"), allow_nan=False).encode()
 
 
 class Collector:

@@ -55,11 +55,10 @@ from harness_audit.errors import (
 )
 from harness_audit.gcs import storage_errors
 from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
-from harness_audit.layout import layout_function
+from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
 from harness_audit.paging import PagingInconsistent, Position, Taken, read_page
-from harness_audit.run import encode_line
 from harness_audit.sink import ObjectSink, PartBuffer, compact_stamp, line_identities
 from harness_audit.state import State
 

@@ -10,26 +10,26 @@ attempt by what is left of the run's deadline, and treating a malformed 200 as a
 Backoff is full jitter, capped; a Retry-After, if Harness ever sends one, is honoured up to
 a minute.
 
-Every response is read in chunks, against a size cap and the deadline, without decoding a
-content encoding that was never asked for: a hostile or broken answer costs a retry, never
-the instance's memory or the run's time.
+Every response is read in chunks against a size cap, without decoding a content encoding
+that was never asked for, over a connection that a watchdog cuts when the deadline passes
+(see ``Connection``): a hostile or broken answer costs a retry, never the instance's memory
+or the run's time.
 """
 
+import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
-from urllib.parse import urlencode
+from http.client import HTTPException
+from urllib.parse import urlencode, urlsplit
 
-import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
+from urllib3 import HTTPHeaderDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 
 from harness_audit.clock import Clock, Deadline
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
@@ -106,7 +106,8 @@ class _EndpointMissing(Exception):
 
 
 class HarnessClient:
-    """The requests of one run. Pool, pacer and endpoint choice belong to the instance."""
+    """The requests of one run, over its own connection. Pacer and endpoint choice belong to
+    the instance."""
 
     def __init__(
         self,
@@ -117,13 +118,11 @@ class HarnessClient:
         page_size: int,
         max_retries: int,
         clock: Clock,
-        pool: urllib3.PoolManager,
         pacer: Pacer,
         endpoint: EndpointChoice,
         jitter: Callable[[], float] = random.random,
         max_page_bytes: int = MAX_PAGE_BYTES,
     ):
-        self._api_base = api_base
         self._account_id = account_id
         self._headers = {
             "x-api-key": api_key,
@@ -134,7 +133,8 @@ class HarnessClient:
         self._page_size = page_size
         self._max_retries = max_retries
         self._clock = clock
-        self._pool = pool
+        self._connection = Connection(api_base)
+        self._base_path = urlsplit(api_base).path.rstrip("/")
         self._pacer = pacer
         self._endpoint = endpoint
         self._jitter = jitter
@@ -142,6 +142,10 @@ class HarnessClient:
         self.requests = 0  # HTTP requests sent, retries included
         self.retries: Counter = Counter()
         self.last_failure: str | None = None
+
+    def close(self) -> None:
+        """Close the run's connection to Harness."""
+        self._connection.close()
 
     def fetch(self, query: AuditQuery, cursor: PageCursor, deadline: Deadline) -> Page:
         """One page. Raises HarnessRejected (fix something), HarnessUnavailable (retries
@@ -196,36 +200,18 @@ class HarnessClient:
         if remaining <= 0:
             raise DeadlineReached("no time left for another request")
         self.requests += 1
+        # Whatever Harness does, the attempt ends by the deadline: the watchdog cuts the
+        # connection then, and the read waiting on it returns at once.
+        watchdog = threading.Timer(remaining, self._connection.cut)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            response = self._pool.request(
-                "POST",
-                self._url(endpoint, cursor),
-                body=query.body,
-                headers=self._headers,
-                retries=False,
-                redirect=False,
-                preload_content=False,
-                decode_content=False,
-                timeout=urllib3.Timeout(
-                    connect=min(CONNECT_TIMEOUT_SECONDS, remaining),
-                    read=min(READ_TIMEOUT_SECONDS, remaining),
-                ),
-            )
-        except (ConnectTimeoutError, ReadTimeoutError, TimeoutError) as exc:
-            raise self._timed_out(exc, deadline) from None
-        except NewConnectionError as exc:
-            raise _Failed("connection", f"cannot connect: {_reason(exc)}") from None
-        except (HTTPError, OSError) as exc:
-            raise _Failed("connection", f"{type(exc).__name__}: {_reason(exc)}") from None
-        try:
-            status = response.status
-            success = 200 <= status < 300
-            limit = self._max_page_bytes if success else MAX_ERROR_BYTES
-            data = self._read(response, limit, deadline)
-            encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+            status, headers, data = self._exchange(endpoint, query, cursor, deadline, remaining)
         finally:
-            response.release_conn()
-        if success:
+            watchdog.cancel()
+            watchdog.join()
+        if 200 <= status < 300:
+            encoding = headers.get("Content-Encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise _Failed(
                     "malformed_body",
@@ -240,52 +226,82 @@ class HarnessClient:
             raise _Failed(
                 cause,
                 f"HTTP {status} ({error_summary(_decoded(data))})",
-                _retry_after(response.headers.get("Retry-After")),
+                _retry_after(headers.get("Retry-After")),
             )
         rejection = self._rejection(status, data)
         if status in (404, 405) and endpoint == LIST_V2:
             raise _EndpointMissing(rejection)
         raise rejection
 
-    def _read(self, response, limit: int, deadline: Deadline) -> bytes:
-        """The body, read as it arrives: at most ``limit`` bytes, and never past the deadline
-        (a server trickling a byte at a time would otherwise reset the read timeout forever).
-        """
-        chunks: list[bytes] = []
-        size = 0
+    def _exchange(
+        self,
+        endpoint: str,
+        query: AuditQuery,
+        cursor: PageCursor,
+        deadline: Deadline,
+        remaining: float,
+    ) -> tuple[int, HTTPHeaderDict, bytes]:
+        """Send the request; read the answer's status, headers and (bounded) body."""
+        connection = None
         try:
-            while True:
-                if deadline.remaining() <= 0:
-                    raise DeadlineReached("the deadline passed while Harness's answer arrived")
-                chunk = response.read1(_CHUNK_BYTES)
-                if not chunk:
-                    return b"".join(chunks)
-                size += len(chunk)
-                if size > limit:
-                    raise _Failed("body_too_large", f"the answer is larger than {limit} bytes")
-                chunks.append(chunk)
-        except (ReadTimeoutError, TimeoutError) as exc:
-            raise self._timed_out(exc, deadline) from None
-        except (HTTPError, OSError) as exc:
-            raise _Failed("connection", f"the answer was cut: {_reason(exc)}") from None
-        finally:
-            if size > limit or deadline.remaining() <= 0:
-                response.close()
+            connection = self._connection.open(
+                connect_timeout=min(CONNECT_TIMEOUT_SECONDS, remaining),
+                read_timeout=min(READ_TIMEOUT_SECONDS, remaining),
+            )
+            connection.request(
+                "POST",
+                self._target(endpoint, cursor),
+                body=query.body,
+                headers=self._headers,
+                preload_content=False,
+                decode_content=False,
+            )
+            response = connection.getresponse()
+            status = response.status
+            limit = self._max_page_bytes if 200 <= status < 300 else MAX_ERROR_BYTES
+            data = self._read(response, limit, deadline)
+        except (_Failed, DeadlineReached):
+            self._connection.discard(connection)
+            raise
+        except (HTTPException, HTTPError, OSError) as exc:
+            self._connection.discard(connection)
+            if deadline.remaining() <= 0:
+                raise DeadlineReached("the deadline passed while Harness was answering") from None
+            if isinstance(exc, TimeoutError | ReadTimeoutError | ConnectTimeoutError):
+                raise _Failed(
+                    "timeout", f"Harness did not answer in time ({type(exc).__name__})"
+                ) from None
+            raise _Failed("connection", f"{type(exc).__name__}: {_reason(exc)}") from None
+        if response.headers.get("Connection", "").lower() == "close":
+            self._connection.discard(connection)
+        return status, response.headers, data
 
     @staticmethod
-    def _timed_out(exc: BaseException, deadline: Deadline) -> Exception:
-        if deadline.remaining() <= 0:
-            return DeadlineReached("the deadline passed while waiting for Harness")
-        return _Failed("timeout", f"Harness did not answer in time ({type(exc).__name__})")
+    def _read(response, limit: int, deadline: Deadline) -> bytes:
+        """The body as it arrives, up to ``limit`` bytes: a page over it is a failed request,
+        and the rest of it is never read. An answer still arriving at the deadline is
+        dropped (the watchdog cuts a read that waits; this catches one that trickles in)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if deadline.remaining() <= 0:
+                raise DeadlineReached("the deadline passed while Harness's answer arrived")
+            chunk = response.read1(_CHUNK_BYTES)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise _Failed("body_too_large", f"the answer is larger than {limit} bytes")
+            chunks.append(chunk)
 
-    def _url(self, endpoint: str, cursor: PageCursor) -> str:
+    def _target(self, endpoint: str, cursor: PageCursor) -> str:
         params: dict = {"accountIdentifier": self._account_id, "pageSize": self._page_size}
         if endpoint == LIST_V2:
             if cursor.token is not None:
                 params["pageToken"] = cursor.token
         else:
             params["pageIndex"] = cursor.index
-        return f"{self._api_base}{PATHS[endpoint]}?{urlencode(params)}"
+        return f"{self._base_path}{PATHS[endpoint]}?{urlencode(params)}"
 
     def _rejection(self, status: int, data: bytes) -> HarnessRejected:
         code, message, correlation_id = error_fields(_decoded(data))
@@ -294,9 +310,59 @@ class HarnessClient:
         )
 
 
-def new_pool() -> urllib3.PoolManager:
-    """Connections to Harness, kept across the runs of an instance."""
-    return urllib3.PoolManager(maxsize=2)
+class Connection:
+    """The one kept-alive connection of a run to Harness, which its deadline can cut.
+
+    A socket timeout bounds each read, not an answer: a server sending its status line a
+    byte at a time would hold a request for ever, every byte arriving within the timeout.
+    urllib3's pool gives no handle on the connection a request is using, so the client keeps
+    its own (an urllib3 connection, verifying TLS as the pool does) and a timer shuts its
+    socket down when the deadline passes, whatever read is waiting.
+    """
+
+    def __init__(self, api_base: str):
+        parts = urlsplit(api_base)
+        self._connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+        self._host = parts.hostname
+        self._port = parts.port
+        self._current: HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def open(self, *, connect_timeout: float, read_timeout: float) -> HTTPConnection:
+        """The kept-alive connection, or a new one if there is none or Harness dropped it."""
+        with self._lock:
+            connection = self._current
+            if connection is not None and not connection.is_connected:
+                connection.close()
+                connection = None
+            if connection is None:
+                connection = self._connection_class(self._host, self._port)
+                self._current = connection
+        if connection.sock is None:
+            connection.timeout = connect_timeout
+            connection.connect()
+        connection.timeout = read_timeout  # urllib3 applies it to the socket per request
+        return connection
+
+    def cut(self) -> None:
+        """The deadline passed (called from the watchdog's thread): unblock any read."""
+        with self._lock:
+            connection, self._current = self._current, None
+        sock = connection.sock if connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def discard(self, connection: HTTPConnection | None) -> None:
+        """After a failure, or when Harness closes it: never reuse it."""
+        with self._lock:
+            if self._current is connection:
+                self._current = None
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        self.discard(self._current)
 
 
 def _decoded(data: bytes) -> object:

@@ -32,7 +32,7 @@ from harness_audit.errors import (
     LeaseLost,
     NoProgress,
 )
-from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
+from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.logs import log
@@ -91,13 +91,12 @@ class RunSummary:
 
 
 class Collector:
-    """Everything a run needs that outlives it: configuration, clients, clock, pacing."""
+    """Everything a run needs that outlives it: configuration, bucket, clock, pacing."""
 
     def __init__(self, config: Config, *, bucket, clock: Clock):
         self.config = config
         self._bucket = bucket
         self._clock = clock
-        self._pool = new_pool()
         self._pacer = Pacer(config.max_requests_per_minute, clock)
         self._endpoint = EndpointChoice()
         self.continuation = Continuation(config.trigger_topic, clock)
@@ -111,7 +110,6 @@ class Collector:
             page_size=self.config.page_size,
             max_retries=self.config.max_retries,
             clock=self._clock,
-            pool=self._pool,
             pacer=self._pacer,
             endpoint=self._endpoint,
         )
@@ -123,7 +121,10 @@ class Collector:
         sink = ObjectSink(
             self._bucket, prefix=self.config.prefix, output_format=str(self.config.output_format)
         )
-        return _Run(self.config, harness, checkpoints, sink, self._clock).execute()
+        try:
+            return _Run(self.config, harness, checkpoints, sink, self._clock).execute()
+        finally:
+            harness.close()
 
 
 class _Run:

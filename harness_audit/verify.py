@@ -54,7 +54,7 @@ from harness_audit.errors import (
     StorageUnavailable,
 )
 from harness_audit.gcs import storage_errors
-from harness_audit.harness_client import EndpointChoice, HarnessClient, new_pool
+from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
@@ -447,7 +447,6 @@ class _Verifier:
             page_size=config.page_size,
             max_retries=config.max_retries,
             clock=clock,
-            pool=new_pool(),
             pacer=Pacer(config.max_requests_per_minute, clock),
             endpoint=EndpointChoice(),
         )
@@ -604,4 +603,8 @@ class _Verifier:
 
 
 def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> int:
-    return _Verifier(config, bucket, clock, request, out).run()
+    verifier = _Verifier(config, bucket, clock, request, out)
+    try:
+        return verifier.run()
+    finally:
+        verifier.harness.close()

@@ -120,7 +120,12 @@ def test_pages_over_the_cap_fail_the_run_in_bounded_memory(fake_gcs, bucket):
 
 @pytest.mark.parametrize(
     ("kind", "params"),
-    [("trickle", {"interval_s": 2.0, "head_first": True}), ("silent", {})],
+    [
+        ("trickle", {"interval_s": 2.0, "head_first": True}),
+        ("trickle", {"interval_s": 2.0}),
+        ("silent", {}),
+    ],
+    ids=["trickling-body", "trickling-status-line", "silent"],
 )
 def test_the_deadline_holds_whatever_harness_does(
     start_instance, harness, hostile, bucket, kind, params

@@ -3,7 +3,9 @@
 import gzip
 import json
 import logging
+import socket
 import threading
+import time
 from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -13,14 +15,13 @@ import pytest
 from devtools.fake_clock import FakeClock
 from devtools.harness_simulator import DEFAULT_ACCOUNT_ID, DEFAULT_API_KEY, HarnessSimulator
 from harness_audit import harness_client
-from harness_audit.clock import Deadline
+from harness_audit.clock import Deadline, SystemClock
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
 from harness_audit.harness_client import (
     BACKOFF_MAX_SECONDS,
     RETRY_AFTER_MAX_SECONDS,
     EndpointChoice,
     HarnessClient,
-    new_pool,
 )
 from harness_audit.listing import FIRST_PAGE, LIST, LIST_V2, AuditQuery, PageCursor
 from harness_audit.pacing import Pacer
@@ -58,7 +59,7 @@ def logged(monkeypatch):
 
 
 def make_client(url, clock, **overrides) -> HarnessClient:
-    """As Collector.run builds it; pool, pacer and endpoint choice as an instance keeps them."""
+    """As Collector.run builds it; pacer and endpoint choice as an instance keeps them."""
     settings = {
         "api_base": url,
         "account_id": DEFAULT_ACCOUNT_ID,
@@ -66,7 +67,6 @@ def make_client(url, clock, **overrides) -> HarnessClient:
         "page_size": PAGE_SIZE,
         "max_retries": 5,
         "clock": clock,
-        "pool": new_pool(),
         "pacer": Pacer(0, clock),
         "endpoint": EndpointChoice(),
         "jitter": lambda: 0.0,
@@ -470,3 +470,49 @@ def test_pacing_zero_never_sleeps(tiny, clock):
         client.fetch(QUERY, FIRST_PAGE, deadline(clock))
     assert clock.slept == []
     assert len(tiny.requests) == 5 and len({request.at for request in tiny.requests}) == 1
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+def test_one_connection_is_kept_alive_across_pages(sim, clock):
+    client = make_client(sim.url, clock)
+    client.fetch(QUERY, FIRST_PAGE, deadline(clock))
+    first = client._connection._current
+    client.fetch(QUERY, PageCursor(index=1), deadline(clock))
+    assert client._connection._current is first and first.sock is not None
+    client.close()
+    assert client._connection._current is None
+
+
+def test_the_deadline_cuts_an_answer_whose_status_line_trickles_in():
+    """Each byte arrives well within the read timeout, so only the deadline can end it: on
+    the real clock, a 1.5 s budget ends the request in about 1.5 s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle():
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\n" * 100:
+                if stop.wait(0.2):
+                    return
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    clock = SystemClock()
+    client = make_client(f"http://127.0.0.1:{listener.getsockname()[1]}", clock)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeadlineReached):
+            client.fetch(QUERY, FIRST_PAGE, Deadline(clock, 1.5, 0))
+    finally:
+        stop.set()
+        server.join(5)
+        listener.close()
+    assert 1.4 < time.monotonic() - started < 3.0

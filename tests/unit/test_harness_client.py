@@ -1,9 +1,13 @@
 """Tests of harness_audit.harness_client against real local HTTP servers, on a fake clock."""
 
+import contextlib
 import gzip
 import json
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections import Counter, deque
@@ -516,3 +520,37 @@ def test_the_deadline_cuts_an_answer_whose_status_line_trickles_in():
         server.join(5)
         listener.close()
     assert 1.4 < time.monotonic() - started < 3.0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_an_untrusted_certificate_is_refused(tmp_path, clock):
+    """The client keeps its own connection: it must verify TLS as urllib3's pool does."""
+    key, cert = str(tmp_path / "key.pem"), str(tmp_path / "cert.pem")
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", key, "-out", cert, "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                context.wrap_socket(connection, server_side=True).recv(1)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = make_client(f"https://127.0.0.1:{listener.getsockname()[1]}", clock, max_retries=0)
+    try:
+        with pytest.raises(HarnessUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            client.fetch(QUERY, FIRST_PAGE, deadline(clock))
+    finally:
+        listener.close()
+        server.join(5)

@@ -311,7 +311,8 @@ class _Run:
                     if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
                         self.summary.duplicates_dropped += 1
                         continue
-                if len(line) + 1 > limit:
+                if len(line) + 1 > limit and "oversized" not in self.reported:
+                    self.reported.add("oversized")  # once a run: a hostile page repeats
                     log(
                         logging.WARNING,
                         "an event larger than MAX_OBJECT_MB is written alone in its part",

@@ -237,3 +237,25 @@ def test_nan_and_infinity_never_reach_an_output_line(
             json.loads(line, parse_constant=lambda name: pytest.fail(f"{name} written"))
     assert len(written_events(bucket)) == 50
     assert bucket.get_blob(STATE_KEY) is not None
+
+
+def test_parts_never_pass_max_object_mb_but_for_one_event_alone(
+    start_instance, harness, clock, bucket
+):
+    t0 = clock.now_ms()
+    events = generate_events(300, t0 - 30 * MIN_MS, t0, seed=79)
+    huge = dict(events[150], auditEventData={"type": "Big", "blob": "x" * 30_000})
+    events[150] = huge
+    publish(harness, events)
+    result = start_instance(MAX_OBJECT_MB=0.01).invoke()  # 10,000 bytes
+    assert result.status == 200, result.logs
+    sizes = {}
+    for blob in bucket.list_blobs(prefix="harness/audit/"):
+        data = blob.download_as_bytes()
+        sizes[blob.name] = (len(data), data.count(b"\n"))
+    alone = [name for name, (size, lines) in sizes.items() if size > 10_000]
+    assert len(alone) == 1 and sizes[alone[0]][1] == 1
+    assert len(sizes) > 20  # every other part cut at an event, under the bound
+    warnings = [line for line in result.logs if "written alone" in line["message"]]
+    assert len(warnings) == 1 and warnings[0]["audit_id"] == huge["auditId"]
+    assert_exactly_once(bucket, ids(events))

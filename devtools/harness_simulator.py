@@ -380,6 +380,22 @@ def _bounds(snap: _Snapshot, flt: _Filter) -> tuple[int, int]:
     return lo, hi
 
 
+def stop_server(server: _Server, thread: threading.Thread | None) -> None:
+    """Stop a loopback server, close its connections and join its thread."""
+    # shutdown() waits for serve_forever's next poll; a throwaway connection wakes it at
+    # once instead (a test suite stops many servers).
+    stopper = threading.Thread(target=server.shutdown, daemon=True)
+    stopper.start()
+    while stopper.is_alive():
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", server.server_port), timeout=0.5).close()
+        stopper.join(0.01)
+    server.server_close()
+    server.close_connections()
+    if thread is not None:
+        thread.join(timeout=5)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -859,18 +875,7 @@ class HarnessSimulator:
         if server is None:
             return
         self._server = self._thread = None
-        # shutdown() waits for serve_forever's next poll; a throwaway connection wakes it at
-        # once instead (a test suite stops many simulators).
-        stopper = threading.Thread(target=server.shutdown, daemon=True)
-        stopper.start()
-        while stopper.is_alive():
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", server.server_port), timeout=0.5).close()
-            stopper.join(0.01)
-        server.server_close()
-        server.close_connections()
-        if thread is not None:
-            thread.join(timeout=5)
+        stop_server(server, thread)
 
     @property
     def url(self) -> str:

@@ -84,6 +84,7 @@ from devtools.harness_simulator import (
     _Handler,
     _Response,
     _Server,
+    stop_server,
 )
 from devtools.sample_events import generate_events
 
@@ -311,16 +312,7 @@ class HostileHarness:
         self._server = self._thread = None
         self._stopping.set()
         server.close_connections()  # breaks writes blocked on a client that stopped reading
-        stopper = threading.Thread(target=server.shutdown, daemon=True)
-        stopper.start()
-        while stopper.is_alive():
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", server.server_port), timeout=0.5).close()
-            stopper.join(0.01)
-        server.server_close()
-        server.close_connections()
-        if thread is not None:
-            thread.join(timeout=5)
+        stop_server(server, thread)
 
     @property
     def url(self) -> str:

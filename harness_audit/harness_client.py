@@ -32,6 +32,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import ConnectTimeoutError, HTTPError, ReadTimeoutError
 
 from harness_audit.clock import Clock, Deadline
+from harness_audit.config import Config
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
 from harness_audit.listing import (
     LIST,
@@ -142,6 +143,22 @@ class HarnessClient:
         self.requests = 0  # HTTP requests sent, retries included
         self.retries: Counter = Counter()
         self.last_failure: str | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: Config, *, clock: Clock, pacer: Pacer, endpoint: EndpointChoice
+    ) -> "HarnessClient":
+        """The client a run (or verify) uses, from the function's configuration."""
+        return cls(
+            api_base=config.api_base,
+            account_id=config.account_id,
+            api_key=config.api_key,
+            page_size=config.page_size,
+            max_retries=config.max_retries,
+            clock=clock,
+            pacer=pacer,
+            endpoint=endpoint,
+        )
 
     def close(self) -> None:
         """Close the run's connection to Harness."""

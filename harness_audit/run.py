@@ -103,15 +103,8 @@ class Collector:
 
     def run(self) -> RunSummary:
         """One run. Safe to call from several threads at once: each run has its own state."""
-        harness = HarnessClient(
-            api_base=self.config.api_base,
-            account_id=self.config.account_id,
-            api_key=self.config.api_key,
-            page_size=self.config.page_size,
-            max_retries=self.config.max_retries,
-            clock=self._clock,
-            pacer=self._pacer,
-            endpoint=self._endpoint,
+        harness = HarnessClient.from_config(
+            self.config, clock=self._clock, pacer=self._pacer, endpoint=self._endpoint
         )
         checkpoints = CheckpointStore(
             self._bucket,
@@ -166,7 +159,9 @@ class _Run:
         self.checkpoints.ensure_free(snapshot.state, self.owner, now_ms)
         state = snapshot.state
         if state.origin == ORIGIN_GUIDE:
-            state = self._adopt_guide_state(state, now_ms)
+            state = adopt_guide_state(
+                state, self.sink, overlap_ms=self.overlap_ms, now_ms=now_ms, deadline=self.deadline
+            )
         window = plan_window(
             state,
             now_ms,
@@ -189,11 +184,6 @@ class _Run:
             failure.summary = self._finish_summary()
             raise
         return self._finish_summary()
-
-    def _adopt_guide_state(self, state: State, now_ms: int) -> State:
-        return adopt_guide_state(
-            state, self.sink, overlap_ms=self.overlap_ms, now_ms=now_ms, deadline=self.deadline
-        )
 
     def _collect(self, snapshot: Snapshot) -> None:
         try:

@@ -440,12 +440,8 @@ class _Verifier:
         self.bucket = bucket
         self.clock = clock
         self.request = request
-        self.harness = HarnessClient(
-            api_base=config.api_base,
-            account_id=config.account_id,
-            api_key=config.api_key,
-            page_size=config.page_size,
-            max_retries=config.max_retries,
+        self.harness = HarnessClient.from_config(
+            config,
             clock=clock,
             pacer=Pacer(config.max_requests_per_minute, clock),
             endpoint=EndpointChoice(),

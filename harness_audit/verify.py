@@ -1,81 +1,50 @@
-"""``verify``: compare Harness with the bucket, hour by hour, and optionally repair.
+"""``verify``: compare Harness with the bucket hour by hour, optionally repair; then report.
 
-For each hour of ``[since, until)``:
+``verify_range`` computes a frozen VerifyResult (the CLI and, later, the function call it);
+``run`` renders it and maps it to an exit code. Only what the collector has finished is
+checked: up to the checkpoint's watermark less OVERLAP_SECONDS (the next run re-reads that
+overlap itself); later hours are "in progress". A range with no hour checked is a problem,
+not a success: a wrong STATE_KEY would otherwise pass forever.
 
-- Harness: the events it lists for the hour, read with the collector's own pager
-  (``paging``: by time, bursts read alone) and client (retries, MAX_REQUESTS_PER_MINUTE),
-  with the collector's filters. Each hour has its own deadline, generous but bounded.
-- The bucket: every line stamped in the hour, from every object that can hold one.
-
-Which objects can hold an hour. A collector object is named after its window,
-``<prefix>/<start date>/harness-audit-<start>-<end>-NNNN.jsonl``, and holds only events
-stamped in ``[start, end]``; a window starts at most 366 days before any event it holds
-(the first window reaches START_MINUTES_BACK, at most 365 days, back; later ones start at
-the last watermark less OVERLAP_SECONDS, at most a day). So the date folders from
-``since - 366 days`` to ``until``'s date are listed, in one listing bounded by name
-(``start_offset``/``end_offset``: names only, about a thousand a request), and only the
-objects whose window, parsed from the name, meets a checked hour are read: each once,
-however many hours it covers, and only when the first hour it can hold comes up. Repair
-objects are named after their hour the same way. Other objects under the prefix (the
-guide's, written soon after their events) are read for the hours of their folder's date
-and the day before.
-
-Next to a live collector. Neither the lease nor the checkpoint is touched. Only what the
-collector has finished is checked: up to the checkpoint's watermark less OVERLAP_SECONDS,
-because the next run re-reads that overlap and delivers any late record stamped in it
-itself (a repair there would be written a second time by that run); a window in progress
-starts at that same point. Later hours are reported "in progress", neither counted nor
-repaired; an hour the boundary splits is checked up to it.
-
-``--repair`` writes the missing events into new create-only objects named after their
-hour, ``<prefix>/YYYY/MM/DD/harness-audit-repair-<hour start>-<hour end>-NNNN.jsonl``, in
-the configured layout with the usual metadata. Just before writing, the hour's folder is
-listed again and any object new since it was read is read, so only ids still missing are
-written; a name someone else created meanwhile (another ``--repair``) answers 412, and the
-hour is read again before the next attempt. Duplicates are reported, never deleted.
+The bucket side reads only the objects whose name can hold a checked hour (a window starts
+at most MAX_WINDOW_MS before the events it holds), each once. A repair writes the missing
+events create-only into ``harness-audit-repair-<hour>-<hour end>-NNNN.jsonl`` beside the
+collector's objects; a name another writer created first is reported, not retried.
+Duplicates are reported, never deleted. An item Harness lists without a usable timestamp
+is counted as missing: it cannot be placed in any hour.
 """
 
+import contextlib
 import json
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TextIO
 
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, MAX_LOOKBACK_MS, CheckpointStore
-from harness_audit.cli_common import EXIT_FOUND, EXIT_OK, UsageError, parse_time
+from harness_audit.cli_common import EXIT_FAILED, EXIT_FOUND, EXIT_OK, UsageError, parse_time
 from harness_audit.clock import Clock, Deadline, iso, utc
 from harness_audit.config import Config
-from harness_audit.errors import (
-    DeadlineReached,
-    HarnessInconsistent,
-    HarnessUnavailable,
-    StorageUnavailable,
-)
+from harness_audit.errors import DeadlineReached, HarnessInconsistent
 from harness_audit.gcs import storage_errors
 from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
-from harness_audit.paging import PagingInconsistent, Position, Taken, read_page
-from harness_audit.sink import ObjectSink, PartBuffer, compact_stamp, line_identities
+from harness_audit.paging import NO_TIMESTAMP, PagingInconsistent, Position, Taken, read_page
+from harness_audit.sink import ObjectSink, PartBuffer, line_identities, object_name
 from harness_audit.state import State
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 MAX_RANGE_DAYS = 31
-# How long before an event the window holding it can have started: see the docstring.
 MAX_WINDOW_MS = MAX_LOOKBACK_MS + DAY_MS
-# Reading one hour from Harness: ample at any pace Harness allows, but bounded.
+# The CLI's budget per hour of the range: ample at any pace Harness allows, but bounded.
 HOUR_DEADLINE_SECONDS = 900
 MAX_NAMED = 20
-REPAIR_ATTEMPTS = 5
-
-_NAME = re.compile(
-    r"harness-audit-(?P<repair>repair-)?(?P<start>\d{8}T\d{9}Z)-(?P<end>\d{8}T\d{9}Z)"
-    r"-(?P<part>\d{4,})\.jsonl"
-)
+_NAME = re.compile(r"harness-audit-(repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-(\d{4,})\.jsonl")
 _FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
 
 
@@ -88,33 +57,25 @@ class Request:
 
 
 def request_from(args) -> Request:
-    since = parse_time(args.since, "--since")
-    until = parse_time(args.until, "--until")
+    since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if since >= until:
-        raise UsageError(
-            f"--since {iso(since)} is not before --until {iso(until)}: the range is empty"
-        )
+        raise UsageError(f"--since {iso(since)} is not before --until {iso(until)}: empty range")
     if until - since > MAX_RANGE_DAYS * DAY_MS and not args.force:
-        days = (until - since) / DAY_MS
         raise UsageError(
-            f"the range is {days:.1f} days, more than {MAX_RANGE_DAYS}: every hour costs at "
-            "least one Harness request; check it in parts, or add --force"
+            f"the range is {(until - since) / DAY_MS:.1f} days, more than {MAX_RANGE_DAYS}: "
+            "every hour costs at least one Harness request; check it in parts, or add --force"
         )
     return Request(since, until, repair=args.repair, json=args.json)
 
 
-def repair_object_name(prefix: str, hour_start_ms: int, hour_end_ms: int, part: int) -> str:
-    start, end = utc(hour_start_ms), utc(hour_end_ms)
-    folder = f"{prefix}/" if prefix else ""
-    return (
-        f"{folder}{start:%Y/%m/%d}/harness-audit-repair-{compact_stamp(start)}-{compact_stamp(end)}"
-        f"-{part:04d}.jsonl"
-    )
+def repair_object_name(prefix: str, hour_ms: int, part: int) -> str:
+    """The sink's name for the hour's window, marked as a repair."""
+    folder, _, name = object_name(prefix, hour_ms, hour_ms + HOUR_MS, part).rpartition("/")
+    return f"{folder}/{name.replace('harness-audit-', 'harness-audit-repair-', 1)}"
 
 
 def settled_until(state: State, overlap_ms: int) -> int | None:
-    """Up to where the collector is done: nothing it will still write is stamped before it.
-    None: it has not completed a window yet."""
+    """Up to where the collector is done; None before its first window completes."""
     if state.watermark_ms is None:
         return None
     settled = state.watermark_ms - overlap_ms
@@ -123,176 +84,21 @@ def settled_until(state: State, overlap_ms: int) -> int | None:
     return max(settled, 0)
 
 
-# -- the bucket's side ---------------------------------------------------------------------
-
-
-def _parse_compact(text: str) -> int:
-    moment = datetime.strptime(text[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1000 + int(text[15:18])
-
-
 @dataclass(frozen=True)
-class StoredObject:
-    name: str
-    generation: int | None
-    start_ms: int | None  # the window (or repaired hour) in its name; None: not our name
-    end_ms: int | None
-    repair: bool
-    part: int
-    day: date | None  # its date folder
-
-    def may_hold(self, start_ms: int, limit_ms: int) -> bool:
-        """Whether it can hold an event stamped in ``[start_ms, limit_ms)``."""
-        if self.start_ms is not None:
-            return self.start_ms < limit_ms and self.end_ms >= start_ms
-        if self.day is None:
-            return False
-        # Written soon after its events: they are stamped on its folder's day or the one before.
-        first, last = utc(start_ms).date(), utc(limit_ms - 1).date()
-        return first <= self.day and last >= self.day - timedelta(days=1)
-
-
-def describe(name: str, generation: int | None, base: str) -> StoredObject:
-    rest = name[len(base) :]
-    day = None
-    folder = _FOLDER.match(rest)
-    if folder:
-        try:
-            day = date(*map(int, folder.groups()))
-        except ValueError:
-            day = None
-    found = _NAME.fullmatch(rest.rsplit("/", 1)[-1])
-    if found is None:
-        return StoredObject(name, generation, None, None, False, 0, day)
-    try:
-        start, end = _parse_compact(found["start"]), _parse_compact(found["end"])
-    except ValueError:
-        return StoredObject(name, generation, None, None, False, 0, day)
-    repair, part = bool(found["repair"]), int(found["part"])
-    return StoredObject(name, generation, start, end, repair, part, day)
-
-
-@dataclass(frozen=True)
-class Line:
-    audit_id: str
-    timestamp: int
-    name: str
-
-
-_OURS = object()  # a repair object this run wrote: its lines are known without reading it
-
-
-class BucketIndex:
-    """The objects that can hold the checked range ``[lo, hi)``, each read once, their lines
-    handed out hour by hour."""
-
-    def __init__(self, bucket, prefix: str, lo_ms: int, hi_ms: int):
-        self._bucket = bucket
-        self._prefix = prefix
-        self._base = f"{prefix}/" if prefix else ""
-        self._lo, self._hi = lo_ms, hi_ms
-        self._seen: dict[str, object] = {}  # name -> generation read (or _OURS)
-        self._pending: list[StoredObject] = []  # candidates not read yet
-        self._lines: defaultdict[int, list[Line]] = defaultdict(list)  # by hour
-        self._done_before = lo_ms  # lines stamped before it were handed out already
-        self._repair_parts: Counter = Counter()  # hour start -> highest repair part seen
-        self.objects_listed = 0
-        self.objects_read = 0
-
-    def load(self) -> None:
-        first = utc(max(0, self._lo - MAX_WINDOW_MS)).date()
-        last = utc(self._hi - 1).date() + timedelta(days=1)
-        for stored in self._list(first, last):
-            self._add(stored)
-
-    def _folder(self, day: date) -> str:
-        return f"{self._base}{day:%Y/%m/%d}/"
-
-    def _list(self, first: date, last: date) -> Iterator[StoredObject]:
-        """Objects in the date folders from ``first`` to ``last``, in one bounded listing."""
-        start, end = self._folder(first), self._folder(last + timedelta(days=1))
-        with storage_errors("list the objects under the prefix", self._bucket.name):
-            blobs = self._bucket.list_blobs(
-                prefix=self._base or None, start_offset=start, end_offset=end
-            )
-            for blob in blobs:
-                if start <= blob.name < end:
-                    self.objects_listed += 1
-                    yield describe(blob.name, blob.generation, self._base)
-
-    def _add(self, stored: StoredObject) -> str | None:
-        """Note a listed object; the name of an object read before in another version."""
-        if stored.repair:
-            hour = stored.start_ms
-            self._repair_parts[hour] = max(self._repair_parts[hour], stored.part)
-        before = self._seen.get(stored.name)
-        if before is _OURS or (before is not None and before == stored.generation):
-            return None
-        self._seen[stored.name] = stored.generation
-        if stored.may_hold(self._lo, self._hi):
-            self._pending.append(stored)
-        if before is not None:  # rewritten since it was read: its old lines are void
-            for lines in self._lines.values():
-                lines[:] = [line for line in lines if line.name != stored.name]
-            return stored.name
-        return None
-
-    def lines(self, start_ms: int, limit_ms: int) -> list[Line]:
-        """The lines stamped in ``[start_ms, limit_ms)``, one hour at most, in increasing
-        order of hours: every object that can hold one is read first."""
-        self._done_before = max(self._done_before, start_ms)
-        keep = []
-        for stored in self._pending:
-            if stored.may_hold(start_ms, limit_ms):
-                self._read(stored)
-            else:
-                keep.append(stored)
-        self._pending = keep
-        lines = self._lines.pop(start_ms - start_ms % HOUR_MS, [])
-        return [line for line in lines if start_ms <= line.timestamp < limit_ms]
-
-    def _read(self, stored: StoredObject) -> None:
-        blob = self._bucket.blob(stored.name, generation=stored.generation)
-        with storage_errors(f"read {stored.name}", self._bucket.name):
-            data = blob.download_as_bytes()
-        self.objects_read += 1
-        for audit_id, timestamp in line_identities(data, fallback_ms=-1):
-            if self._done_before <= timestamp < self._hi:
-                hour = timestamp - timestamp % HOUR_MS
-                self._lines[hour].append(Line(audit_id, timestamp, stored.name))
-
-    def refresh(self, start_ms: int, limit_ms: int) -> tuple[list[Line], set[str]]:
-        """Just before a repair: objects created in the hour's folder since it was read
-        (repairs by someone else). Their lines in ``[start_ms, limit_ms)``, and the names
-        of objects rewritten since they were read."""
-        day = utc(start_ms).date()
-        replaced = {name for stored in self._list(day, day) if (name := self._add(stored))}
-        return self.lines(start_ms, limit_ms), replaced
-
-    def next_repair_part(self, hour_ms: int) -> int:
-        return self._repair_parts[hour_ms] + 1
-
-    def note_written(self, name: str, hour_ms: int, part: int) -> None:
-        self._seen[name] = _OURS
-        self._repair_parts[hour_ms] = max(self._repair_parts[hour_ms], part)
-
-
-# -- the report ----------------------------------------------------------------------------
-
-
-@dataclass
-class Hour:
-    start_ms: int  # the row: this hour within [since, until)
+class HourResult:
+    start_ms: int
     end_ms: int
     checked_until_ms: int | None = None  # None: in progress
     in_harness: int = 0
     in_bucket: int = 0
-    missing: list[str] = field(default_factory=list)  # as first found
-    still_missing: list[str] = field(default_factory=list)
-    duplicated: dict[str, list[str]] = field(default_factory=dict)  # id -> object names
+    missing: tuple[str, ...] = ()  # as first found
+    still_missing: tuple[str, ...] = ()
+    unplaceable: int = 0  # listed without a usable timestamp: missing
+    duplicated: tuple[tuple[str, tuple[str, ...]], ...] = ()  # id, the objects holding it
     only_in_bucket: int = 0
     repaired: int = 0
-    repair_objects: list[str] = field(default_factory=list)
+    repair_objects: tuple[str, ...] = ()
+    conflict: str | None = None  # a repair name another writer created first
 
     @property
     def state(self) -> str:
@@ -300,113 +106,325 @@ class Hour:
             return "in_progress"
         return "partial" if self.checked_until_ms < self.end_ms else "checked"
 
-    def duplicate_objects(self) -> list[str]:
-        return sorted({name for names in self.duplicated.values() for name in names})
+
+@dataclass(frozen=True)
+class VerifyResult:
+    since_ms: int
+    until_ms: int
+    watermark_ms: int | None
+    settled_ms: int | None
+    hours: tuple[HourResult, ...]
+    cut_short: bool = False  # the deadline came before every settled hour was checked
+    objects_read: int = 0
+    harness_requests: int = 0
+
+    def _sum(self, name: str) -> int:
+        return sum(getattr(hour, name) for hour in self.hours)
+
+    def _all(self, name: str) -> list:
+        return [item for hour in self.hours for item in getattr(hour, name)]
+
+    @property
+    def hours_checked(self) -> int:
+        return sum(hour.checked_until_ms is not None for hour in self.hours)
+
+    checked = property(lambda self: self.hours_checked > 0)
+    in_harness = property(lambda self: self._sum("in_harness"))
+    in_bucket = property(lambda self: self._sum("in_bucket"))
+    repaired = property(lambda self: self._sum("repaired"))
+    missing = property(lambda self: len(self._all("missing")) + self._sum("unplaceable"))
+    still_missing = property(
+        lambda self: len(self._all("still_missing")) + self._sum("unplaceable")
+    )
+    duplicated = property(lambda self: len(self._all("duplicated")))
+    missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
+    conflicts = property(lambda self: [h.conflict for h in self.hours if h.conflict])
+
+    @property
+    def problem(self) -> str | None:
+        """Why this is not "all good", or None."""
+        if self.cut_short:
+            return "cut short by the deadline"
+        if not self.checked:
+            return "nothing checked"
+        if self.still_missing or self.duplicated or self.conflicts:
+            return "found"
+        return None
 
 
-def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[Hour]:
-    hours = []
-    hour = since_ms - since_ms % HOUR_MS
+def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[HourResult]:
+    hours, hour = [], since_ms - since_ms % HOUR_MS
     while hour < until_ms:
-        row = Hour(max(since_ms, hour), min(until_ms, hour + HOUR_MS))
-        if settled_ms is not None and settled_ms > row.start_ms:
-            row.checked_until_ms = min(row.end_ms, settled_ms)
-        hours.append(row)
+        start, end = max(since_ms, hour), min(until_ms, hour + HOUR_MS)
+        checked = min(end, settled_ms) if settled_ms is not None and settled_ms > start else None
+        hours.append(HourResult(start, end, checked))
         hour += HOUR_MS
     return hours
 
 
-def _label(ms: int) -> str:
-    moment = utc(ms)
-    if moment.second == 0 and moment.microsecond == 0:
-        return f"{moment:%Y-%m-%dT%H:%M}Z"
-    return iso(ms)
+# -- the bucket's side ---------------------------------------------------------------------
 
 
-class _Report:
-    COLUMNS = ("in Harness", "in bucket", "missing", "duplicated")
+def _stamp_ms(text: str) -> int:
+    moment = datetime.strptime(text[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1000 + int(text[15:18])
 
-    def __init__(self, out: TextIO, as_json: bool, uri: str):
-        self._out = out
-        self._json = as_json
-        self._uri = uri
 
-    def _write(self, text: str) -> None:
-        self._out.write(text + "\n")
-        self._out.flush()
+@dataclass(frozen=True)
+class Stored:
+    name: str
+    start_ms: int | None  # the window (or repaired hour) in its name; None: not our name
+    end_ms: int | None
+    repair_part: int  # 0: not a repair
+    day: date | None  # its date folder
 
-    def header(self, request: Request, state: State, settled_ms: int | None, overlap_s: int):
-        if self._json:
-            return
-        if settled_ms is None:
-            basis = "nothing yet: the collector has not completed a window"
-        else:
-            basis = (
-                f"{iso(settled_ms)} (watermark {iso(state.watermark_ms)} less "
-                f"OVERLAP_SECONDS={overlap_s}; later events are still the collector's to write)"
+    def may_hold(self, start_ms: int, limit_ms: int) -> bool:
+        if self.start_ms is not None:
+            return self.start_ms < limit_ms and self.end_ms >= start_ms
+        # Another writer's object (the guide's): its events are of its day or the day before.
+        first, last = utc(start_ms).date(), utc(limit_ms - 1).date()
+        return self.day is not None and first <= self.day and last >= self.day - timedelta(1)
+
+
+def describe(name: str, base: str) -> Stored:
+    rest = name[len(base) :]
+    day = None
+    if folder := _FOLDER.match(rest):
+        with contextlib.suppress(ValueError):  # not a date: no folder day
+            day = date(*map(int, folder.groups()))
+    if found := _NAME.fullmatch(rest.rsplit("/", 1)[-1]):
+        try:
+            start, end = _stamp_ms(found[2]), _stamp_ms(found[3])
+        except ValueError:
+            return Stored(name, None, None, 0, day)
+        return Stored(name, start, end, int(found[4]) if found[1] else 0, day)
+    return Stored(name, None, None, 0, day)
+
+
+class BucketLines:
+    """The ids stamped in ``[lo, hi)``, hour by hour in increasing order; each object that
+    can hold one is read once, when the first hour it can hold comes up."""
+
+    def __init__(self, bucket, prefix: str, lo_ms: int, hi_ms: int):
+        self._bucket, self._lo, self._hi = bucket, lo_ms, hi_ms
+        base = f"{prefix}/" if prefix else ""
+        first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)).date():%Y/%m/%d}/"
+        last = f"{base}{utc(hi_ms - 1).date() + timedelta(days=2):%Y/%m/%d}/"
+        with storage_errors("list the objects under the prefix", bucket.name):
+            names = [
+                blob.name
+                for blob in bucket.list_blobs(
+                    prefix=base or None, start_offset=first, end_offset=last
+                )
+            ]
+        stored = [describe(name, base) for name in names if first <= name < last]
+        self._pending = [item for item in stored if item.may_hold(lo_ms, hi_ms)]
+        self._repair_parts = Counter()
+        for item in stored:
+            if item.repair_part:
+                hour = item.start_ms
+                self._repair_parts[hour] = max(self._repair_parts[hour], item.repair_part)
+        self._by_hour: dict[int, list[tuple[str, int, str]]] = {}
+        self._read_from = lo_ms
+        self.objects_read = 0
+
+    def next_repair_part(self, hour_ms: int) -> int:
+        return self._repair_parts[hour_ms] + 1
+
+    def lines(self, start_ms: int, limit_ms: int) -> list[tuple[str, int, str]]:
+        """(auditId, timestamp, object name) of each line stamped in ``[start_ms, limit_ms)``."""
+        self._read_from = max(self._read_from, start_ms)
+        due = [item for item in self._pending if item.may_hold(start_ms, limit_ms)]
+        self._pending = [item for item in self._pending if item not in due]
+        for item in due:
+            with storage_errors(f"read {item.name}", self._bucket.name):
+                data = self._bucket.blob(item.name).download_as_bytes()
+            self.objects_read += 1
+            for audit_id, timestamp in line_identities(data, fallback_ms=-1):
+                if self._read_from <= timestamp < self._hi:
+                    hour = timestamp - timestamp % HOUR_MS
+                    self._by_hour.setdefault(hour, []).append((audit_id, timestamp, item.name))
+        held = self._by_hour.pop(start_ms - start_ms % HOUR_MS, [])
+        return [line for line in held if start_ms <= line[1] < limit_ms]
+
+
+# -- Harness's side and the repair --------------------------------------------------------
+
+
+def listed_events(
+    harness: HarnessClient, config: Config, start_ms: int, limit_ms: int, deadline: Deadline
+) -> tuple[dict[str, Taken], int]:
+    """Every event Harness lists stamped in ``[start_ms, limit_ms)`` by auditId, and the
+    number of items it listed there without a usable timestamp."""
+    position, events, unplaceable = Position(start_ms, limit_ms - 1), {}, 0
+    try:
+        while not position.done:
+            low, high, cursor = position.request()
+            query = AuditQuery(low, high, config.modules, config.actions, config.static_filter)
+            step = read_page(position, harness.fetch(query, cursor, deadline))
+            unplaceable += step.rejected.get(NO_TIMESTAMP, 0)
+            for taken in step.events:
+                events.setdefault(taken.audit_id, taken)
+            position = step.position
+    except PagingInconsistent as exc:
+        raise HarnessInconsistent(
+            f"Harness sent a page for {iso(start_ms)} that paging by time cannot trust: {exc}. "
+            "Nothing there can be called complete; try again later"
+        ) from None
+    return events, unplaceable
+
+
+def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
+    """The events as lines in the configured layout, in parts of at most MAX_OBJECT_MB."""
+    layout, part = layout_function(config.output_format), PartBuffer()
+    for taken in sorted(todo, key=lambda item: (item.timestamp, item.audit_id)):
+        try:
+            line = encode_line(layout(taken.event))
+        except ValueError:
+            continue  # a number JSON cannot carry: the collector does not write it either
+        if len(part) and part.size + len(line) + 1 > config.max_object_bytes:
+            yield part
+            part = PartBuffer()
+        part.add(line, taken.audit_id, taken.timestamp)
+    if len(part):
+        yield part
+
+
+def _repair(row: HourResult, todo: list[Taken], sink: ObjectSink, config, part: int):
+    """Write ``todo`` into the hour's next repair objects; a name taken first stops it."""
+    hour = row.start_ms - row.start_ms % HOUR_MS
+    written, repaired = [], set()
+    for number, buffer in enumerate(repair_parts(todo, config), start=part):
+        name = repair_object_name(config.prefix, hour, number)
+        if not sink.create(name, buffer, start_ms=hour, end_ms=hour + HOUR_MS, part=number):
+            return replace(
+                row, repaired=len(repaired), repair_objects=tuple(written), conflict=sink.uri(name)
+            ), repaired
+        written.append(sink.uri(name))
+        repaired.update(audit_id for audit_id, _ in buffer.ids)
+    return replace(row, repaired=len(repaired), repair_objects=tuple(written)), repaired
+
+
+def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_part) -> HourResult:
+    present = {audit_id for audit_id, _, _ in lines}
+    missing = sorted(audit_id for audit_id in listed if audit_id not in present)
+    counts = Counter(audit_id for audit_id, _, _ in lines)
+    holders: dict[str, set[str]] = {}
+    for audit_id, _, name in lines:
+        if counts[audit_id] > 1:
+            holders.setdefault(audit_id, set()).add(sink.uri(name))
+    row = replace(
+        row,
+        in_harness=len(listed),
+        in_bucket=len(present),
+        missing=tuple(missing),
+        unplaceable=unplaceable,
+        duplicated=tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items())),
+        only_in_bucket=len(present - listed.keys()),
+    )
+    repaired = set()
+    if missing and repair_part:
+        row, repaired = _repair(row, [listed[key] for key in missing], sink, config, repair_part)
+    return replace(row, still_missing=tuple(key for key in missing if key not in repaired))
+
+
+def verify_range(
+    config: Config, bucket, clock: Clock, since_ms: int, until_ms: int, *, repair: bool, deadline
+) -> VerifyResult:
+    """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
+    checkpoint or the lease. Stops at ``deadline`` (a clock.Deadline) with ``cut_short``."""
+    lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
+    state = (
+        CheckpointStore(bucket, config.state_key, lease_seconds=lease_seconds)
+        .load(clock.now_ms())
+        .state
+    )
+    settled = settled_until(state, config.overlap_seconds * 1000)
+    hours = plan_hours(since_ms, until_ms, settled)
+    checked = [row for row in hours if row.checked_until_ms is not None]
+    result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))
+    if not checked:
+        return result
+    bucket_lines = BucketLines(
+        bucket, config.prefix, checked[0].start_ms, checked[-1].checked_until_ms
+    )
+    sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
+    harness = HarnessClient.from_config(
+        config,
+        clock=clock,
+        pacer=Pacer(config.max_requests_per_minute, clock),
+        endpoint=EndpointChoice(),
+    )
+    done, cut_short = [], False
+    try:
+        for row in checked:
+            try:
+                listed, unplaceable = listed_events(
+                    harness, config, row.start_ms, row.checked_until_ms, deadline
+                )
+            except DeadlineReached:
+                cut_short = True
+                break
+            lines = bucket_lines.lines(row.start_ms, row.checked_until_ms)
+            part = (
+                bucket_lines.next_repair_part(row.start_ms - row.start_ms % HOUR_MS)
+                if repair
+                else 0
             )
-        self._write(f"Harness against {self._uri}, checked up to {basis}")
-        widths = "".join(f"{name:>12}" for name in self.COLUMNS)
-        self._write(f"{'hour (UTC)':<18}{widths}")
-
-    def hour(self, row: Hour) -> None:
-        if self._json:
-            self._write(json.dumps(_hour_json(row)))
-            return
-        if row.state == "in_progress":
-            self._write(f"{_label(row.start_ms):<18}" + f"{'-':>12}" * 4 + "  in progress")
-            return
-        counts = (row.in_harness, row.in_bucket, len(row.missing), len(row.duplicated))
-        notes = []
-        if row.state == "partial":
-            notes.append(f"checked to {iso(row.checked_until_ms)}, the rest in progress")
-        if row.repaired:
-            notes.append(f"repaired {row.repaired}")
-        if row.only_in_bucket:
-            notes.append(f"{row.only_in_bucket} not listed by Harness")
-        text = f"{_label(row.start_ms):<18}" + "".join(f"{count:>12}" for count in counts)
-        self._write(text + (f"  {'; '.join(notes)}" if notes else ""))
-
-    def summary(self, summary: dict) -> None:
-        if self._json:
-            self._write(json.dumps({"summary": summary}))
-            return
-        counts = (
-            summary["in_harness"],
-            summary["in_bucket"],
-            summary["missing"],
-            summary["duplicated"],
-        )
-        notes = []
-        if summary["hours_in_progress"]:
-            count = summary["hours_in_progress"]
-            notes.append(f"{count} hour{'s' if count > 1 else ''} in progress")
-        if summary["repaired"]:
-            notes.append(f"repaired {summary['repaired']}")
-        self._write(
-            f"{'total':<18}"
-            + "".join(f"{count:>12}" for count in counts)
-            + (f"  {'; '.join(notes)}" if notes else "")
-        )
-        for name in summary["repair_objects"]:
-            self._write(f"wrote {name}")
-        still = summary["still_missing"]
-        if still:
-            shown = summary["missing_ids"]
-            more = f" (and {still - len(shown)} more)" if still > len(shown) else ""
-            self._write(f"missing {still}: {', '.join(shown)}{more}")
-            if not summary["repaired"]:
-                self._write("run again with --repair to write them")
-        if summary["duplicate_objects"]:
-            self._write(
-                f"duplicated {summary['duplicated']} ids, held by: "
-                + ", ".join(summary["duplicate_objects"])
-            )
-        if summary["exit_code"] == EXIT_OK:
-            self._write("OK: nothing missing or duplicated in the hours checked")
+            done.append(_check(row, listed, unplaceable, lines, sink, config, part))
+    finally:
+        harness.close()
+    by_start = {row.start_ms: row for row in done}
+    unchecked = {row.start_ms for row in checked[len(done) :]}
+    final = tuple(
+        by_start.get(row.start_ms)
+        or (replace(row, checked_until_ms=None) if row.start_ms in unchecked else row)
+        for row in hours
+    )
+    return replace(
+        result,
+        hours=final,
+        cut_short=cut_short,
+        objects_read=bucket_lines.objects_read,
+        harness_requests=harness.requests,
+    )
 
 
-def _hour_json(row: Hour) -> dict:
+# -- the report ----------------------------------------------------------------------------
+
+
+def summary_of(result: VerifyResult) -> dict:
+    """The result as the CLI's --json summary (and, later, the function's log line)."""
+    settled = result.settled_ms
+    return {
+        "since": iso(result.since_ms),
+        "until": iso(result.until_ms),
+        "watermark": iso(result.watermark_ms) if result.watermark_ms is not None else None,
+        "checked_until": iso(min(settled, result.until_ms)) if result.checked else None,
+        "checked": result.checked,
+        "cut_short": result.cut_short,
+        "hours_checked": result.hours_checked,
+        "hours_in_progress": len(result.hours) - result.hours_checked,
+        "in_harness": result.in_harness,
+        "in_bucket": result.in_bucket,
+        "missing": result.missing,
+        "unplaceable": sum(hour.unplaceable for hour in result.hours),
+        "duplicated": result.duplicated,
+        "only_in_bucket": sum(hour.only_in_bucket for hour in result.hours),
+        "repaired": result.repaired,
+        "still_missing": result.still_missing,
+        "missing_ids": list(result.missing_ids),
+        "duplicate_objects": sorted(
+            {name for hour in result.hours for _, names in hour.duplicated for name in names}
+        ),
+        "repair_objects": result._all("repair_objects"),
+        "repair_conflicts": result.conflicts,
+        "objects_read": result.objects_read,
+        "harness_requests": result.harness_requests,
+    }
+
+
+def _hour_json(row: HourResult) -> dict:
     document = {
         "hour": iso(row.start_ms - row.start_ms % HOUR_MS),
         "start": iso(row.start_ms),
@@ -415,192 +433,123 @@ def _hour_json(row: Hour) -> dict:
     }
     if row.checked_until_ms is None:
         return document
-    document.update(
-        checked_until=iso(row.checked_until_ms),
-        in_harness=row.in_harness,
-        in_bucket=row.in_bucket,
-        missing=len(row.missing),
-        duplicated=len(row.duplicated),
-        only_in_bucket=row.only_in_bucket,
-        repaired=row.repaired,
-        still_missing=len(row.still_missing),
-        missing_ids=row.still_missing[:MAX_NAMED],
-        duplicate_objects=row.duplicate_objects(),
-        repair_objects=row.repair_objects,
+    return document | {
+        "checked_until": iso(row.checked_until_ms),
+        "in_harness": row.in_harness,
+        "in_bucket": row.in_bucket,
+        "missing": len(row.missing) + row.unplaceable,
+        "duplicated": len(row.duplicated),
+        "only_in_bucket": row.only_in_bucket,
+        "repaired": row.repaired,
+        "still_missing": len(row.still_missing) + row.unplaceable,
+        "missing_ids": list(row.still_missing[:MAX_NAMED]),
+        "repair_objects": list(row.repair_objects),
+    }
+
+
+def _row_text(row: HourResult) -> str:
+    moment = utc(row.start_ms)
+    label = (
+        f"{moment:%Y-%m-%dT%H:%M}Z"
+        if moment.second == moment.microsecond == 0
+        else iso(row.start_ms)
     )
-    return document
+    if row.checked_until_ms is None:
+        return f"{label:<18}" + f"{'-':>12}" * 4 + "  in progress"
+    counts = (
+        row.in_harness,
+        row.in_bucket,
+        len(row.missing) + row.unplaceable,
+        len(row.duplicated),
+    )
+    notes = [f"checked to {iso(row.checked_until_ms)}, the rest in progress"] * (
+        row.state == "partial"
+    )
+    notes += [f"repaired {row.repaired}"] * bool(row.repaired)
+    notes += [f"{row.unplaceable} listed without a usable timestamp"] * bool(row.unplaceable)
+    notes += [f"{row.only_in_bucket} not listed by Harness"] * bool(row.only_in_bucket)
+    return (
+        f"{label:<18}"
+        + "".join(f"{count:>12}" for count in counts)
+        + "".join(f"  {'; '.join(notes)}" for _ in notes[:1])
+    )
 
 
-# -- the run -------------------------------------------------------------------------------
-
-
-class _Verifier:
-    def __init__(self, config: Config, bucket, clock: Clock, request: Request, out: TextIO):
-        self.config = config
-        self.bucket = bucket
-        self.clock = clock
-        self.request = request
-        self.harness = HarnessClient.from_config(
-            config,
-            clock=clock,
-            pacer=Pacer(config.max_requests_per_minute, clock),
-            endpoint=EndpointChoice(),
+def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -> list[str]:
+    if result.settled_ms is None:
+        basis = "nothing yet: the collector has not completed a window"
+    else:
+        basis = (
+            f"{iso(result.settled_ms)} (watermark {iso(result.watermark_ms)} less OVERLAP_SECONDS="
+            f"{overlap_s}; later events are still the collector's to write)"
         )
-        self.sink = ObjectSink(
-            bucket, prefix=config.prefix, output_format=str(config.output_format)
+    lines = [f"Harness against {uri}, checked up to {basis}"]
+    lines.append(
+        f"{'hour (UTC)':<18}"
+        + "".join(f"{name:>12}" for name in ("in Harness", "in bucket", "missing", "duplicated"))
+    )
+    lines += [_row_text(row) for row in result.hours]
+    total = (result.in_harness, result.in_bucket, result.missing, result.duplicated)
+    lines.append(
+        f"{'total':<18}"
+        + "".join(f"{count:>12}" for count in total)
+        + (f"  repaired {result.repaired}" if result.repaired else "")
+    )
+    lines += [f"wrote {name}" for name in summary["repair_objects"]]
+    lines += [
+        f"not repaired: another writer created {name} first; run verify again"
+        for name in result.conflicts
+    ]
+    if result.still_missing:
+        more = result.still_missing - len(result.missing_ids)
+        lines.append(
+            f"missing {result.still_missing}: {', '.join(result.missing_ids)}"
+            + (f" (and {more} more)" if more else "")
         )
-        self.layout = layout_function(config.output_format)
-        base = f"gs://{bucket.name}/{config.prefix}" if config.prefix else f"gs://{bucket.name}"
-        self.report = _Report(out, request.json, base)
-        self.index: BucketIndex | None = None
-
-    def run(self) -> int:
-        config = self.config
-        checkpoints = CheckpointStore(
-            self.bucket,
-            config.state_key,
-            lease_seconds=config.max_run_seconds + LEASE_MARGIN_SECONDS,
+        if not result.repaired and not result.conflicts:
+            lines.append("run again with --repair to write them")
+    if result.duplicated:
+        holders = ", ".join(summary["duplicate_objects"])
+        lines.append(f"duplicated {result.duplicated} ids, held by: {holders}")
+    if result.cut_short:
+        lines.append(
+            "CUT SHORT: the deadline came before every settled hour was checked; run again"
         )
-        state = checkpoints.load(self.clock.now_ms()).state
-        settled = settled_until(state, config.overlap_seconds * 1000)
-        hours = plan_hours(self.request.since_ms, self.request.until_ms, settled)
-        checked = [row for row in hours if row.checked_until_ms is not None]
-        if checked:
-            self.index = BucketIndex(
-                self.bucket, config.prefix, checked[0].start_ms, checked[-1].checked_until_ms
-            )
-            self.index.load()
-        self.report.header(self.request, state, settled, config.overlap_seconds)
-        for row in hours:
-            if row.checked_until_ms is not None:
-                self._check(row)
-            self.report.hour(row)
-        summary = self._summary(hours, state, settled)
-        self.report.summary(summary)
-        return summary["exit_code"]
-
-    def _check(self, row: Hour) -> None:
-        listed = self._harness_events(row.start_ms, row.checked_until_ms)
-        lines = self.index.lines(row.start_ms, row.checked_until_ms)
-        present = {line.audit_id for line in lines}
-        row.in_harness = len(listed)
-        row.in_bucket = len(present)
-        row.missing = sorted(audit_id for audit_id in listed if audit_id not in present)
-        if row.missing and self.request.repair:
-            lines = self._repair(row, listed, lines)
-            present = {line.audit_id for line in lines}
-        row.still_missing = sorted(audit_id for audit_id in listed if audit_id not in present)
-        row.only_in_bucket = len(present - listed.keys())
-        counts = Counter(line.audit_id for line in lines)
-        holders = defaultdict(set)
-        for line in lines:
-            if counts[line.audit_id] > 1:
-                holders[line.audit_id].add(self.sink.uri(line.name))
-        row.duplicated = {audit_id: sorted(names) for audit_id, names in holders.items()}
-
-    def _harness_events(self, start_ms: int, limit_ms: int) -> dict[str, Taken]:
-        """Every event Harness lists stamped in ``[start_ms, limit_ms)``, by auditId."""
-        config = self.config
-        deadline = Deadline(self.clock, HOUR_DEADLINE_SECONDS, 0)
-        position = Position(start_ms, limit_ms - 1)
-        events: dict[str, Taken] = {}
-        try:
-            while not position.done:
-                low, high, cursor = position.request()
-                query = AuditQuery(low, high, config.modules, config.actions, config.static_filter)
-                page = self.harness.fetch(query, cursor, deadline)
-                step = read_page(position, page)
-                for taken in step.events:
-                    events.setdefault(taken.audit_id, taken)
-                position = step.position
-        except PagingInconsistent as exc:
-            raise HarnessInconsistent(
-                f"Harness sent a page for {iso(start_ms)} that paging by time cannot trust: "
-                f"{exc}. Try again later"
-            ) from None
-        except DeadlineReached:
-            raise HarnessUnavailable(
-                f"Harness did not list the hour from {iso(start_ms)} within "
-                f"{HOUR_DEADLINE_SECONDS} s (last failure: {self.harness.last_failure or 'none'})"
-                "; try again later"
-            ) from None
-        return events
-
-    def _repair(self, row: Hour, listed: dict[str, Taken], lines: list[Line]) -> list[Line]:
-        """Write what is still missing from the hour; the hour's lines afterwards."""
-        hour = row.start_ms - row.start_ms % HOUR_MS
-        hour_end = hour + HOUR_MS
-        for _ in range(REPAIR_ATTEMPTS):
-            fresh, replaced = self.index.refresh(row.start_ms, row.checked_until_ms)
-            lines = [line for line in lines if line.name not in replaced] + fresh
-            present = {line.audit_id for line in lines}
-            todo = [taken for audit_id, taken in listed.items() if audit_id not in present]
-            if not todo:
-                return lines
-            number = self.index.next_repair_part(hour)
-            for buffer in self._parts(todo):
-                name = repair_object_name(self.config.prefix, hour, hour_end, number)
-                if not self.sink.create(name, buffer, start_ms=hour, end_ms=hour_end, part=number):
-                    break  # someone else created it meanwhile: read the hour again
-                self.index.note_written(name, hour, number)
-                row.repaired += len(buffer)
-                row.repair_objects.append(self.sink.uri(name))
-                lines += [Line(audit_id, ts, name) for audit_id, ts in buffer.ids]
-                number += 1
-            else:
-                return lines
-        raise StorageUnavailable(
-            f"repair objects for {iso(hour)} kept being created by someone else; run again"
+    elif not result.checked:
+        lines.append(
+            "NOTHING CHECKED: no hour of the range is settled (no checkpoint under STATE_KEY, "
+            "or the collector has not got this far); this is not a success"
         )
+    elif result.problem is None:
+        lines.append("OK: nothing missing or duplicated in the hours checked")
+    return lines
 
-    def _parts(self, todo: list[Taken]) -> Iterator[PartBuffer]:
-        """The events as lines in the configured layout, in parts of at most MAX_OBJECT_MB."""
-        limit = self.config.max_object_bytes
-        part = PartBuffer()
-        for taken in sorted(todo, key=lambda item: (item.timestamp, item.audit_id)):
-            try:
-                line = encode_line(self.layout(taken.event))
-            except ValueError:
-                continue  # a number JSON cannot carry: the collector does not write it either
-            if len(part) and part.size + len(line) + 1 > limit:
-                yield part
-                part = PartBuffer()
-            part.add(line, taken.audit_id, taken.timestamp)
-        if len(part):
-            yield part
 
-    def _summary(self, hours: list[Hour], state: State, settled: int | None) -> dict:
-        checked = [row for row in hours if row.checked_until_ms is not None]
-        still = [audit_id for row in checked for audit_id in row.still_missing]
-        duplicate_objects = sorted({name for row in checked for name in row.duplicate_objects()})
-        duplicated = sum(len(row.duplicated) for row in checked)
-        found = bool(still) or duplicated > 0
-        return {
-            "since": iso(self.request.since_ms),
-            "until": iso(self.request.until_ms),
-            "watermark": iso(state.watermark_ms) if state.watermark_ms is not None else None,
-            "checked_until": iso(min(settled, self.request.until_ms)) if checked else None,
-            "hours_checked": len(checked),
-            "hours_in_progress": len(hours) - len(checked),
-            "in_harness": sum(row.in_harness for row in checked),
-            "in_bucket": sum(row.in_bucket for row in checked),
-            "missing": sum(len(row.missing) for row in checked),
-            "duplicated": duplicated,
-            "only_in_bucket": sum(row.only_in_bucket for row in checked),
-            "repaired": sum(row.repaired for row in checked),
-            "still_missing": len(still),
-            "missing_ids": still[:MAX_NAMED],
-            "duplicate_objects": duplicate_objects,
-            "repair_objects": [name for row in checked for name in row.repair_objects],
-            "objects_read": self.index.objects_read if self.index else 0,
-            "harness_requests": self.harness.requests,
-            "exit_code": EXIT_FOUND if found else EXIT_OK,
-        }
+def exit_code(result: VerifyResult) -> int:
+    """0 all checked and well; 1 missing, duplicated, a lost repair race or nothing checked;
+    3 cut short by the deadline."""
+    return {None: EXIT_OK, "cut short by the deadline": EXIT_FAILED}.get(result.problem, EXIT_FOUND)
 
 
 def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> int:
-    verifier = _Verifier(config, bucket, clock, request, out)
-    try:
-        return verifier.run()
-    finally:
-        verifier.harness.close()
+    hours = -(-(request.until_ms - request.since_ms) // HOUR_MS) + 1
+    deadline = Deadline(clock, hours * HOUR_DEADLINE_SECONDS, 0)
+    result = verify_range(
+        config,
+        bucket,
+        clock,
+        request.since_ms,
+        request.until_ms,
+        repair=request.repair,
+        deadline=deadline,
+    )
+    summary = summary_of(result) | {"exit_code": exit_code(result)}
+    if request.json:
+        lines = [json.dumps(_hour_json(row)) for row in result.hours]
+        lines.append(json.dumps({"summary": summary}))
+    else:
+        uri = f"gs://{bucket.name}/{config.prefix}" if config.prefix else f"gs://{bucket.name}"
+        lines = report_text(result, summary, uri, config.overlap_seconds)
+    out.write("\n".join(lines) + "\n")
+    out.flush()
+    return summary["exit_code"]

@@ -79,33 +79,33 @@ def test_hours_split_by_the_range_and_the_settled_point():
 
 def test_names_parse_back_to_the_window_they_hold():
     start, end = T - 2 * 86_400_000, T + 5 * 60_000
-    stored = describe(object_name("p/q", start, end, 12), 7, "p/q/")
-    assert (stored.start_ms, stored.end_ms, stored.part, stored.repair) == (start, end, 12, False)
+    stored = describe(object_name("p/q", start, end, 12), "p/q/")
+    assert (stored.start_ms, stored.end_ms, stored.repair_part) == (start, end, 0)
     assert stored.may_hold(T, T + HOUR_MS) and stored.may_hold(end, end + 1)
     assert not stored.may_hold(end + 1, end + HOUR_MS)
     assert not stored.may_hold(start - HOUR_MS, start)
 
 
 def test_repair_names_sort_with_their_hour_and_parse_back():
-    name = repair_object_name("harness/audit", T, T + HOUR_MS, 1)
+    name = repair_object_name("harness/audit", T, 1)
     assert name == (
         "harness/audit/2026/11/01/harness-audit-repair-20261101T000000000Z-20261101T010000000Z"
         "-0001.jsonl"
     )
-    assert repair_object_name("", T, T + HOUR_MS, 2).startswith("2026/11/01/harness-audit-repair")
-    stored = describe(name, 1, "harness/audit/")
-    assert stored.repair and stored.part == 1 and stored.start_ms == T
-    later = repair_object_name("harness/audit", T + HOUR_MS, T + 2 * HOUR_MS, 1)
+    assert repair_object_name("", T, 2).startswith("2026/11/01/harness-audit-repair")
+    stored = describe(name, "harness/audit/")
+    assert stored.repair_part == 1 and stored.start_ms == T and stored.end_ms == T + HOUR_MS
+    later = repair_object_name("harness/audit", T + HOUR_MS, 1)
     assert sorted([later, name]) == [name, later]
 
 
 def test_other_objects_count_for_their_folders_day_and_the_day_before():
-    stored = describe("harness/audit/2026/11/02/from-the-guide.json", 1, "harness/audit/")
+    stored = describe("harness/audit/2026/11/02/from-the-guide.json", "harness/audit/")
     assert stored.start_ms is None
     assert stored.may_hold(T, T + HOUR_MS)  # the day before
     assert stored.may_hold(T + 24 * HOUR_MS, T + 25 * HOUR_MS)
     assert not stored.may_hold(T + 48 * HOUR_MS, T + 49 * HOUR_MS)
-    assert not describe("harness/audit/loose.json", 1, "harness/audit/").may_hold(0, T)
+    assert not describe("harness/audit/loose.json", "harness/audit/").may_hold(0, T)
 
 
 def test_lines_are_read_in_either_layout_and_bad_lines_skipped():

@@ -3,14 +3,17 @@
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from support import HOUR_MS, MIN_MS, STATE_KEY, publish
 
 from devtools.sample_events import generate_events
+from harness_audit import status as status_module
 from harness_audit.cli import main
 from harness_audit.clock import iso
 from harness_audit.paging import NEWEST_FIRST, Position
@@ -152,3 +155,20 @@ def test_python_m_harness_audit_status_runs_as_a_process(environment, bucket):
     assert completed.returncode == 0, completed.stderr
     assert json.loads(completed.stdout)["exists"] is False
     assert os.environ["HARNESS_API_KEY"] not in completed.stdout + completed.stderr
+
+
+def test_an_unreachable_cloud_storage_is_one_short_line_within_seconds(
+    environment, clock, monkeypatch
+):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(status_module, "CALL_SECONDS", 1.0)
+    started = time.monotonic()
+    code, out, err = status(clock)
+    # Bounded by CALL_SECONDS (and one request's timeout), not the library's 120 s retry.
+    assert time.monotonic() - started < 10
+    assert code == 3 and out == "" and err.count("\n") == 1
+    assert "Cloud Storage did not answer" in err and "ConnectionError" in err
+    assert len(err) < 200

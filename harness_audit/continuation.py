@@ -1,33 +1,28 @@
 """Continuation: a run that stopped at its deadline starts the next one at once.
 
-A backlog longer than one run (a first run with a long START_MINUTES_BACK, an outage, a
-burst) would otherwise drain at one run per scheduled trigger. When a run stops at its
-deadline with its window unfinished after reading at least one page, it publishes one
-message to its own trigger topic (TRIGGER_TOPIC), and the run that message starts resumes
-from the checkpoint seconds later.
+A backlog longer than one run would otherwise drain at one run per scheduled trigger. A run
+that ``needed()`` says should continue publishes one message to its own trigger topic
+(TRIGGER_TOPIC) after its checkpoint is written and its lease released, so the run it starts
+resumes from the checkpoint and never finds the lease held. The message carries
+``reason=continue`` and the window's bounds, for people reading logs.
 
-It is published last, after the checkpoint is written and the lease released, so the run
-it starts never finds the lease held. A run that completes its window, fails, finds the
-lease held or read no page publishes nothing: every message is paid for by progress, so
-no loop can form. The message carries ``reason=continue`` and the window's bounds as
-attributes, for people reading logs; the checkpoint, not the message, says where to resume.
-
-Publishing uses the Pub/Sub REST API (no extra client library), bounded: ten seconds per
-attempt, at most three attempts, never past the function's timeout. When it fails, the
-run still succeeds and the next scheduled trigger continues the window.
-``PUBSUB_EMULATOR_HOST`` (``host:port``) sends it, unauthenticated, to a local emulator,
-as Google's client libraries do.
+Publishing is one ``POST /v1/{topic}:publish`` through google-auth's AuthorizedSession,
+retried by google-api-core's Retry on 408/429/5xx and connection errors, at most
+MAX_ATTEMPTS times, all within PUBLISH_SECONDS and before the function's timeout. When it fails,
+the run still succeeds and the next scheduled trigger continues the window. ``PUBSUB_EMULATOR_HOST``
+(``host:port``) sends it, unauthenticated, to a local emulator, as Google's clients do.
 """
 
 import base64
 import logging
 import os
-import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import google.auth
 import requests
+from google.api_core.exceptions import RetryError
+from google.api_core.retry import Retry, if_exception_type
 from google.auth.exceptions import GoogleAuthError
 from google.auth.transport.requests import AuthorizedSession
 
@@ -39,26 +34,35 @@ PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
 PUBSUB_API = "https://pubsub.googleapis.com"
 EMULATOR_HOST = "PUBSUB_EMULATOR_HOST"
 ATTEMPT_TIMEOUT_SECONDS = 10.0
-MAX_ATTEMPTS = 3  # one try and two retries
-BACKOFF_SECONDS = 0.5  # before the second attempt; doubled before the third
 # Left of the function's timeout after the last attempt could end.
 TIMEOUT_MARGIN_SECONDS = 5.0
-# An attempt with less time than this is not started.
-MIN_ATTEMPT_SECONDS = 1.0
-# Pub/Sub's retryable answers: RESOURCE_EXHAUSTED, INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED...
+MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less time than this is not started
+PUBLISH_SECONDS = 30.0  # all attempts together: an outage is the next trigger's to absorb
+MAX_ATTEMPTS = 3
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
-# The summary's ``continuation`` field.
-PUBLISHED = "published"
+PUBLISHED = "published"  # the summary's ``continuation`` field
 NOT_NEEDED = "not needed"
 FAILED = "failed"
 NOT_CONFIGURED = "not configured"
-
 REASON = "continue"
 
 
 class PublishFailed(Exception):
     """The continuation message could not be published; the message says why."""
+
+
+class _Transient(Exception):
+    """A retryable answer from Pub/Sub."""
+
+
+# Pub/Sub's own clients back off from 0.1 s, four times longer each time.
+PUBLISH_RETRY = Retry(
+    predicate=if_exception_type(_Transient, requests.ConnectionError, requests.Timeout),
+    initial=0.1,
+    maximum=4.0,
+    multiplier=4.0,
+)
 
 
 class Publisher(Protocol):
@@ -82,13 +86,11 @@ def attributes_for(summary) -> dict[str, str]:
 
 def next_run_text(status: str) -> str:
     """How an unfinished window goes on, for the run's final log line."""
-    if status == PUBLISHED:
-        return "the window continues in a run started now"
-    if status == NOT_CONFIGURED:
-        return "the window continues at the next trigger (TRIGGER_TOPIC is not set)"
-    if status == FAILED:
-        return "the window continues at the next trigger (the continuation was not published)"
-    return "the window continues at the next trigger"
+    return {
+        PUBLISHED: "the window continues in a run started now",
+        NOT_CONFIGURED: "the window continues at the next trigger (TRIGGER_TOPIC is not set)",
+        FAILED: "the window continues at the next trigger (the continuation was not published)",
+    }.get(status, "the window continues at the next trigger")
 
 
 class Continuation:
@@ -102,11 +104,8 @@ class Continuation:
         self._publisher = publisher
 
     def after(self, summary, started: float) -> str:
-        """Publish if ``summary`` calls for it; return the summary's ``continuation`` value.
-
-        ``started`` is the invocation's start on the clock's monotonic scale: publishing
-        ends before the function's timeout counted from it. Never raises.
-        """
+        """Publish if ``summary`` calls for it, before the function's timeout counted from
+        ``started`` (the clock's monotonic scale); the summary's ``continuation``. Never raises."""
         if not needed(summary):
             return NOT_NEEDED
         if self._publisher is None:
@@ -114,20 +113,12 @@ class Continuation:
         deadline = started + FUNCTION_TIMEOUT_LIMIT - TIMEOUT_MARGIN_SECONDS
         try:
             message_id = self._publisher.publish(attributes_for(summary), deadline)
-        except PublishFailed as failure:
+        except Exception as failure:  # a defect here must not fail a run that succeeded
+            cause = failure if isinstance(failure, PublishFailed) else repr(failure)[:300]
             log(
                 logging.WARNING,
-                f"could not publish the continuation: {failure}. The run succeeded; the next "
+                f"could not publish the continuation: {cause}. The run succeeded; the next "
                 "scheduled trigger continues the window",
-                topic=self.topic,
-            )
-            return FAILED
-        except Exception as unexpected:  # a defect here must not fail a run that succeeded
-            log(
-                logging.WARNING,
-                f"could not publish the continuation: unexpected {type(unexpected).__name__}: "
-                f"{str(unexpected)[:300]}. The run succeeded; the next scheduled trigger "
-                "continues the window",
                 topic=self.topic,
             )
             return FAILED
@@ -147,80 +138,75 @@ class PubSubPublisher:
         credentials_loader: Callable = google.auth.default,
         authorized_session: Callable = AuthorizedSession,
         plain_session: Callable = requests.Session,
+        retry: Retry = PUBLISH_RETRY,
     ):
         self.topic = topic
         self._clock = clock
-        emulator = environ.get(EMULATOR_HOST, "").strip()
-        self.emulator = emulator or None
-        base = f"http://{emulator}" if emulator else PUBSUB_API
+        self.emulator = environ.get(EMULATOR_HOST, "").strip() or None
+        base = f"http://{self.emulator}" if self.emulator else PUBSUB_API
         self.url = f"{base}/v1/{topic}:publish"
         self._credentials_loader = credentials_loader
         self._authorized_session = authorized_session
         self._plain_session = plain_session
+        self._retry = retry
         self._session = None
-        self._lock = threading.Lock()
 
     def _get_session(self):
-        with self._lock:
-            if self._session is None:
-                if self.emulator:
-                    self._session = self._plain_session()
-                else:
-                    try:
-                        credentials, _ = self._credentials_loader(scopes=[PUBSUB_SCOPE])
-                    except GoogleAuthError as exc:
-                        raise PublishFailed(f"no Google credentials for Pub/Sub ({exc})") from None
-                    self._session = self._authorized_session(credentials)
-            return self._session
-
-    @staticmethod
-    def body(attributes: Mapping[str, str]) -> dict:
-        data = base64.b64encode(b"{}").decode()
-        return {"messages": [{"data": data, "attributes": dict(attributes)}]}
+        if self._session is None and self.emulator:
+            self._session = self._plain_session()
+        elif self._session is None:
+            try:
+                credentials, _ = self._credentials_loader(scopes=[PUBSUB_SCOPE])
+            except GoogleAuthError as exc:
+                raise PublishFailed(f"no Google credentials for Pub/Sub ({exc})") from None
+            self._session = self._authorized_session(credentials)
+        return self._session
 
     def publish(self, attributes: Mapping[str, str], deadline: float) -> str:
         session = self._get_session()
-        body = self.body(attributes)
-        last = "no time was left before the function's timeout"
-        attempts = 0
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                pause = BACKOFF_SECONDS * 2 ** (attempt - 1)
-                if self._remaining(deadline) < pause + MIN_ATTEMPT_SECONDS:
-                    break
-                self._clock.sleep(pause)
-            remaining = self._remaining(deadline)
-            if remaining < MIN_ATTEMPT_SECONDS:
-                break
-            attempts += 1
+        data = base64.b64encode(b"{}").decode()
+        body = {"messages": [{"data": data, "attributes": dict(attributes)}]}
+        tried: list[str] = []  # each attempt's failure
+        deadline = min(deadline, self._clock.monotonic() + PUBLISH_SECONDS)
+
+        def attempt() -> str:
+            remaining = deadline - self._clock.monotonic()
+            if remaining < MIN_ATTEMPT_SECONDS or len(tried) == MAX_ATTEMPTS:
+                last = tried[-1] if tried else "no time was left before the function's timeout"
+                raise PublishFailed(f"{last} (after {len(tried)} attempt(s))")
+            tried.append(f"no answer from {self.url}")
             try:
                 response = session.post(
                     self.url, json=body, timeout=min(ATTEMPT_TIMEOUT_SECONDS, remaining)
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                last = f"{type(exc).__name__} from {self.url}"
-                continue
+                tried[-1] = f"{type(exc).__name__} from {self.url}"
+                raise
             except GoogleAuthError as exc:  # token refresh failed
                 raise PublishFailed(f"Google credentials were refused ({exc})") from None
-            if response.status_code == 200:
-                try:
-                    return response.json()["messageIds"][0]
-                except (ValueError, KeyError, IndexError, TypeError):
-                    raise PublishFailed(
-                        f"Pub/Sub answered 200 without a message id: {response.text[:200]}"
-                    ) from None
-            last = f"HTTP {response.status_code} from {self.url}: {response.text[:300]}"
-            if response.status_code not in RETRYABLE_STATUS:
-                raise PublishFailed(last + _hint(response.status_code))
-        raise PublishFailed(f"{last} (after {attempts} attempt(s))" if attempts else last)
+            return _message_id(response, self.url, tried)
 
-    def _remaining(self, deadline: float) -> float:
-        return deadline - self._clock.monotonic()
+        retry = self._retry.with_timeout(max(0.0, deadline - self._clock.monotonic()))
+        try:
+            return retry(attempt)()
+        except RetryError:
+            raise PublishFailed(f"{tried[-1]} (after {len(tried)} attempt(s))") from None
 
 
-def _hint(status: int) -> str:
-    if status == 403:
-        return ". Grant the function's service account roles/pubsub.publisher on TRIGGER_TOPIC"
-    if status == 404:
-        return ". TRIGGER_TOPIC names a topic that does not exist"
-    return ""
+def _message_id(response, url: str, tried: list[str]) -> str:
+    """The published message's id; _Transient or PublishFailed for any other answer."""
+    if response.status_code == 200:
+        try:
+            return response.json()["messageIds"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise PublishFailed(
+                f"Pub/Sub answered 200 without a message id: {response.text[:200]}"
+            ) from None
+    tried[-1] = f"HTTP {response.status_code} from {url}: {response.text[:300]}"
+    if response.status_code in RETRYABLE_STATUS:
+        raise _Transient(tried[-1])
+    hint = {
+        403: ". Grant the function's service account roles/pubsub.publisher on TRIGGER_TOPIC",
+        404: ". TRIGGER_TOPIC names a topic that does not exist",
+    }
+    raise PublishFailed(tried[-1] + hint.get(response.status_code, ""))

@@ -13,6 +13,8 @@ from devtools.fake_pubsub import FakePubSub
 from harness_audit import continuation
 from harness_audit.continuation import (
     ATTEMPT_TIMEOUT_SECONDS,
+    PUBLISH_RETRY,
+    PUBLISH_SECONDS,
     PUBSUB_SCOPE,
     Continuation,
     PublishFailed,
@@ -47,15 +49,17 @@ class Session:
 
     def post(self, url, json=None, timeout=None):
         self.posts.append({"url": url, "json": json, "timeout": timeout})
-        answer = self.answers.pop(0)
-        if isinstance(answer, requests.Timeout) and self.clock:
-            self.clock.advance(timeout)  # a timeout takes all of its time
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if self.clock:
+            self.clock.advance(timeout)  # each answer takes all of its time
         if isinstance(answer, BaseException):
             raise answer
         return answer
 
 
 OK = Response(200, {"messageIds": ["4242"]})
+# google-api-core's Retry sleeps for real: the tests keep its rule, not its pauses.
+NO_WAIT = PUBLISH_RETRY.with_delay(initial=0.0, maximum=0.0)
 
 
 def publisher(session, *, environ=None, clock=None, loader=None):
@@ -76,6 +80,7 @@ def publisher(session, *, environ=None, clock=None, loader=None):
         credentials_loader=loader or load,
         authorized_session=authorized,
         plain_session=lambda: made.setdefault("plain", session),
+        retry=NO_WAIT,
     )
     return result, made
 
@@ -167,31 +172,55 @@ def test_bearer_token_reaches_the_endpoint_through_authorized_session(monkeypatc
     assert message.attributes == {"reason": "continue"} and message.data == b"{}"
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [
-        Response(500, text="internal"),
-        Response(503, text="unavailable"),
-        Response(429, text="resource exhausted"),
-        requests.ConnectionError("refused"),
-        requests.Timeout("read timed out"),
-    ],
-)
-def test_transient_failures_are_retried_at_most_twice(failure):
-    clock = FakeClock()
-    session = Session(failure, failure, failure, OK)
-    pub, _ = publisher(session, clock=clock)
-    with pytest.raises(PublishFailed, match=r"after 3 attempt"):
-        pub.publish({}, deadline(clock))
+TRANSIENT = [
+    Response(500, text="internal"),
+    Response(503, text="unavailable"),
+    Response(429, text="resource exhausted"),
+    requests.ConnectionError("refused"),
+    requests.Timeout("read timed out"),
+]
+
+
+@pytest.mark.parametrize("failure", TRANSIENT)
+def test_transient_failures_are_retried_until_one_succeeds(failure):
+    session = Session(failure, failure, OK)
+    pub, _ = publisher(session)
+    assert pub.publish({}, deadline(FakeClock())) == "4242"
     assert len(session.posts) == 3
-    assert clock.slept == [0.5, 1.0]
+
+
+@pytest.mark.parametrize("failure", TRANSIENT)
+def test_transient_failures_are_tried_three_times_at_most(failure):
+    session = Session(failure)  # fails forever
+    pub, _ = publisher(session)
+    with pytest.raises(PublishFailed, match=r"after 3 attempt\(s\)"):
+        pub.publish({}, deadline(FakeClock()))
+    assert len(session.posts) == 3
+
+
+@pytest.mark.parametrize(("seconds", "timeouts"), [(15.0, [10.0, 5.0]), (500.0, [10.0] * 3)])
+def test_attempts_stop_at_the_deadline_and_the_publish_bound(seconds, timeouts):
+    clock = FakeClock()
+    session = Session(requests.Timeout("slow"), clock=clock)  # each attempt takes its timeout
+    pub, _ = publisher(session, clock=clock)
+    started = clock.monotonic()
+    with pytest.raises(PublishFailed, match=rf"after {len(timeouts)} attempt\(s\)"):
+        pub.publish({}, deadline(clock, seconds))
+    assert clock.monotonic() - started <= min(seconds, PUBLISH_SECONDS)
+    assert [post["timeout"] for post in session.posts] == timeouts
+
+
+def test_retried_answers_are_named_in_the_failure():
+    clock = FakeClock()
+    pub, _ = publisher(Session(Response(503, text="unavailable"), clock=clock), clock=clock)
+    with pytest.raises(PublishFailed, match=r"HTTP 503 from http.*: unavailable \(after 3"):
+        pub.publish({}, deadline(clock))
 
 
 def test_a_retry_that_succeeds_publishes():
-    clock = FakeClock()
     session = Session(Response(502), requests.ConnectionError("reset"), OK)
-    pub, _ = publisher(session, clock=clock)
-    assert pub.publish({}, deadline(clock)) == "4242"
+    pub, _ = publisher(session)
+    assert pub.publish({}, deadline(FakeClock())) == "4242"
     assert len(session.posts) == 3
 
 
@@ -230,7 +259,7 @@ def test_attempts_never_run_past_the_deadline():
     session = Session(requests.Timeout("slow"), OK, clock=clock)
     pub, _ = publisher(session, clock=clock)
     # 4 s left: the first attempt gets 4 s, not 10; no time is left for a second one.
-    with pytest.raises(PublishFailed, match="after 1 attempt"):
+    with pytest.raises(PublishFailed, match=r"Timeout from .* \(after 1 attempt"):
         pub.publish({}, deadline(clock, 4.0))
     assert session.posts[0]["timeout"] == 4.0
     assert len(session.posts) == 1

@@ -1,75 +1,13 @@
 """The layout of each event written to GCS: ``OUTPUT_FORMAT`` = ``api`` or ``streaming``.
 
-Why two layouts
----------------
-Google's guide for the SecOps ``HARNESS_IO`` feed writes the events of Harness's audit REST API
-(``POST /audit/api/audits/listV2``) unchanged, so ``api`` is the default: every event is written
-exactly as the API returned it. But the change log of the ``HARNESS_IO`` parser (2025-04-16)
-names the fields of Harness's own *audit streaming* payload (``auditModule``,
-``auditResource.type``, ``auditResourceScope.accountIdentifier``, ``auditAction``,
-``auditHttpRequestInfo.requestMethod`` / ``.clientIP``, ...), not the REST names. ``streaming``
-writes each event in that layout, so a parser that only knows the streaming names still finds
-its fields. Which one a given parser version reads is for the operator to check: both are kept.
-
-The streaming layout, field by field
-------------------------------------
-Harness's documented streaming payload ("Audit streaming", payload schema) and where each of its
-fields comes from in the REST event::
-
-    auditEventId                                  <- auditId
-    auditEventAuthor.principal.type               <- authenticationInfo.principal.type
-    auditEventAuthor.principal.identifier         <- authenticationInfo.principal.identifier
-    auditEventAuthor.principal.email              <- authenticationInfo.principal.email, or
-                                                     the identifier (see below)
-    auditModule                                   <- module
-    auditResource.type                            <- resource.type
-    auditResource.identifier                      <- resource.identifier
-    auditResourceScope.accountIdentifier          <- resourceScope.accountIdentifier
-    auditResourceScope.orgIdentifier              <- resourceScope.orgIdentifier
-    auditResourceScope.projectIdentifier          <- resourceScope.projectIdentifier
-    auditAction                                   <- action
-    auditHttpRequestInfo.requestMethod            <- httpRequestInfo.requestMethod
-    auditHttpRequestInfo.clientIP                 <- requestMetadata.clientIP
-    auditEventTime                                <- timestamp, as a string of epoch milliseconds
-
-``email``: the REST principal has none (as far as public sources show), so for a principal of
-type ``USER`` whose identifier looks like an email address (one ``@``, a dot in the domain, no
-spaces) the identifier is copied to ``email``. If the REST principal does carry an ``email``, it
-is kept as it is, whatever the principal's type.
-
-The streaming objects hold exactly the schema's fields, nothing else. What the schema has no
-place for is kept, not dropped, at the top level after the schema's fields, under these keys
-(none of them is part of Harness's streaming schema):
-
-    resourceLabels                   <- resource.labels (e.g. resourceName), copied as is
-    principalLabels                  <- authenticationInfo.labels (e.g. username, userId)
-    auditEventData                   <- auditEventData (free-form, typed by its ``type``)
-    environment                      <- environment {type, identifier}
-    impersonatingAuthenticationInfo  <- impersonatingAuthenticationInfo
-    insertId                         <- insertId
-    internalInfo                     <- internalInfo
-    unmappedFields                   <- everything else: see below
-
-Extras that have a REST name of their own keep it; the two ``labels`` objects are renamed
-because there are two of them. ``unmappedFields`` is a sparse copy of the REST event, nested like
-it, holding every field the mapping does not know: a top-level field added by a later API version
-(``{"unmappedFields": {"newField": ...}}``) as well as an unknown field inside an object the
-mapping reads (``requestMetadata.userAgent`` becomes
-``{"unmappedFields": {"requestMetadata": {"userAgent": ...}}}``; nested rather than under a
-dotted key, which parsers would read as a path). A mapped field whose value is not of the
-expected kind goes there too, under its REST path: ``resource``, ``resourceScope``,
-``authenticationInfo`` (or its ``principal``), ``httpRequestInfo`` or ``requestMetadata`` when it
-is not an object, and a ``timestamp`` that is not epoch milliseconds (an integer, or a float with
-no fraction; a string is passed through as it is). So nothing of the REST event is lost: each
-value lands in the schema, in a named extra or in ``unmappedFields``.
-
-Absent fields: a key is written only when the REST event has a value for it, and an object only
-when it has at least one field; no null is invented. A REST field whose value is null counts as
-absent (Harness omits null fields anyway); values copied as they are (labels, auditEventData,
-...) keep whatever they contain.
-
-``to_streaming`` is pure: it never changes its input. It makes no deep copies either: the values
-it copies (labels, auditEventData, ...) are the input's own objects, shared with the output.
+``api`` (the default, what Google's guide for the SecOps ``HARNESS_IO`` feed writes) is each
+event exactly as Harness's audit REST API returned it. ``streaming`` is Harness's own audit
+streaming payload, whose field names (``auditModule``, ``auditResource.type``...) the
+``HARNESS_IO`` parser's change log names: for a parser that knows only those. The mapping,
+field by field, is in the README. Nothing is lost: each REST value lands in the schema, in a
+named extra (``resourceLabels``, ``principalLabels``, ``auditEventData``...) or, nested at
+its REST path, in ``unmappedFields``; a null counts as absent and no null is invented.
+``to_streaming`` is pure and makes no deep copies.
 """
 
 from __future__ import annotations
@@ -93,14 +31,9 @@ class OutputFormat(enum.StrEnum):
 
 
 def parse_output_format(value: str) -> OutputFormat:
-    """Parse a configured ``OUTPUT_FORMAT``: case-insensitive, surrounding spaces ignored.
-
-    Raises ``ValueError`` naming the valid values for anything else, the empty string included
-    (whether an unset variable means ``api`` is for the configuration to decide).
-    """
+    """A configured ``OUTPUT_FORMAT``, case and surrounding spaces ignored; ValueError naming
+    the valid values for anything else, the empty string included."""
     valid = ", ".join(repr(member.value) for member in OutputFormat)
-    if not isinstance(value, str):
-        raise ValueError(f"invalid output format {value!r}: expected one of {valid}")
     try:
         return OutputFormat(value.strip().lower())
     except ValueError:
@@ -113,16 +46,8 @@ def _as_received(event: dict) -> dict:
 
 
 def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
-    """The function that lays out one decoded REST event for ``output_format``.
-
-    ``api`` returns the event object itself (no copy); ``streaming`` is ``to_streaming``.
-    Encoding the result is left to the caller.
-    """
-    if output_format == OutputFormat.API:
-        return _as_received
-    if output_format == OutputFormat.STREAMING:
-        return to_streaming
-    raise ValueError(f"unknown output format: {output_format!r}")
+    """What lays out one decoded REST event: ``api`` returns the event itself (no copy)."""
+    return to_streaming if output_format == OutputFormat.STREAMING else _as_received
 
 
 # One "@", a domain with at least one dot and no empty label, no whitespace anywhere.
@@ -159,8 +84,8 @@ _AUTHENTICATION_KEYS = frozenset({"principal", "labels"})
 _PRINCIPAL_KEYS = frozenset({"type", "identifier", "email"})
 _RESOURCE_KEYS = frozenset({"type", "identifier", "labels"})
 _SCOPE_KEYS = frozenset({"accountIdentifier", "orgIdentifier", "projectIdentifier"})
-_HTTP_REQUEST_KEYS = frozenset({"requestMethod"})
-_REQUEST_METADATA_KEYS = frozenset({"clientIP"})
+_HTTP_KEYS = frozenset({"requestMethod"})
+_METADATA_KEYS = frozenset({"clientIP"})
 
 # REST fields copied as they are to a top-level key of the streaming event, in output order.
 _VERBATIM_EXTRAS = (
@@ -172,218 +97,84 @@ _VERBATIM_EXTRAS = (
 )
 
 
-def _keep(unmapped: dict | None, path: tuple[str, ...], value: object) -> dict:
-    """Store ``value`` in ``unmapped`` (created on first use) at its REST ``path``."""
-    if unmapped is None:
-        unmapped = {}
-    node = unmapped
+def _keep(unmapped: dict, path: tuple[str, ...], value: object) -> None:
+    """Store ``value`` in ``unmapped`` at its REST ``path``."""
     for part in path[:-1]:
-        node = node.setdefault(part, {})
-    node[path[-1]] = value
-    return unmapped
+        unmapped = unmapped.setdefault(part, {})
+    unmapped[path[-1]] = value
 
 
-def _keep_unknown(
-    unmapped: dict | None, source: dict, known: frozenset[str], path: tuple[str, ...]
-) -> dict | None:
-    """Store every non-null field of ``source`` not in ``known`` in ``unmapped``."""
-    for key, value in source.items():
-        if key not in known and value is not None:
-            unmapped = _keep(unmapped, (*path, key), value)
-    return unmapped
+def _part(value: object, path: tuple[str, ...], known: frozenset[str], unmapped: dict) -> dict:
+    """``value`` when it is an object, its unknown fields kept in ``unmapped``; {} when it is
+    absent; anything else is kept whole in ``unmapped``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _keep(unmapped, path, value)
+        return {}
+    for key, item in value.items():
+        if key not in known and item is not None:
+            _keep(unmapped, (*path, key), item)
+    return value
+
+
+def _present(source: dict, names: tuple[str, ...]) -> dict:
+    """The fields of ``source`` named, in that order, those with a value."""
+    return {name: source[name] for name in names if source.get(name) is not None}
 
 
 def to_streaming(event: dict) -> dict:
-    """Map one REST audit event to Harness's streaming layout; see the module docstring.
-
-    Pure: ``event`` is not changed. Key order: the schema's fields (auditEventId,
-    auditEventAuthor, auditModule, auditResource, auditResourceScope, auditAction,
-    auditHttpRequestInfo, auditEventTime), then resourceLabels, principalLabels, auditEventData,
-    environment, impersonatingAuthenticationInfo, insertId, internalInfo, unmappedFields.
-    """
-    # Written for speed, as it runs once per event: plain local code on the common path, dict
-    # displays where the usual fields are all there, and an object is searched for fields the
-    # mapping does not know only when it has more keys than the known, non-null fields read
-    # from it (``seen``, ``known``). Extras are looked up only when the event has more keys
-    # than the mapped fields found.
-    get = event.get
-    out: dict = {}
-    unmapped: dict | None = None
-    seen = 0  # known top-level fields that have a value
-
-    value = get("auditId")
-    if value is not None:
-        seen = 1
-        out["auditEventId"] = value
-
-    principal_labels = None
+    """Map one REST audit event to Harness's streaming layout. Key order: the schema's fields,
+    then resourceLabels, principalLabels, the verbatim extras, unmappedFields."""
+    get, out, unmapped = event.get, {}, {}
     authentication = get("authenticationInfo")
-    if authentication is not None:
-        seen += 1
-        if isinstance(authentication, dict):
-            principal = authentication.get("principal")
-            principal_labels = authentication.get("labels")
-            if principal is not None:
-                if isinstance(principal, dict):
-                    principal_type = principal.get("type")
-                    identifier = principal.get("identifier")
-                    email = principal.get("email")
-                    if principal_type is not None and identifier is not None:
-                        author = {"type": principal_type, "identifier": identifier}
-                    else:
-                        author = {}
-                        if principal_type is not None:
-                            author["type"] = principal_type
-                        if identifier is not None:
-                            author["identifier"] = identifier
-                    known = len(author)
-                    if email is not None:
-                        known += 1
-                        author["email"] = email
-                    elif (
-                        principal_type == "USER"
-                        and type(identifier) is str
-                        and _looks_like_email(identifier)
-                    ):
-                        author["email"] = identifier
-                    if author:
-                        out["auditEventAuthor"] = {"principal": author}
-                    if len(principal) > known:
-                        unmapped = _keep_unknown(
-                            unmapped,
-                            principal,
-                            _PRINCIPAL_KEYS,
-                            ("authenticationInfo", "principal"),
-                        )
-                else:
-                    unmapped = _keep(unmapped, ("authenticationInfo", "principal"), principal)
-            if len(authentication) > (principal is not None) + (principal_labels is not None):
-                unmapped = _keep_unknown(
-                    unmapped, authentication, _AUTHENTICATION_KEYS, ("authenticationInfo",)
-                )
-        else:
-            unmapped = _keep(unmapped, ("authenticationInfo",), authentication)
+    inner = authentication.get("principal") if isinstance(authentication, dict) else None
+    principal = _part(inner, ("authenticationInfo", "principal"), _PRINCIPAL_KEYS, unmapped)
+    authentication = _part(authentication, ("authenticationInfo",), _AUTHENTICATION_KEYS, unmapped)
+    resource = _part(get("resource"), ("resource",), _RESOURCE_KEYS, unmapped)
+    scope = _part(get("resourceScope"), ("resourceScope",), _SCOPE_KEYS, unmapped)
+    http_request = _part(get("httpRequestInfo"), ("httpRequestInfo",), _HTTP_KEYS, unmapped)
+    metadata = _part(get("requestMetadata"), ("requestMetadata",), _METADATA_KEYS, unmapped)
 
-    value = get("module")
-    if value is not None:
-        seen += 1
+    if (value := get("auditId")) is not None:
+        out["auditEventId"] = value
+    author = _present(principal, ("type", "identifier", "email"))
+    identifier = author.get("identifier")
+    user = author.get("type") == "USER" and type(identifier) is str
+    if "email" not in author and user and _looks_like_email(identifier):
+        author["email"] = identifier
+    if author:
+        out["auditEventAuthor"] = {"principal": author}
+    if (value := get("module")) is not None:
         out["auditModule"] = value
-
-    resource_labels = None
-    resource = get("resource")
-    if resource is not None:
-        seen += 1
-        if isinstance(resource, dict):
-            resource_type = resource.get("type")
-            identifier = resource.get("identifier")
-            resource_labels = resource.get("labels")
-            if resource_type is not None and identifier is not None:
-                out["auditResource"] = {"type": resource_type, "identifier": identifier}
-                known = 2
-            elif resource_type is not None:
-                out["auditResource"] = {"type": resource_type}
-                known = 1
-            elif identifier is not None:
-                out["auditResource"] = {"identifier": identifier}
-                known = 1
-            else:
-                known = 0
-            if resource_labels is not None:
-                known += 1
-            if len(resource) > known:
-                unmapped = _keep_unknown(unmapped, resource, _RESOURCE_KEYS, ("resource",))
-        else:
-            unmapped = _keep(unmapped, ("resource",), resource)
-
-    scope = get("resourceScope")
-    if scope is not None:
-        seen += 1
-        if isinstance(scope, dict):
-            account = scope.get("accountIdentifier")
-            org = scope.get("orgIdentifier")
-            project = scope.get("projectIdentifier")
-            if account is not None and org is not None and project is not None:
-                mapped = {
-                    "accountIdentifier": account,
-                    "orgIdentifier": org,
-                    "projectIdentifier": project,
-                }
-            else:
-                mapped = {}
-                if account is not None:
-                    mapped["accountIdentifier"] = account
-                if org is not None:
-                    mapped["orgIdentifier"] = org
-                if project is not None:
-                    mapped["projectIdentifier"] = project
-            if mapped:
-                out["auditResourceScope"] = mapped
-            if len(scope) > len(mapped):
-                unmapped = _keep_unknown(unmapped, scope, _SCOPE_KEYS, ("resourceScope",))
-        else:
-            unmapped = _keep(unmapped, ("resourceScope",), scope)
-
-    value = get("action")
-    if value is not None:
-        seen += 1
+    if mapped := _present(resource, ("type", "identifier")):
+        out["auditResource"] = mapped
+    if mapped := _present(scope, ("accountIdentifier", "orgIdentifier", "projectIdentifier")):
+        out["auditResourceScope"] = mapped
+    if (value := get("action")) is not None:
         out["auditAction"] = value
-
-    method = client_ip = None
-    http_request = get("httpRequestInfo")
-    if http_request is not None:
-        seen += 1
-        if isinstance(http_request, dict):
-            method = http_request.get("requestMethod")
-            if len(http_request) > (method is not None):
-                unmapped = _keep_unknown(
-                    unmapped, http_request, _HTTP_REQUEST_KEYS, ("httpRequestInfo",)
-                )
-        else:
-            unmapped = _keep(unmapped, ("httpRequestInfo",), http_request)
-    metadata = get("requestMetadata")
-    if metadata is not None:
-        seen += 1
-        if isinstance(metadata, dict):
-            client_ip = metadata.get("clientIP")
-            if len(metadata) > (client_ip is not None):
-                unmapped = _keep_unknown(
-                    unmapped, metadata, _REQUEST_METADATA_KEYS, ("requestMetadata",)
-                )
-        else:
-            unmapped = _keep(unmapped, ("requestMetadata",), metadata)
-    if method is not None:
-        if client_ip is not None:
-            out["auditHttpRequestInfo"] = {"requestMethod": method, "clientIP": client_ip}
-        else:
-            out["auditHttpRequestInfo"] = {"requestMethod": method}
-    elif client_ip is not None:
-        out["auditHttpRequestInfo"] = {"clientIP": client_ip}
-
+    mapped = _present(http_request, ("requestMethod",)) | _present(metadata, ("clientIP",))
+    if mapped:
+        out["auditHttpRequestInfo"] = mapped
     timestamp = get("timestamp")
-    if timestamp is not None:
-        seen += 1
-        if type(timestamp) is int:
-            out["auditEventTime"] = str(timestamp)
-        elif type(timestamp) is str:
-            out["auditEventTime"] = timestamp
-        elif type(timestamp) is float and timestamp.is_integer():
-            out["auditEventTime"] = str(int(timestamp))
-        else:  # a bool, a fraction of a millisecond, an object...: not epoch milliseconds
-            unmapped = _keep(unmapped, ("timestamp",), timestamp)
+    if type(timestamp) is int or (type(timestamp) is float and timestamp.is_integer()):
+        out["auditEventTime"] = str(int(timestamp))
+    elif type(timestamp) is str:
+        out["auditEventTime"] = timestamp
+    elif timestamp is not None:  # a bool, a fraction of a millisecond...: not epoch ms
+        _keep(unmapped, ("timestamp",), timestamp)
 
-    if resource_labels is not None:
-        out["resourceLabels"] = resource_labels
-    if principal_labels is not None:
-        out["principalLabels"] = principal_labels
-    if len(event) > seen:
-        for key in _VERBATIM_EXTRAS:
-            value = get(key)
-            if value is not None:
-                seen += 1
-                out[key] = value
-        if len(event) > seen:
-            unmapped = _keep_unknown(unmapped, event, _EVENT_KEYS, ())
-    if unmapped is not None:
+    if (value := resource.get("labels")) is not None:
+        out["resourceLabels"] = value
+    if (value := authentication.get("labels")) is not None:
+        out["principalLabels"] = value
+    for key in _VERBATIM_EXTRAS:
+        if (value := get(key)) is not None:
+            out[key] = value
+    for key, value in event.items():
+        if key not in _EVENT_KEYS and value is not None:
+            _keep(unmapped, (key,), value)
+    if unmapped:
         out["unmappedFields"] = unmapped
     return out
 

@@ -1,17 +1,11 @@
 """``verify``: compare Harness with the bucket hour by hour, optionally repair; then report.
 
-``verify_range`` computes a frozen VerifyResult (the CLI and, later, the function call it);
-``run`` renders it and maps it to an exit code. Only what the collector has finished is
-checked: up to the checkpoint's watermark less OVERLAP_SECONDS (the next run re-reads that
-overlap itself); later hours are "in progress". A range with no hour checked is a problem,
-not a success: a wrong STATE_KEY would otherwise pass forever.
-
-The bucket side reads only the objects whose name can hold a checked hour (a window starts
-at most MAX_WINDOW_MS before the events it holds), each once. A repair writes the missing
-events create-only into ``harness-audit-repair-<hour>-<hour end>-NNNN.jsonl`` beside the
-collector's objects; a name another writer created first is reported, not retried.
-Duplicates are reported, never deleted. An item Harness lists without a usable timestamp
-is counted as missing: it cannot be placed in any hour.
+``verify_range`` computes a frozen VerifyResult (the CLI's ``run`` renders it). Only what the
+collector has finished is checked: up to its watermark less OVERLAP_SECONDS, which its next
+run re-reads itself. No hour checked is a problem, not a success: a wrong STATE_KEY would
+otherwise pass forever. An item listed without a usable timestamp counts as missing. A
+repair writes create-only objects beside the collector's; a name another writer took first
+is reported, not retried. Duplicates are reported, never deleted.
 """
 
 import contextlib
@@ -88,14 +82,13 @@ def settled_until(state: State, overlap_ms: int) -> int | None:
 class HourResult:
     start_ms: int
     end_ms: int
-    checked_until_ms: int | None = None  # None: in progress
+    checked_until_ms: int | None = None  # None: in progress (or not reached by the deadline)
     in_harness: int = 0
     in_bucket: int = 0
     missing: tuple[str, ...] = ()  # as first found
     still_missing: tuple[str, ...] = ()
-    unplaceable: int = 0  # listed without a usable timestamp: missing
+    unplaceable: int = 0  # listed without a usable timestamp: missing, and never repairable
     duplicated: tuple[tuple[str, tuple[str, ...]], ...] = ()  # id, the objects holding it
-    only_in_bucket: int = 0
     repaired: int = 0
     repair_objects: tuple[str, ...] = ()
     conflict: str | None = None  # a repair name another writer created first
@@ -118,24 +111,19 @@ class VerifyResult:
     objects_read: int = 0
     harness_requests: int = 0
 
-    def _sum(self, name: str) -> int:
-        return sum(getattr(hour, name) for hour in self.hours)
-
     def _all(self, name: str) -> list:
         return [item for hour in self.hours for item in getattr(hour, name)]
 
-    @property
-    def hours_checked(self) -> int:
-        return sum(hour.checked_until_ms is not None for hour in self.hours)
+    def _sum(self, name: str) -> int:
+        return sum(getattr(hour, name) for hour in self.hours)
 
+    hours_checked = property(lambda self: sum(h.state != "in_progress" for h in self.hours))
     checked = property(lambda self: self.hours_checked > 0)
     in_harness = property(lambda self: self._sum("in_harness"))
     in_bucket = property(lambda self: self._sum("in_bucket"))
     repaired = property(lambda self: self._sum("repaired"))
     missing = property(lambda self: len(self._all("missing")) + self._sum("unplaceable"))
-    still_missing = property(
-        lambda self: len(self._all("still_missing")) + self._sum("unplaceable")
-    )
+    still_missing = property(lambda s: len(s._all("still_missing")) + s._sum("unplaceable"))
     duplicated = property(lambda self: len(self._all("duplicated")))
     missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
     conflicts = property(lambda self: [h.conflict for h in self.hours if h.conflict])
@@ -173,10 +161,10 @@ def _stamp_ms(text: str) -> int:
 @dataclass(frozen=True)
 class Stored:
     name: str
-    start_ms: int | None  # the window (or repaired hour) in its name; None: not our name
-    end_ms: int | None
-    repair_part: int  # 0: not a repair
-    day: date | None  # its date folder
+    start_ms: int | None = None  # the window (or repaired hour) in its name; None: not ours
+    end_ms: int | None = None
+    repair_part: int = 0  # 0: not a repair
+    day: date | None = None  # its date folder
 
     def may_hold(self, start_ms: int, limit_ms: int) -> bool:
         if self.start_ms is not None:
@@ -187,18 +175,15 @@ class Stored:
 
 
 def describe(name: str, base: str) -> Stored:
-    rest = name[len(base) :]
-    day = None
+    rest, day = name[len(base) :], None
     if folder := _FOLDER.match(rest):
         with contextlib.suppress(ValueError):  # not a date: no folder day
             day = date(*map(int, folder.groups()))
-    if found := _NAME.fullmatch(rest.rsplit("/", 1)[-1]):
-        try:
-            start, end = _stamp_ms(found[2]), _stamp_ms(found[3])
-        except ValueError:
-            return Stored(name, None, None, 0, day)
+    found = _NAME.fullmatch(rest.rsplit("/", 1)[-1])
+    with contextlib.suppress(TypeError, ValueError):  # not our name, or not a time in it
+        start, end = _stamp_ms(found[2]), _stamp_ms(found[3])
         return Stored(name, start, end, int(found[4]) if found[1] else 0, day)
-    return Stored(name, None, None, 0, day)
+    return Stored(name, day=day)
 
 
 class BucketLines:
@@ -206,36 +191,28 @@ class BucketLines:
     can hold one is read once, when the first hour it can hold comes up."""
 
     def __init__(self, bucket, prefix: str, lo_ms: int, hi_ms: int):
-        self._bucket, self._lo, self._hi = bucket, lo_ms, hi_ms
+        self._bucket, self._hi, self._read_from = bucket, hi_ms, lo_ms
         base = f"{prefix}/" if prefix else ""
         first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)).date():%Y/%m/%d}/"
         last = f"{base}{utc(hi_ms - 1).date() + timedelta(days=2):%Y/%m/%d}/"
         with storage_errors("list the objects under the prefix", bucket.name):
-            names = [
-                blob.name
-                for blob in bucket.list_blobs(
-                    prefix=base or None, start_offset=first, end_offset=last
-                )
-            ]
-        stored = [describe(name, base) for name in names if first <= name < last]
+            listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
+            stored = [describe(blob.name, base) for blob in listing if first <= blob.name < last]
         self._pending = [item for item in stored if item.may_hold(lo_ms, hi_ms)]
-        self._repair_parts = Counter()
+        self._parts = Counter()  # the highest repair part of each hour
         for item in stored:
-            if item.repair_part:
-                hour = item.start_ms
-                self._repair_parts[hour] = max(self._repair_parts[hour], item.repair_part)
+            self._parts[item.start_ms] = max(self._parts[item.start_ms], item.repair_part)
         self._by_hour: dict[int, list[tuple[str, int, str]]] = {}
-        self._read_from = lo_ms
         self.objects_read = 0
 
     def next_repair_part(self, hour_ms: int) -> int:
-        return self._repair_parts[hour_ms] + 1
+        return self._parts[hour_ms] + 1
 
     def lines(self, start_ms: int, limit_ms: int) -> list[tuple[str, int, str]]:
         """(auditId, timestamp, object name) of each line stamped in ``[start_ms, limit_ms)``."""
         self._read_from = max(self._read_from, start_ms)
         due = [item for item in self._pending if item.may_hold(start_ms, limit_ms)]
-        self._pending = [item for item in self._pending if item not in due]
+        self._pending = [item for item in self._pending if not item.may_hold(start_ms, limit_ms)]
         for item in due:
             with storage_errors(f"read {item.name}", self._bucket.name):
                 data = self._bucket.blob(item.name).download_as_bytes()
@@ -292,14 +269,12 @@ def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
 
 def _repair(row: HourResult, todo: list[Taken], sink: ObjectSink, config, part: int):
     """Write ``todo`` into the hour's next repair objects; a name taken first stops it."""
-    hour = row.start_ms - row.start_ms % HOUR_MS
-    written, repaired = [], set()
+    hour, written, repaired = row.start_ms - row.start_ms % HOUR_MS, [], set()
     for number, buffer in enumerate(repair_parts(todo, config), start=part):
         name = repair_object_name(config.prefix, hour, number)
         if not sink.create(name, buffer, start_ms=hour, end_ms=hour + HOUR_MS, part=number):
-            return replace(
-                row, repaired=len(repaired), repair_objects=tuple(written), conflict=sink.uri(name)
-            ), repaired
+            row = replace(row, conflict=sink.uri(name))
+            break
         written.append(sink.uri(name))
         repaired.update(audit_id for audit_id, _ in buffer.ids)
     return replace(row, repaired=len(repaired), repair_objects=tuple(written)), repaired
@@ -308,20 +283,13 @@ def _repair(row: HourResult, todo: list[Taken], sink: ObjectSink, config, part: 
 def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_part) -> HourResult:
     present = {audit_id for audit_id, _, _ in lines}
     missing = sorted(audit_id for audit_id in listed if audit_id not in present)
-    counts = Counter(audit_id for audit_id, _, _ in lines)
-    holders: dict[str, set[str]] = {}
+    counts, holders = Counter(audit_id for audit_id, _, _ in lines), {}
     for audit_id, _, name in lines:
         if counts[audit_id] > 1:
             holders.setdefault(audit_id, set()).add(sink.uri(name))
-    row = replace(
-        row,
-        in_harness=len(listed),
-        in_bucket=len(present),
-        missing=tuple(missing),
-        unplaceable=unplaceable,
-        duplicated=tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items())),
-        only_in_bucket=len(present - listed.keys()),
-    )
+    duplicated = tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items()))
+    row = replace(row, in_harness=len(listed), in_bucket=len(present), missing=tuple(missing))
+    row = replace(row, unplaceable=unplaceable, duplicated=duplicated)
     repaired = set()
     if missing and repair_part:
         row, repaired = _repair(row, [listed[key] for key in missing], sink, config, repair_part)
@@ -334,58 +302,38 @@ def verify_range(
     """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
     checkpoint or the lease. Stops at ``deadline`` (a clock.Deadline) with ``cut_short``."""
     lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
-    state = (
-        CheckpointStore(bucket, config.state_key, lease_seconds=lease_seconds)
-        .load(clock.now_ms())
-        .state
-    )
+    store = CheckpointStore(bucket, config.state_key, lease_seconds=lease_seconds)
+    state = store.load(clock.now_ms()).state
     settled = settled_until(state, config.overlap_seconds * 1000)
     hours = plan_hours(since_ms, until_ms, settled)
-    checked = [row for row in hours if row.checked_until_ms is not None]
+    todo = [row for row in hours if row.checked_until_ms is not None]
     result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))
-    if not checked:
+    if not todo:
         return result
-    bucket_lines = BucketLines(
-        bucket, config.prefix, checked[0].start_ms, checked[-1].checked_until_ms
-    )
+    found = BucketLines(bucket, config.prefix, todo[0].start_ms, todo[-1].checked_until_ms)
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
-    harness = HarnessClient.from_config(
-        config,
-        clock=clock,
-        pacer=Pacer(config.max_requests_per_minute, clock),
-        endpoint=EndpointChoice(),
-    )
-    done, cut_short = [], False
+    pacer = Pacer(config.max_requests_per_minute, clock)
+    harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
+    done: dict[int, HourResult] = {}
     try:
-        for row in checked:
+        for row in todo:
+            start, limit = row.start_ms, row.checked_until_ms
             try:
-                listed, unplaceable = listed_events(
-                    harness, config, row.start_ms, row.checked_until_ms, deadline
-                )
+                listed, unplaceable = listed_events(harness, config, start, limit, deadline)
             except DeadlineReached:
-                cut_short = True
                 break
-            lines = bucket_lines.lines(row.start_ms, row.checked_until_ms)
-            part = (
-                bucket_lines.next_repair_part(row.start_ms - row.start_ms % HOUR_MS)
-                if repair
-                else 0
-            )
-            done.append(_check(row, listed, unplaceable, lines, sink, config, part))
+            part = found.next_repair_part(start - start % HOUR_MS) if repair else 0
+            lines = found.lines(start, limit)
+            done[start] = _check(row, listed, unplaceable, lines, sink, config, part)
     finally:
         harness.close()
-    by_start = {row.start_ms: row for row in done}
-    unchecked = {row.start_ms for row in checked[len(done) :]}
-    final = tuple(
-        by_start.get(row.start_ms)
-        or (replace(row, checked_until_ms=None) if row.start_ms in unchecked else row)
-        for row in hours
-    )
+    # Hours the deadline left unchecked are reported as not checked.
+    final = [done.get(row.start_ms, replace(row, checked_until_ms=None)) for row in hours]
     return replace(
         result,
-        hours=final,
-        cut_short=cut_short,
-        objects_read=bucket_lines.objects_read,
+        hours=tuple(final),
+        cut_short=len(done) < len(todo),
+        objects_read=found.objects_read,
         harness_requests=harness.requests,
     )
 
@@ -393,13 +341,34 @@ def verify_range(
 # -- the report ----------------------------------------------------------------------------
 
 
+def _hour_json(row: HourResult) -> dict:
+    hour = {"hour": iso(row.start_ms - row.start_ms % HOUR_MS), "start": iso(row.start_ms)}
+    hour |= {"end": iso(row.end_ms), "state": row.state}
+    if row.checked_until_ms is None:
+        return hour
+    return hour | {
+        "checked_until": iso(row.checked_until_ms),
+        "in_harness": row.in_harness,
+        "in_bucket": row.in_bucket,
+        "missing": len(row.missing) + row.unplaceable,
+        "unplaceable": row.unplaceable,
+        "duplicated": len(row.duplicated),
+        "repaired": row.repaired,
+        "still_missing": len(row.still_missing) + row.unplaceable,
+        "missing_ids": list(row.still_missing[:MAX_NAMED]),
+        "repair_objects": list(row.repair_objects),
+    }
+
+
 def summary_of(result: VerifyResult) -> dict:
     """The result as the CLI's --json summary (and, later, the function's log line)."""
-    settled = result.settled_ms
-    return {
+    rows = [_hour_json(row) for row in result.hours if row.checked_until_ms is not None]
+    totals = {key: sum(row[key] for row in rows) for key in ("unplaceable", "still_missing")}
+    watermark, settled = result.watermark_ms, result.settled_ms
+    return totals | {
         "since": iso(result.since_ms),
         "until": iso(result.until_ms),
-        "watermark": iso(result.watermark_ms) if result.watermark_ms is not None else None,
+        "watermark": iso(watermark) if watermark is not None else None,
         "checked_until": iso(min(settled, result.until_ms)) if result.checked else None,
         "checked": result.checked,
         "cut_short": result.cut_short,
@@ -408,14 +377,11 @@ def summary_of(result: VerifyResult) -> dict:
         "in_harness": result.in_harness,
         "in_bucket": result.in_bucket,
         "missing": result.missing,
-        "unplaceable": sum(hour.unplaceable for hour in result.hours),
         "duplicated": result.duplicated,
-        "only_in_bucket": sum(hour.only_in_bucket for hour in result.hours),
         "repaired": result.repaired,
-        "still_missing": result.still_missing,
         "missing_ids": list(result.missing_ids),
         "duplicate_objects": sorted(
-            {name for hour in result.hours for _, names in hour.duplicated for name in names}
+            {name for _, names in result._all("duplicated") for name in names}
         ),
         "repair_objects": result._all("repair_objects"),
         "repair_conflicts": result.conflicts,
@@ -424,76 +390,39 @@ def summary_of(result: VerifyResult) -> dict:
     }
 
 
-def _hour_json(row: HourResult) -> dict:
-    document = {
-        "hour": iso(row.start_ms - row.start_ms % HOUR_MS),
-        "start": iso(row.start_ms),
-        "end": iso(row.end_ms),
-        "state": row.state,
-    }
-    if row.checked_until_ms is None:
-        return document
-    return document | {
-        "checked_until": iso(row.checked_until_ms),
-        "in_harness": row.in_harness,
-        "in_bucket": row.in_bucket,
-        "missing": len(row.missing) + row.unplaceable,
-        "duplicated": len(row.duplicated),
-        "only_in_bucket": row.only_in_bucket,
-        "repaired": row.repaired,
-        "still_missing": len(row.still_missing) + row.unplaceable,
-        "missing_ids": list(row.still_missing[:MAX_NAMED]),
-        "repair_objects": list(row.repair_objects),
-    }
+def _columns(label: str, counts) -> str:
+    return f"{label:<18}" + "".join(f"{count:>12}" for count in counts)
 
 
 def _row_text(row: HourResult) -> str:
-    moment = utc(row.start_ms)
     label = (
-        f"{moment:%Y-%m-%dT%H:%M}Z"
-        if moment.second == moment.microsecond == 0
-        else iso(row.start_ms)
+        f"{utc(row.start_ms):%Y-%m-%dT%H:%M}Z" if row.start_ms % 60_000 == 0 else iso(row.start_ms)
     )
     if row.checked_until_ms is None:
-        return f"{label:<18}" + f"{'-':>12}" * 4 + "  in progress"
-    counts = (
-        row.in_harness,
-        row.in_bucket,
-        len(row.missing) + row.unplaceable,
-        len(row.duplicated),
-    )
+        return _columns(label, "----") + "  in progress"
+    missing = len(row.missing) + row.unplaceable
     notes = [f"checked to {iso(row.checked_until_ms)}, the rest in progress"] * (
         row.state == "partial"
     )
-    notes += [f"repaired {row.repaired}"] * bool(row.repaired)
-    notes += [f"{row.unplaceable} listed without a usable timestamp"] * bool(row.unplaceable)
-    notes += [f"{row.only_in_bucket} not listed by Harness"] * bool(row.only_in_bucket)
-    return (
-        f"{label:<18}"
-        + "".join(f"{count:>12}" for count in counts)
-        + "".join(f"  {'; '.join(notes)}" for _ in notes[:1])
-    )
+    notes += [f"repaired {row.repaired}"] * (row.repaired > 0)
+    notes += [f"{row.unplaceable} listed without a usable timestamp"] * (row.unplaceable > 0)
+    counts = (row.in_harness, row.in_bucket, missing, len(row.duplicated))
+    return _columns(label, counts) + "".join(f"  {'; '.join(notes)}" for _ in notes[:1])
 
 
 def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -> list[str]:
-    if result.settled_ms is None:
-        basis = "nothing yet: the collector has not completed a window"
-    else:
+    basis = "nothing yet: the collector has not completed a window"
+    if result.settled_ms is not None:
         basis = (
             f"{iso(result.settled_ms)} (watermark {iso(result.watermark_ms)} less OVERLAP_SECONDS="
             f"{overlap_s}; later events are still the collector's to write)"
         )
     lines = [f"Harness against {uri}, checked up to {basis}"]
-    lines.append(
-        f"{'hour (UTC)':<18}"
-        + "".join(f"{name:>12}" for name in ("in Harness", "in bucket", "missing", "duplicated"))
-    )
+    lines.append(_columns("hour (UTC)", ("in Harness", "in bucket", "missing", "duplicated")))
     lines += [_row_text(row) for row in result.hours]
     total = (result.in_harness, result.in_bucket, result.missing, result.duplicated)
     lines.append(
-        f"{'total':<18}"
-        + "".join(f"{count:>12}" for count in total)
-        + (f"  repaired {result.repaired}" if result.repaired else "")
+        _columns("total", total) + (f"  repaired {result.repaired}" if result.repaired else "")
     )
     lines += [f"wrote {name}" for name in summary["repair_objects"]]
     lines += [
@@ -502,27 +431,25 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
     ]
     if result.still_missing:
         more = result.still_missing - len(result.missing_ids)
-        lines.append(
-            f"missing {result.still_missing}: {', '.join(result.missing_ids)}"
-            + (f" (and {more} more)" if more else "")
-        )
+        named = ", ".join(result.missing_ids) + (f" (and {more} more)" if more else "")
+        lines.append(f"missing {result.still_missing}: {named}")
         if not result.repaired and not result.conflicts:
             lines.append("run again with --repair to write them")
     if result.duplicated:
         holders = ", ".join(summary["duplicate_objects"])
         lines.append(f"duplicated {result.duplicated} ids, held by: {holders}")
-    if result.cut_short:
-        lines.append(
-            "CUT SHORT: the deadline came before every settled hour was checked; run again"
-        )
-    elif not result.checked:
-        lines.append(
-            "NOTHING CHECKED: no hour of the range is settled (no checkpoint under STATE_KEY, "
-            "or the collector has not got this far); this is not a success"
-        )
-    elif result.problem is None:
-        lines.append("OK: nothing missing or duplicated in the hours checked")
+    if result.problem in VERDICTS:
+        lines.append(VERDICTS[result.problem])
     return lines
+
+
+VERDICTS = {
+    None: "OK: nothing missing or duplicated in the hours checked",
+    "nothing checked": "NOTHING CHECKED: no hour of the range is settled (no checkpoint under "
+    "STATE_KEY, or the collector has not got this far); this is not a success",
+    "cut short by the deadline": "CUT SHORT: the deadline came before every settled hour was "
+    "checked; run again",
+}
 
 
 def exit_code(result: VerifyResult) -> int:
@@ -532,23 +459,19 @@ def exit_code(result: VerifyResult) -> int:
 
 
 def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> int:
-    hours = -(-(request.until_ms - request.since_ms) // HOUR_MS) + 1
+    """The CLI: verify, then print the report (text or --json); the exit code."""
+    hours = (request.until_ms - request.since_ms) // HOUR_MS + 2
     deadline = Deadline(clock, hours * HOUR_DEADLINE_SECONDS, 0)
+    since, until = request.since_ms, request.until_ms
     result = verify_range(
-        config,
-        bucket,
-        clock,
-        request.since_ms,
-        request.until_ms,
-        repair=request.repair,
-        deadline=deadline,
+        config, bucket, clock, since, until, repair=request.repair, deadline=deadline
     )
     summary = summary_of(result) | {"exit_code": exit_code(result)}
     if request.json:
         lines = [json.dumps(_hour_json(row)) for row in result.hours]
         lines.append(json.dumps({"summary": summary}))
     else:
-        uri = f"gs://{bucket.name}/{config.prefix}" if config.prefix else f"gs://{bucket.name}"
+        uri = f"gs://{bucket.name}/{config.prefix}".rstrip("/")
         lines = report_text(result, summary, uri, config.overlap_seconds)
     out.write("\n".join(lines) + "\n")
     out.flush()

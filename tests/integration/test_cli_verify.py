@@ -85,8 +85,8 @@ def test_a_line_removed_behind_the_collectors_back_is_found_named_and_repaired(
     rewrite(bucket, name, lambda lines: [x for x in lines if line_id(x) != target["auditId"]])
     since, until = iso(t0 - 4 * HOUR_MS), iso(t0)
 
-    code, out, _ = verify(clock, "--since", since, "--until", until)
-    assert code == 1
+    code, out, err = verify(clock, "--since", since, "--until", until)
+    assert code == 1, out + err
     assert f"missing 1: {target['auditId']}" in out
     assert "run again with --repair" in out
     hour = iso(t0 - 3 * HOUR_MS)[:16] + "Z"

@@ -1,23 +1,18 @@
 """Continuation: a run that stopped at its deadline starts the next one at once.
 
-A backlog longer than one run would otherwise drain at one run per scheduled trigger. A run
-that ``needed()`` says should continue publishes one message to its own trigger topic
-(TRIGGER_TOPIC) after its checkpoint is written and its lease released, so the run it starts
-resumes from the checkpoint and never finds the lease held. The message carries
-``reason=continue`` and the window's bounds, for people reading logs.
-
-Publishing is one ``POST /v1/{topic}:publish`` through google-auth's AuthorizedSession,
-retried by google-api-core's Retry on 408/429/5xx and connection errors, at most
-MAX_ATTEMPTS times, all within PUBLISH_SECONDS and before the function's timeout. When it fails,
-the run still succeeds and the next scheduled trigger continues the window. ``PUBSUB_EMULATOR_HOST``
-(``host:port``) sends it, unauthenticated, to a local emulator, as Google's clients do.
+When ``needed()``, the run publishes one message (``reason=continue`` and the window's
+bounds) to its own TRIGGER_TOPIC after its checkpoint is saved and its lease released, so the
+run it starts resumes from the checkpoint. Publishing is one ``POST /v1/{topic}:publish``
+through google-auth's AuthorizedSession (plain HTTP to ``PUBSUB_EMULATOR_HOST`` when set),
+retried by google-api-core's Retry on 408/429/5xx and connection errors: at most
+MAX_ATTEMPTS, within PUBLISH_SECONDS and the function's timeout. A failure is a warning; the
+next scheduled trigger continues the window.
 """
 
 import base64
 import logging
 import os
 from collections.abc import Callable, Mapping
-from typing import Protocol
 
 import google.auth
 import requests
@@ -42,9 +37,7 @@ MAX_ATTEMPTS = 3
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 PUBLISHED = "published"  # the summary's ``continuation`` field
-NOT_NEEDED = "not needed"
-FAILED = "failed"
-NOT_CONFIGURED = "not configured"
+NOT_NEEDED, FAILED, NOT_CONFIGURED = "not needed", "failed", "not configured"
 REASON = "continue"
 
 
@@ -52,8 +45,8 @@ class PublishFailed(Exception):
     """The continuation message could not be published; the message says why."""
 
 
-class _Transient(Exception):
-    """A retryable answer from Pub/Sub."""
+class _Transient(Exception):  # a retryable answer from Pub/Sub
+    pass
 
 
 # Pub/Sub's own clients back off from 0.1 s, four times longer each time.
@@ -65,23 +58,9 @@ PUBLISH_RETRY = Retry(
 )
 
 
-class Publisher(Protocol):
-    def publish(self, attributes: Mapping[str, str], deadline: float) -> str:
-        """Publish one message; return its id. ``deadline`` is on the clock's monotonic
-        scale. PublishFailed when it cannot be done by then."""
-
-
 def needed(summary) -> bool:
     """Only a run that made progress and stopped at its deadline continues."""
     return summary.stopped_by == "deadline" and not summary.window_complete and summary.pages > 0
-
-
-def attributes_for(summary) -> dict[str, str]:
-    return {
-        "reason": REASON,
-        "window_start": iso(summary.window_start_ms),
-        "window_end": iso(summary.window_end_ms),
-    }
 
 
 def next_run_text(status: str) -> str:
@@ -96,9 +75,9 @@ def next_run_text(status: str) -> str:
 class Continuation:
     """Decides whether a finished run continues, and publishes the message if so."""
 
-    def __init__(self, topic: str | None, clock: Clock, publisher: Publisher | None = None):
+    def __init__(self, topic: str | None, clock: Clock, publisher=None):
+        """``publisher``: anything with PubSubPublisher's ``publish``."""
         self.topic = topic
-        self._clock = clock
         if publisher is None and topic is not None:
             publisher = PubSubPublisher(topic, clock)
         self._publisher = publisher
@@ -111,8 +90,10 @@ class Continuation:
         if self._publisher is None:
             return NOT_CONFIGURED
         deadline = started + FUNCTION_TIMEOUT_LIMIT - TIMEOUT_MARGIN_SECONDS
+        window = {"window_start": summary.window_start_ms, "window_end": summary.window_end_ms}
+        attributes = {"reason": REASON} | {name: iso(ms) for name, ms in window.items()}
         try:
-            message_id = self._publisher.publish(attributes_for(summary), deadline)
+            message_id = self._publisher.publish(attributes, deadline)
         except Exception as failure:  # a defect here must not fail a run that succeeded
             cause = failure if isinstance(failure, PublishFailed) else repr(failure)[:300]
             log(
@@ -163,6 +144,8 @@ class PubSubPublisher:
         return self._session
 
     def publish(self, attributes: Mapping[str, str], deadline: float) -> str:
+        """The message's id; PublishFailed when it cannot be published by ``deadline`` (on
+        the clock's monotonic scale)."""
         session = self._get_session()
         data = base64.b64encode(b"{}").decode()
         body = {"messages": [{"data": data, "attributes": dict(attributes)}]}

@@ -24,10 +24,8 @@ __all__ = ["OutputFormat", "layout_function", "parse_output_format", "to_streami
 class OutputFormat(enum.StrEnum):
     """How each event is laid out in the JSONL objects written to GCS."""
 
-    API = "api"
-    """Each event exactly as Harness's audit REST API returned it (the default)."""
-    STREAMING = "streaming"
-    """Each event in Harness's audit streaming layout (see the module docstring)."""
+    API = "api"  # each event exactly as Harness's audit REST API returned it (the default)
+    STREAMING = "streaming"  # Harness's audit streaming layout
 
 
 def parse_output_format(value: str) -> OutputFormat:
@@ -40,14 +38,9 @@ def parse_output_format(value: str) -> OutputFormat:
         raise ValueError(f"invalid output format {value!r}: expected one of {valid}") from None
 
 
-def _as_received(event: dict) -> dict:
-    """The ``api`` layout: the event itself, not a copy."""
-    return event
-
-
 def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
     """What lays out one decoded REST event: ``api`` returns the event itself (no copy)."""
-    return to_streaming if output_format == OutputFormat.STREAMING else _as_received
+    return to_streaming if output_format == OutputFormat.STREAMING else lambda event: event
 
 
 # One "@", a domain with at least one dot and no empty label, no whitespace anywhere.
@@ -61,40 +54,18 @@ def _looks_like_email(identifier: str) -> bool:
     return _EMAIL.fullmatch(identifier) is not None
 
 
+# REST fields copied as they are to a top-level key of the streaming event, in output order.
+_VERBATIM_EXTRAS = ("auditEventData", "environment", "impersonatingAuthenticationInfo")
+_VERBATIM_EXTRAS += ("insertId", "internalInfo")
 # The REST fields the mapping knows, per object it reads. Anything else goes to unmappedFields.
-_EVENT_KEYS = frozenset(
-    {
-        "auditId",
-        "authenticationInfo",
-        "module",
-        "resource",
-        "resourceScope",
-        "action",
-        "httpRequestInfo",
-        "requestMetadata",
-        "timestamp",
-        "auditEventData",
-        "environment",
-        "impersonatingAuthenticationInfo",
-        "insertId",
-        "internalInfo",
-    }
-)
+_EVENT_KEYS = frozenset(("auditId", "authenticationInfo", "module", "resource", "resourceScope"))
+_EVENT_KEYS |= {"action", "httpRequestInfo", "requestMetadata", "timestamp", *_VERBATIM_EXTRAS}
 _AUTHENTICATION_KEYS = frozenset({"principal", "labels"})
 _PRINCIPAL_KEYS = frozenset({"type", "identifier", "email"})
 _RESOURCE_KEYS = frozenset({"type", "identifier", "labels"})
 _SCOPE_KEYS = frozenset({"accountIdentifier", "orgIdentifier", "projectIdentifier"})
 _HTTP_KEYS = frozenset({"requestMethod"})
 _METADATA_KEYS = frozenset({"clientIP"})
-
-# REST fields copied as they are to a top-level key of the streaming event, in output order.
-_VERBATIM_EXTRAS = (
-    "auditEventData",
-    "environment",
-    "impersonatingAuthenticationInfo",
-    "insertId",
-    "internalInfo",
-)
 
 
 def _keep(unmapped: dict, path: tuple[str, ...], value: object) -> None:

@@ -1,10 +1,9 @@
-"""``status``: how the collector is doing, from the bucket alone (nothing is written).
+"""``status``: how the collector is doing, from the bucket alone; it needs no Harness setting.
 
-It reads the checkpoint (watermark and lag, the window in progress, the lease) and lists the
-last objects under the prefix; it needs no Harness setting. Exit 1 when the lag exceeds
-ALERT_LAG_MINUTES or the checkpoint cannot be continued from; 0 otherwise, a bucket with no
-checkpoint yet included. Cloud Storage is asked first with every request and its retries
-bounded to a few seconds, so an unreachable bucket is one short line, not minutes of silence.
+The checkpoint (watermark and lag, the window in progress, the lease) and the last objects
+under the prefix. Exit 1 when the lag exceeds ALERT_LAG_MINUTES or the checkpoint cannot be
+continued from. Every Cloud Storage request and its retries are bounded to CALL_SECONDS and
+the listing goes first: an unreachable bucket is one short line, not minutes of silence.
 """
 
 import json
@@ -24,11 +23,10 @@ from harness_audit.sink import object_name
 from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
 
 RECENT_OBJECTS = 5
-# Recent objects are looked for in the date folders of the last days (one short listing),
-# in the whole prefix only when that finds too few (a backfill window's folder is older).
+# The date folders of the last week first (one short listing); the whole prefix only when
+# that finds too few (a backfill window's folder is older).
 RECENT_DAYS = 7
-# Each Cloud Storage request, and all of its retries together.
-CALL_SECONDS = 5.0
+CALL_SECONDS = 5.0  # each Cloud Storage request, and all of its retries together
 
 
 def _duration(seconds: float) -> str:
@@ -53,16 +51,10 @@ def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
     found.sort(key=lambda blob: (blob.time_created is not None, blob.time_created, blob.name))
     recent = []
     for blob in reversed(found[-RECENT_OBJECTS:]):
-        count = (blob.metadata or {}).get("event-count", "")
-        created = blob.time_created
-        recent.append(
-            {
-                "uri": f"gs://{bucket.name}/{blob.name}",
-                "created": iso(int(created.timestamp() * 1000)) if created else None,
-                "events": int(count) if count.isdigit() else None,
-                "size": blob.size,
-            }
-        )
+        count, created = (blob.metadata or {}).get("event-count", ""), blob.time_created
+        item = {"uri": f"gs://{bucket.name}/{blob.name}", "size": blob.size}
+        item["created"] = iso(int(created.timestamp() * 1000)) if created else None
+        recent.append(item | {"events": int(count) if count.isdigit() else None})
     return recent
 
 
@@ -88,16 +80,11 @@ def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: s
     if since is None and state.window is not None:
         since = state.window.start_ms
     lag = None if since is None else max(0, now_ms - since) / 1000
-    lease = state.lease
-    if lease is None:
-        lease_document = {"state": "free"}
-    else:
-        lease_document = {
-            "state": "held" if lease.is_live(now_ms) else "expired",
-            "owner": lease.owner,
-            "expires": iso(lease.expires_ms),
-            "seconds_left": round((lease.expires_ms - now_ms) / 1000, 3),
-        }
+    lease, lease_document = state.lease, {"state": "free"}
+    if lease is not None:
+        lease_document = {"state": "held" if lease.is_live(now_ms) else "expired"}
+        lease_document |= {"owner": lease.owner, "expires": iso(lease.expires_ms)}
+        lease_document["seconds_left"] = round((lease.expires_ms - now_ms) / 1000, 3)
     return {
         "origin": "guide" if state.origin == ORIGIN_GUIDE else "collector",
         "watermark": iso(state.watermark_ms) if state.watermark_ms is not None else None,
@@ -105,7 +92,6 @@ def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: s
         "lag_seconds": None if lag is None else round(lag, 3),
         "alert_lag_minutes": config.alert_lag_minutes,
         "lag_alert": lag is not None and lag > config.alert_lag_minutes * 60,
-        "delivered_ids_in_overlap": len(state.delivered),
         "window": window_document(state.window, config, bucket_uri) if state.window else None,
         "lease": lease_document,
     }
@@ -167,17 +153,14 @@ def render(document: dict) -> list[str]:
             lines[0] += " (the guide's format; the next run converts it)"
         lag, verdict = document["lag_seconds"], "ALERT" if document["lag_alert"] else "ok"
         limit = f"{verdict} (alert over {document['alert_lag_minutes']} min)"
-        if document["watermark"] is not None:
-            lines.append(
-                f"watermark    {document['watermark']}  (end of the last completed window)"
-            )
-            lines.append(f"lag          {_duration(lag)}  {limit}")
-        else:
-            lines.append("watermark    none: the first window has not completed yet")
-            if lag is not None:
-                lines.append(
-                    f"lag          {_duration(lag)} since the first window's start  {limit}"
-                )
+        watermark = document["watermark"]
+        lines.append(
+            f"watermark    {watermark}  (end of the last completed window)"
+            if watermark
+            else "watermark    none: the first window has not completed yet"
+        )
+        since = "" if watermark else " since the first window's start"
+        lines += [f"lag          {_duration(lag)}{since}  {limit}"] if lag is not None else []
         lines += _render_window(document["window"])
         lines.append(f"lease        {_render_lease(document['lease'])}")
     if not document["recent_objects"]:
@@ -202,11 +185,9 @@ def _render_window(window: dict | None) -> list[str]:
     lines += [f"             then {low} .. {high}" for low, high in window["pending"]]
     if window["burst_at"]:
         lines.append(f"             reading the millisecond {window['burst_at']} alone")
-    parts = window["parts_written"]
-    lines.append(
-        f"             {parts} part{'' if parts == 1 else 's'}, {window['events_written']} "
-        f"events written, {window['pages']} pages read"
-    )
+    parts, events, pages = window["parts_written"], window["events_written"], window["pages"]
+    plural = "" if parts == 1 else "s"
+    lines.append(f"             {parts} part{plural}, {events} events written, {pages} pages read")
     return lines + [f"             {part}" for part in window["parts"]]
 
 

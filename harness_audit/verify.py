@@ -186,43 +186,29 @@ def describe(name: str, base: str) -> Stored:
     return Stored(name, day=day)
 
 
-class BucketLines:
-    """The ids stamped in ``[lo, hi)``, hour by hour in increasing order; each object that
-    can hold one is read once, when the first hour it can hold comes up."""
-
-    def __init__(self, bucket, prefix: str, lo_ms: int, hi_ms: int):
-        self._bucket, self._hi, self._read_from = bucket, hi_ms, lo_ms
-        base = f"{prefix}/" if prefix else ""
-        first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)).date():%Y/%m/%d}/"
-        last = f"{base}{utc(hi_ms - 1).date() + timedelta(days=2):%Y/%m/%d}/"
-        with storage_errors("list the objects under the prefix", bucket.name):
-            listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
-            stored = [describe(blob.name, base) for blob in listing if first <= blob.name < last]
-        self._pending = [item for item in stored if item.may_hold(lo_ms, hi_ms)]
-        self._parts = Counter()  # the highest repair part of each hour
-        for item in stored:
-            self._parts[item.start_ms] = max(self._parts[item.start_ms], item.repair_part)
-        self._by_hour: dict[int, list[tuple[str, int, str]]] = {}
-        self.objects_read = 0
-
-    def next_repair_part(self, hour_ms: int) -> int:
-        return self._parts[hour_ms] + 1
-
-    def lines(self, start_ms: int, limit_ms: int) -> list[tuple[str, int, str]]:
-        """(auditId, timestamp, object name) of each line stamped in ``[start_ms, limit_ms)``."""
-        self._read_from = max(self._read_from, start_ms)
-        due = [item for item in self._pending if item.may_hold(start_ms, limit_ms)]
-        self._pending = [item for item in self._pending if not item.may_hold(start_ms, limit_ms)]
-        for item in due:
-            with storage_errors(f"read {item.name}", self._bucket.name):
-                data = self._bucket.blob(item.name).download_as_bytes()
-            self.objects_read += 1
-            for audit_id, timestamp in line_identities(data, fallback_ms=-1):
-                if self._read_from <= timestamp < self._hi:
-                    hour = timestamp - timestamp % HOUR_MS
-                    self._by_hour.setdefault(hour, []).append((audit_id, timestamp, item.name))
-        held = self._by_hour.pop(start_ms - start_ms % HOUR_MS, [])
-        return [line for line in held if start_ms <= line[1] < limit_ms]
+def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Counter, int]:
+    """(auditId, timestamp, object name) of each line stamped in ``[lo_ms, hi_ms)``, by hour;
+    the highest repair part of each hour; how many objects were read (each that can hold a
+    line of the range, once)."""
+    base = f"{prefix}/" if prefix else ""
+    first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)).date():%Y/%m/%d}/"
+    last = f"{base}{utc(hi_ms - 1).date() + timedelta(days=2):%Y/%m/%d}/"
+    with storage_errors("list the objects under the prefix", bucket.name):
+        listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
+        stored = [describe(blob.name, base) for blob in listing if first <= blob.name < last]
+    by_hour, parts, read = {}, Counter(), 0
+    for item in stored:
+        parts[item.start_ms] = max(parts[item.start_ms], item.repair_part)
+        if not item.may_hold(lo_ms, hi_ms):
+            continue
+        with storage_errors(f"read {item.name}", bucket.name):
+            data = bucket.blob(item.name).download_as_bytes()
+        read += 1
+        for audit_id, timestamp in line_identities(data, fallback_ms=-1):
+            if lo_ms <= timestamp < hi_ms:
+                hour = by_hour.setdefault(timestamp - timestamp % HOUR_MS, [])
+                hour.append((audit_id, timestamp, item.name))
+    return by_hour, parts, read
 
 
 # -- Harness's side and the repair --------------------------------------------------------
@@ -310,7 +296,9 @@ def verify_range(
     result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))
     if not todo:
         return result
-    found = BucketLines(bucket, config.prefix, todo[0].start_ms, todo[-1].checked_until_ms)
+    stored, parts, objects_read = bucket_lines(
+        bucket, config.prefix, todo[0].start_ms, todo[-1].checked_until_ms
+    )
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
     pacer = Pacer(config.max_requests_per_minute, clock)
     harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
@@ -322,8 +310,8 @@ def verify_range(
                 listed, unplaceable = listed_events(harness, config, start, limit, deadline)
             except DeadlineReached:
                 break
-            part = found.next_repair_part(start - start % HOUR_MS) if repair else 0
-            lines = found.lines(start, limit)
+            part = parts[start - start % HOUR_MS] + 1 if repair else 0
+            lines = [line for line in stored.get(start - start % HOUR_MS, []) if line[1] < limit]
             done[start] = _check(row, listed, unplaceable, lines, sink, config, part)
     finally:
         harness.close()
@@ -333,7 +321,7 @@ def verify_range(
         result,
         hours=tuple(final),
         cut_short=len(done) < len(todo),
-        objects_read=found.objects_read,
+        objects_read=objects_read,
         harness_requests=harness.requests,
     )
 
@@ -351,21 +339,16 @@ def _hour_json(row: HourResult) -> dict:
         "in_harness": row.in_harness,
         "in_bucket": row.in_bucket,
         "missing": len(row.missing) + row.unplaceable,
-        "unplaceable": row.unplaceable,
         "duplicated": len(row.duplicated),
         "repaired": row.repaired,
         "still_missing": len(row.still_missing) + row.unplaceable,
-        "missing_ids": list(row.still_missing[:MAX_NAMED]),
-        "repair_objects": list(row.repair_objects),
     }
 
 
 def summary_of(result: VerifyResult) -> dict:
     """The result as the CLI's --json summary (and, later, the function's log line)."""
-    rows = [_hour_json(row) for row in result.hours if row.checked_until_ms is not None]
-    totals = {key: sum(row[key] for row in rows) for key in ("unplaceable", "still_missing")}
     watermark, settled = result.watermark_ms, result.settled_ms
-    return totals | {
+    return {
         "since": iso(result.since_ms),
         "until": iso(result.until_ms),
         "watermark": iso(watermark) if watermark is not None else None,
@@ -377,6 +360,8 @@ def summary_of(result: VerifyResult) -> dict:
         "in_harness": result.in_harness,
         "in_bucket": result.in_bucket,
         "missing": result.missing,
+        "unplaceable": sum(hour.unplaceable for hour in result.hours),
+        "still_missing": result.still_missing,
         "duplicated": result.duplicated,
         "repaired": result.repaired,
         "missing_ids": list(result.missing_ids),
@@ -400,14 +385,12 @@ def _row_text(row: HourResult) -> str:
     )
     if row.checked_until_ms is None:
         return _columns(label, "----") + "  in progress"
-    missing = len(row.missing) + row.unplaceable
-    notes = [f"checked to {iso(row.checked_until_ms)}, the rest in progress"] * (
-        row.state == "partial"
-    )
-    notes += [f"repaired {row.repaired}"] * (row.repaired > 0)
-    notes += [f"{row.unplaceable} listed without a usable timestamp"] * (row.unplaceable > 0)
-    counts = (row.in_harness, row.in_bucket, missing, len(row.duplicated))
-    return _columns(label, counts) + "".join(f"  {'; '.join(notes)}" for _ in notes[:1])
+    document = _hour_json(row)
+    notes = [f"checked to {document['checked_until']}"] if row.state == "partial" else []
+    notes += [f"repaired {row.repaired}"] if row.repaired else []
+    notes += [f"{row.unplaceable} without a usable timestamp"] if row.unplaceable else []
+    counts = [document[name] for name in ("in_harness", "in_bucket", "missing", "duplicated")]
+    return _columns(label, counts) + ("  " + "; ".join(notes) if notes else "")
 
 
 def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -> list[str]:

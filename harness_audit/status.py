@@ -107,8 +107,6 @@ def window_document(window: WindowProgress, config: Config, bucket_uri: str) -> 
         "end": iso(window.end_ms),
         "order": position.order,
         "still_to_read": [iso(position.lower_ms), iso(position.upper_ms)] if to_read else None,
-        "pending": [[iso(low), iso(high)] for low, high in position.pending],
-        "burst_at": iso(position.burst_ms) if position.burst_ms is not None else None,
         "read_percent": round(100 * (1 - min(left, span) / span), 1),
         "pages": window.pages,
         "parts_written": window.next_part - 1,
@@ -182,9 +180,6 @@ def _render_window(window: dict | None) -> list[str]:
         lines.append(
             f"             still to read {low} .. {high}{order}, {window['read_percent']}% read"
         )
-    lines += [f"             then {low} .. {high}" for low, high in window["pending"]]
-    if window["burst_at"]:
-        lines.append(f"             reading the millisecond {window['burst_at']} alone")
     parts, events, pages = window["parts_written"], window["events_written"], window["pages"]
     plural = "" if parts == 1 else "s"
     lines.append(f"             {parts} part{plural}, {events} events written, {pages} pages read")

@@ -94,6 +94,17 @@ def _present(source: dict, names: tuple[str, ...]) -> dict:
     return {name: source[name] for name in names if source.get(name) is not None}
 
 
+def _author(principal: dict) -> dict:
+    """The principal's type, identifier and email; a USER's email-like identifier is its email
+    when it has none (the REST principal carries none, as far as public sources show)."""
+    author = _present(principal, ("type", "identifier", "email"))
+    identifier = author.get("identifier")
+    user = author.get("type") == "USER" and type(identifier) is str
+    if "email" not in author and user and _looks_like_email(identifier):
+        author["email"] = identifier
+    return author
+
+
 def to_streaming(event: dict) -> dict:
     """Map one REST audit event to Harness's streaming layout. Key order: the schema's fields,
     then resourceLabels, principalLabels, the verbatim extras, unmappedFields."""
@@ -109,12 +120,7 @@ def to_streaming(event: dict) -> dict:
 
     if (value := get("auditId")) is not None:
         out["auditEventId"] = value
-    author = _present(principal, ("type", "identifier", "email"))
-    identifier = author.get("identifier")
-    user = author.get("type") == "USER" and type(identifier) is str
-    if "email" not in author and user and _looks_like_email(identifier):
-        author["email"] = identifier
-    if author:
+    if author := _author(principal):
         out["auditEventAuthor"] = {"principal": author}
     if (value := get("module")) is not None:
         out["auditModule"] = value

@@ -85,13 +85,14 @@ class HourResult:
     checked_until_ms: int | None = None  # None: in progress (or not reached by the deadline)
     in_harness: int = 0
     in_bucket: int = 0
-    missing: tuple[str, ...] = ()  # as first found
-    still_missing: tuple[str, ...] = ()
+    still_missing: tuple[str, ...] = ()  # after any repair
     unplaceable: int = 0  # listed without a usable timestamp: missing, and never repairable
     duplicated: tuple[tuple[str, tuple[str, ...]], ...] = ()  # id, the objects holding it
     repaired: int = 0
     repair_objects: tuple[str, ...] = ()
     conflict: str | None = None  # a repair name another writer created first
+
+    missing = property(lambda self: len(self.still_missing) + self.repaired + self.unplaceable)
 
     @property
     def state(self) -> str:
@@ -122,7 +123,7 @@ class VerifyResult:
     in_harness = property(lambda self: self._sum("in_harness"))
     in_bucket = property(lambda self: self._sum("in_bucket"))
     repaired = property(lambda self: self._sum("repaired"))
-    missing = property(lambda self: len(self._all("missing")) + self._sum("unplaceable"))
+    missing = property(lambda self: self._sum("missing"))
     still_missing = property(lambda s: len(s._all("still_missing")) + s._sum("unplaceable"))
     duplicated = property(lambda self: len(self._all("duplicated")))
     missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
@@ -148,9 +149,6 @@ def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[Hou
         hours.append(HourResult(start, end, checked))
         hour += HOUR_MS
     return hours
-
-
-# -- the bucket's side ---------------------------------------------------------------------
 
 
 def _stamp_ms(text: str) -> int:
@@ -209,9 +207,6 @@ def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Cou
                 hour = by_hour.setdefault(timestamp - timestamp % HOUR_MS, [])
                 hour.append((audit_id, timestamp, item.name))
     return by_hour, parts, read
-
-
-# -- Harness's side and the repair --------------------------------------------------------
 
 
 def listed_events(
@@ -274,7 +269,7 @@ def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_par
         if counts[audit_id] > 1:
             holders.setdefault(audit_id, set()).add(sink.uri(name))
     duplicated = tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items()))
-    row = replace(row, in_harness=len(listed), in_bucket=len(present), missing=tuple(missing))
+    row = replace(row, in_harness=len(listed), in_bucket=len(present))
     row = replace(row, unplaceable=unplaceable, duplicated=duplicated)
     repaired = set()
     if missing and repair_part:
@@ -326,9 +321,6 @@ def verify_range(
     )
 
 
-# -- the report ----------------------------------------------------------------------------
-
-
 def _hour_json(row: HourResult) -> dict:
     hour = {"hour": iso(row.start_ms - row.start_ms % HOUR_MS), "start": iso(row.start_ms)}
     hour |= {"end": iso(row.end_ms), "state": row.state}
@@ -338,7 +330,7 @@ def _hour_json(row: HourResult) -> dict:
         "checked_until": iso(row.checked_until_ms),
         "in_harness": row.in_harness,
         "in_bucket": row.in_bucket,
-        "missing": len(row.missing) + row.unplaceable,
+        "missing": row.missing,
         "duplicated": len(row.duplicated),
         "repaired": row.repaired,
         "still_missing": len(row.still_missing) + row.unplaceable,
@@ -360,7 +352,6 @@ def summary_of(result: VerifyResult) -> dict:
         "in_harness": result.in_harness,
         "in_bucket": result.in_bucket,
         "missing": result.missing,
-        "unplaceable": sum(hour.unplaceable for hour in result.hours),
         "still_missing": result.still_missing,
         "duplicated": result.duplicated,
         "repaired": result.repaired,

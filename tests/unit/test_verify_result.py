@@ -35,7 +35,7 @@ def test_items_without_a_usable_timestamp_count_as_missing():
 
 def test_missing_ids_are_named_up_to_twenty():
     ids = tuple(f"id-{n:02d}" for n in range(15))
-    found = result(T + 2 * HOUR_MS, missing=ids, still_missing=ids)
+    found = result(T + 2 * HOUR_MS, still_missing=ids)
     assert found.still_missing == 30 and len(found.missing_ids) == 20
     assert exit_code(found) == EXIT_FOUND
 

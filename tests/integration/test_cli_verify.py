@@ -13,8 +13,10 @@ from support import HOUR_MS, MIN_MS, STATE_KEY, assert_exactly_once, publish, st
 
 from devtools.sample_events import generate_events
 from harness_audit.cli import main
-from harness_audit.clock import iso
+from harness_audit.clock import Deadline, iso
+from harness_audit.config import load_config
 from harness_audit.sink import ObjectSink
+from harness_audit.verify import exit_code, verify_range
 
 pytestmark = pytest.mark.integration
 
@@ -367,3 +369,18 @@ def test_harness_failing_through_its_retries_exits_3(collected, clock, harness, 
     assert "Harness did not answer usably through 1 retries" in err
     assert "warning: retrying a Harness request" in err  # the client's own log, on stderr
     assert "{" not in err.splitlines()[-1]
+
+
+def test_a_deadline_cuts_verify_short_and_says_so(collected, clock, bucket):
+    """What the deployed function will call: the result says it was cut short, never "OK"."""
+    _, t0, _ = collected
+    config = load_config(os.environ)
+    gone = Deadline(clock, 0, 0)
+    result = verify_range(config, bucket, clock, t0 - 2 * HOUR_MS, t0, repair=True, deadline=gone)
+    assert result.cut_short and result.problem == "cut short by the deadline"
+    assert result.hours_checked == 0 and result.repaired == 0
+    assert exit_code(result) == 3
+    whole = Deadline(clock, 3600, 0)
+    result = verify_range(config, bucket, clock, t0 - 2 * HOUR_MS, t0, repair=True, deadline=whole)
+    assert not result.cut_short and result.problem is None and result.hours_checked == 2
+    assert result.in_harness == result.in_bucket > 0 and result.missing_ids == ()

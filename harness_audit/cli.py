@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TextIO
 
-from harness_audit import status, verify
+from harness_audit import feed, status, verify
 from harness_audit.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -38,7 +38,7 @@ from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageR
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 PROG = "python -m harness_audit"
-COMMANDS = ("verify", "status")
+COMMANDS = ("verify", "status", "feed", "preflight")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Check what the Harness audit collector has delivered, and how it is doing.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{verify,status}", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{verify,status,feed,preflight}", required=True
+    )
     verify = commands.add_parser(
         "verify",
         help="compare Harness with the bucket hour by hour; --repair writes what is missing",
@@ -125,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the checkpoint (read-only) and say how the collector is doing.",
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
+    secops = commands.add_parser("feed", help="the Google SecOps feed (SECOPS_* settings)")
+    secops.add_argument("action", choices=("account", "ensure", "destroy"))
+    secops.add_argument("--dry-run", action="store_true", help="say what, change nothing")
+    commands.add_parser("preflight", help="one listing request to Harness with the key")
     return parser
 
 
@@ -149,6 +155,9 @@ def main(
         except UsageError as problem:
             raise UsageError(f"{problem} (see {PROG}{command[13:]} --help)") from None
         request = verify.request_from(args) if args.command == "verify" else None
+        if args.command in ("feed", "preflight"):
+            with _logs_to(stderr):
+                return feed.command(args, environ, clock, stdout)
         config = load_config(environ)
         register_secret(config.api_key)
         with _logs_to(stderr):
@@ -157,7 +166,8 @@ def main(
             bucket = open_bucket(config)
             if request is not None:
                 return verify.run(config, bucket, clock, request, stdout)
-            return status.run(config, bucket, clock, stdout, json_output=args.json)
+            secops = feed.status_section(environ, config)
+            return status.run(config, bucket, clock, stdout, json_output=args.json, secops=secops)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else EXIT_OK
     except (UsageError, ConfigError) as problem:

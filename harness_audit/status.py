@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TextIO
 
+from harness_audit import feed
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
 from harness_audit.cli_common import EXIT_FOUND, EXIT_OK
 from harness_audit.clock import Clock, iso, utc
@@ -262,11 +263,17 @@ def _render_lease(lease: dict) -> str:
     )
 
 
-def run(config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool) -> int:
+def run(
+    config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, secops=None
+) -> int:
     document = _Status(config, bucket, clock).gather()
+    if secops is not None:  # the SecOps feed's section, from feed.status_section
+        problems = document["problems"] + [secops[key] for key in ("problem",) if key in secops]
+        document = {**document, "secops_feed": secops, "problems": problems, "ok": not problems}
     if json_output:
         out.write(json.dumps(document) + "\n")
     else:
-        out.write("\n".join(_render(document)) + "\n")
+        lines = _render(document) + (feed.render(secops) if secops is not None else [])
+        out.write("\n".join(lines) + "\n")
     out.flush()
     return EXIT_OK if document["ok"] else EXIT_FOUND

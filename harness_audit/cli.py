@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
     secops = commands.add_parser("feed", help="the Google SecOps feed (SECOPS_* settings)")
-    secops.add_argument("action", choices=("account", "ensure", "destroy"))
+    secops.add_argument("action", choices=("ensure", "destroy"))
     secops.add_argument("--dry-run", action="store_true", help="say what, change nothing")
     commands.add_parser("preflight", help="one listing request to Harness with the key")
     return parser

@@ -1,11 +1,6 @@
-"""The Google SecOps feed that reads the bucket, through Google's own Chronicle client.
-
-An operator's module: deploy.sh and ``status`` import it from the repository's virtualenv
-(requirements-ops.txt); the function never does, so its upload and cold start do not change.
-The regional endpoint is ``{region}-chronicle.googleapis.com``, the base URL Google's
-Terraform provider uses for Chronicle. An ``http://`` loopback SECOPS_API_ENDPOINT (a local
-stand-in) is sent no credentials, as PUBSUB_EMULATOR_HOST is.
-"""
+"""The SecOps feed that reads the bucket, through Google's Chronicle client; and deploy.sh's
+Harness preflight. For operators (requirements-ops.txt): the function never imports it.
+Endpoint ``{region}-chronicle.googleapis.com``, as Google's Terraform provider has it."""
 
 import contextlib
 import re
@@ -19,130 +14,111 @@ from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLate
 from harness_audit.listing import FIRST_PAGE, AuditQuery
 from harness_audit.logs import register_secret
 
-DEFAULT_LOOKBACK_DAYS = 180  # the API's own ceiling: a backlog written before the feed is read
-DEFAULT_FUNCTION_NAME = "harness-audit-collector"
-LOG_TYPE = "HARNESS_IO"
 CALL_TIMEOUT_SECONDS = 60.0
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
-_REGION = re.compile(r"[a-z]+(-[a-z]+[0-9]*)?")
+_RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
+    "SECOPS_INSTANCE": (r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", "a UUID"),
+    "SECOPS_REGION": (r"[a-z]+(-[a-z]+[0-9]*)?", "a location such as us, eu, europe-west2"),
+    "SECOPS_PROJECT": (r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "a project id (default PROJECT_ID)"),
+    # 180 by default: a backlog written before the feed existed is still read.
+    "SECOPS_MAX_LOOKBACK_DAYS": (r"[1-9][0-9]?|1[0-7][0-9]|180", "a number of days, 1-180"),
+}
 # The fields deploy.sh owns, as update-mask paths; anything else on the feed is left alone.
-_OWNED = (
-    "details.log_type",
-    "details.gcs_v2_settings.bucket_uri",
-    "details.gcs_v2_settings.source_deletion_option",
-    "details.gcs_v2_settings.max_lookback_days",
-    "details.asset_namespace",
-    "details.labels",
-)
+_OWNED = [f"details.{name}" for name in ("log_type", "asset_namespace", "labels")] + [
+    f"details.gcs_v2_settings.{name}"
+    for name in ("bucket_uri", "source_deletion_option", "max_lookback_days")
+]
 
 
 @dataclass(frozen=True)
 class FeedSettings:
-    instance: str
-    region: str
+    parent: str  # projects/P/locations/REGION/instances/CUSTOMER_ID
     project: str
     endpoint: str
-    display_name: str
+    display_name: str  # FUNCTION_NAME: how deploy.sh finds its feed again
     bucket_uri: str
     lookback_days: int
     namespace: str
     labels: tuple[tuple[str, str], ...]
 
-    @property
-    def parent(self) -> str:
-        return f"projects/{self.project}/locations/{self.region}/instances/{self.instance}"
-
 
 def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | None:
     """The SECOPS_* settings; None without SECOPS_INSTANCE (the feed is managed by hand)."""
-    instance = environ.get("SECOPS_INSTANCE", "").strip()
-    if not instance:
+    get = {name: value.strip() for name, value in environ.items()}.get
+    if not get("SECOPS_INSTANCE"):
         return None
-    region = environ.get("SECOPS_REGION", "").strip()
-    project = environ.get("SECOPS_PROJECT", "").strip() or environ.get("PROJECT_ID", "").strip()
-    problems = []
-    if not _UUID.fullmatch(instance):
-        problems.append(f"SECOPS_INSTANCE={instance[:40]!r} is not the customer id (a UUID)")
-    if not _REGION.fullmatch(region):
-        problems.append(f"SECOPS_REGION={region[:40]!r} is not a location such as us, eu")
-    if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", project):
-        problems.append("SECOPS_PROJECT (or PROJECT_ID) is not a project id")
-    lookback = environ.get("SECOPS_MAX_LOOKBACK_DAYS", str(DEFAULT_LOOKBACK_DAYS)).strip()
-    if not lookback.isdigit() or not 1 <= int(lookback) <= DEFAULT_LOOKBACK_DAYS:
-        problems.append(f"SECOPS_MAX_LOOKBACK_DAYS must be 1-{DEFAULT_LOOKBACK_DAYS}")
-    pairs = [item.partition("=") for item in environ.get("SECOPS_LABELS", "").split(",")]
-    if any(not key.strip() or not sep for key, sep, _ in pairs if key or sep):
+    values = {name: get(name, "") for name in _RULES}
+    values["SECOPS_PROJECT"] = values["SECOPS_PROJECT"] or get("PROJECT_ID", "")
+    values["SECOPS_MAX_LOOKBACK_DAYS"] = values["SECOPS_MAX_LOOKBACK_DAYS"] or "180"
+    problems = [
+        f"{name}={values[name][:40]!r} is not {what}"
+        for name, (pattern, what) in _RULES.items()
+        if not re.fullmatch(pattern, values[name])
+    ]
+    try:
+        labels = dict(item.split("=", 1) for item in get("SECOPS_LABELS", "").split(",") if item)
+    except ValueError:
         problems.append("SECOPS_LABELS must read key=value,key=value")
     if problems:
         raise ConfigError(problems)
-    prefix = f"{config.prefix}/" if config.prefix else ""
+    instance, region, project, lookback = values.values()
     return FeedSettings(
-        instance=instance.lower(),
-        region=region,
+        parent=f"projects/{project}/locations/{region}/instances/{instance.lower()}",
         project=project,
-        endpoint=environ.get("SECOPS_API_ENDPOINT", "").strip()
-        or f"https://{region}-chronicle.googleapis.com",
-        display_name=environ.get("FUNCTION_NAME", "").strip() or DEFAULT_FUNCTION_NAME,
-        bucket_uri=f"gs://{config.bucket}/{prefix}",
+        endpoint=get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com",
+        display_name=get("FUNCTION_NAME") or "harness-audit-collector",
+        bucket_uri=f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else ""),
         lookback_days=int(lookback),
-        namespace=environ.get("SECOPS_ASSET_NAMESPACE", "").strip(),
-        labels=tuple(sorted((k.strip(), v.strip()) for k, _, v in pairs if k.strip())),
+        namespace=get("SECOPS_ASSET_NAMESPACE", ""),
+        labels=tuple(sorted((key.strip(), value.strip()) for key, value in labels.items())),
     )
 
 
 def open_client(settings: FeedSettings):
-    """Google's FeedsServiceClient over REST at the settings' endpoint."""
-    from google.auth.credentials import AnonymousCredentials
-
+    """Google's FeedsServiceClient over REST; no credentials for an http:// loopback."""
     try:
+        from google.auth.credentials import AnonymousCredentials
         from google.cloud.chronicle_v1 import FeedsServiceClient
         from google.cloud.chronicle_v1.services.feeds_service import transports
     except ImportError:
-        raise NeedsFix(
-            "google-cloud-chronicle is not installed: .venv/bin/pip install -r "
-            "requirements-ops.txt (make .venv/.installed does it)"
-        ) from None
-
+        raise NeedsFix("no google-cloud-chronicle: pip install -r requirements-ops.txt") from None
     parts = urlsplit(settings.endpoint if "//" in settings.endpoint else "//" + settings.endpoint)
-    if parts.scheme == "http":
-        if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
-            raise ConfigError(["SECOPS_API_ENDPOINT: http:// is for a loopback stand-in only"])
-        transport = transports.FeedsServiceRestTransport(
-            host=parts.netloc, credentials=AnonymousCredentials(), url_scheme="http"
-        )
-        return FeedsServiceClient(transport=transport)
-    with _errors(settings, "find Google credentials"):
-        return FeedsServiceClient(transport="rest", client_options={"api_endpoint": parts.netloc})
+    if parts.scheme != "http":
+        with _errors(settings, "find Google credentials"):
+            return FeedsServiceClient(
+                transport="rest", client_options={"api_endpoint": parts.netloc}
+            )
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(["SECOPS_API_ENDPOINT: http:// is for a loopback stand-in only"])
+    anonymous = AnonymousCredentials()
+    rest = transports.FeedsServiceRestTransport(
+        host=parts.netloc, credentials=anonymous, url_scheme="http"
+    )
+    return FeedsServiceClient(transport=rest)
 
 
 def wanted(settings: FeedSettings):
     from google.cloud.chronicle_v1 import types
 
-    return types.Feed(
-        display_name=settings.display_name,
-        details=types.FeedDetails(
-            feed_source_type=types.FeedDetails.FeedSourceType.GOOGLE_CLOUD_STORAGE_V2,
-            log_type=f"{settings.parent}/logTypes/{LOG_TYPE}",
-            gcs_v2_settings=types.GoogleCloudStorageV2Settings(
-                bucket_uri=settings.bucket_uri,
-                source_deletion_option=types.SourceDeletionOptionV2.NEVER,
-                max_lookback_days=settings.lookback_days,
-            ),
-            asset_namespace=settings.namespace,
-            labels=dict(settings.labels),
-        ),
-    )
-
-
-def _field(message, path: str):
-    for name in path.split("."):
-        message = getattr(message, name)
-    return dict(message) if path.endswith("labels") else message
+    gcs = {"bucket_uri": settings.bucket_uri, "max_lookback_days": settings.lookback_days}
+    details = {
+        "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",
+        "log_type": f"{settings.parent}/logTypes/HARNESS_IO",
+        "gcs_v2_settings": {**gcs, "source_deletion_option": "NEVER"},
+        "asset_namespace": settings.namespace,
+        "labels": dict(settings.labels),
+    }
+    return types.Feed(display_name=settings.display_name, details=details)
 
 
 def differing(current, target) -> list[str]:
     """The owned fields where the feed differs: the update mask (never the display name)."""
-    return [path for path in _OWNED if _field(current, path) != _field(target, path)]
+
+    def field(message, path: str):
+        for name in path.split("."):
+            message = getattr(message, name)
+        return dict(message) if path.endswith("labels") else message
+
+    return [path for path in _OWNED if field(current, path) != field(target, path)]
 
 
 def account(client, settings: FeedSettings) -> str:
@@ -151,10 +127,8 @@ def account(client, settings: FeedSettings) -> str:
         found = client.fetch_service_account_for_customer(
             parent=settings.parent, timeout=CALL_TIMEOUT_SECONDS
         )
-    for text in (found.subject_id, found.name.rpartition("/")[2]):
-        if re.fullmatch(r"[^@\s/]+@[a-z0-9.-]+", text):
-            return text
-    raise NeedsFix(f"the feed's service account {found.name!r} names no email: please report it")
+    # v1 documents no email field: subjectId, else the name's last part, carries it.
+    return found.subject_id if "@" in found.subject_id else found.name.rpartition("/")[2]
 
 
 def find(client, settings: FeedSettings):
@@ -173,86 +147,73 @@ def find(client, settings: FeedSettings):
 
 def ensure(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
     """Create, update, enable or leave the feed; the lines say what was (or would be) done."""
-    from google.cloud.chronicle_v1 import types
-
     lines = [f"service account {account(client, settings)}"]
     target, current = wanted(settings), find(client, settings)
-    would = "would " if dry_run else ""
+    mask = differing(current, target) if current else []
+    enable = current is not None and current.state == current.State.INACTIVE
+    would, timeout = "would " if dry_run else "", CALL_TIMEOUT_SECONDS
     with _errors(settings, "change the feed"):
         if current is None:
-            lines.append(
-                f"{would}create feed {settings.display_name!r} reading {settings.bucket_uri}"
-            )
+            lines.append(f"{would}create feed {target.display_name!r} for {settings.bucket_uri}")
             if not dry_run:
-                made = client.create_feed(
-                    parent=settings.parent, feed=target, timeout=CALL_TIMEOUT_SECONDS
-                )
+                made = client.create_feed(parent=settings.parent, feed=target, timeout=timeout)
                 lines.append(f"created {made.name}")
-            return lines
-        mask = differing(current, target)
         if mask:
             lines.append(f"{would}update {current.name}: {', '.join(mask)}")
+            target.name, target.display_name = current.name, ""  # unchanged: never sent
             if not dry_run:
-                target.name, target.display_name = current.name, ""  # unchanged: never sent
-                client.update_feed(
-                    feed=target, update_mask={"paths": mask}, timeout=CALL_TIMEOUT_SECONDS
-                )
-        if current.state == types.Feed.State.INACTIVE:
+                client.update_feed(feed=target, update_mask={"paths": mask}, timeout=timeout)
+        if enable:
             lines.append(f"{would}enable {current.name}")
             if not dry_run:
-                client.enable_feed(name=current.name, timeout=CALL_TIMEOUT_SECONDS)
-        if len(lines) == 1:
-            lines.append(f"feed {current.name} is current: nothing to change")
-    return lines
+                client.enable_feed(name=current.name, timeout=timeout)
+    return lines + ([f"feed {current.name} is current"] if len(lines) == 1 else [])
 
 
 def destroy(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
+    """Delete the feed; the account's first line tells deploy.sh which bindings to remove."""
+    lines = [f"service account {account(client, settings)}"]
     current = find(client, settings)
-    if current is None:
-        return [f"no feed named {settings.display_name!r}: nothing to delete"]
-    if not dry_run:
+    if current is not None and not dry_run:
         with _errors(settings, "delete the feed"):
             client.delete_feed(name=current.name, timeout=CALL_TIMEOUT_SECONDS)
-    return [f"{'would delete' if dry_run else 'deleted'} feed {current.name}"]
+    if current is None:
+        return [*lines, f"no feed named {settings.display_name!r}: nothing to delete"]
+    return [*lines, f"{'would delete' if dry_run else 'deleted'} feed {current.name}"]
 
 
-def watch(client, settings: FeedSettings) -> dict:
+def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
     """The feed's part of ``status``: state, failure, last run, and its problem if any."""
-    from google.cloud.chronicle_v1 import types
-
+    settings = feed_settings(environ, config)
+    if settings is None:
+        return None
     try:
-        current = find(client, settings)
+        feed = find(open_client(settings), settings)
     except (NeedsFix, TryLater) as exc:
         return {"problem": f"feed unreadable: {exc}"}
-    if current is None:
+    if feed is None:
         return {"problem": f"no SecOps feed named {settings.display_name!r}: run deploy.sh"}
-    details = current.failure_details
-    started = current.last_feed_initiation_time
+    started = feed.last_feed_initiation_time
     section = {
-        "name": current.name,
-        "state": current.state.name,
-        "failure_msg": current.failure_msg or None,
-        "failure_details": types.FeedFailureDetails.to_dict(details) if details else None,
+        "name": feed.name,
+        "state": feed.state.name,
+        "failure_msg": feed.failure_msg or None,
+        "failure_details": type(feed.failure_details).to_dict(feed.failure_details) or None,
         "last_run": iso(int(started.timestamp() * 1000)) if started else None,
-        "bucket_uri": current.details.gcs_v2_settings.bucket_uri,
     }
-    if current.state in (types.Feed.State.INACTIVE, types.Feed.State.FAILED):
-        section["problem"] = f"feed {current.state.name.lower()}"
+    if feed.state in (feed.State.INACTIVE, feed.State.FAILED):
+        section["problem"] = f"feed {feed.state.name.lower()}"
     return section
 
 
 def render(section: dict) -> list[str]:
     if "name" not in section:
         return [f"secops feed  {section['problem'].upper()}"]
-    lines = [
+    failure = {"failure": section["failure_msg"], **(section["failure_details"] or {})}
+    return [
         f"secops feed  {section['name']}",
         f"             {section['state']}, last run {section['last_run'] or 'never'}",
-    ]
-    if section["failure_msg"]:
-        lines.append(f"             failure: {section['failure_msg']}")
-    for key, value in (section["failure_details"] or {}).items():
-        lines.append(f"             {key}: {value}")
-    return lines
+    ] + [f"             {key}: {value}" for key, value in failure.items() if value]
 
 
 def preflight(config: Config, clock: Clock) -> str:
@@ -299,28 +260,17 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
 
 
 def command(args, environ: Mapping[str, str], clock: Clock, out) -> int:
-    """``feed account|ensure|destroy`` and ``preflight``, for deploy.sh."""
+    """``feed ensure|destroy`` and ``preflight``, for deploy.sh."""
     if args.command == "preflight":
         config = load_config(environ)
         register_secret(config.api_key)
-        out.write(preflight(config, clock) + "\n")
-        return 0
-    # The feed needs the bucket and prefix, never the Harness key or account.
-    config = load_config({HARNESS_API_KEY: "-", HARNESS_ACCOUNT_ID: "-", **environ})
-    settings = feed_settings(environ, config)
-    if settings is None:
-        raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
-    client = open_client(settings)
-    if args.action == "account":
-        lines = [account(client, settings)]
-    else:
-        lines = (ensure if args.action == "ensure" else destroy)(
-            client, settings, dry_run=args.dry_run
-        )
+        lines = [preflight(config, clock)]
+    else:  # the feed needs the bucket and prefix, never Harness's key or account
+        config = load_config({HARNESS_API_KEY: "-", HARNESS_ACCOUNT_ID: "-", **environ})
+        settings = feed_settings(environ, config)
+        if settings is None:
+            raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
+        act = ensure if args.action == "ensure" else destroy
+        lines = act(open_client(settings), settings, dry_run=args.dry_run)
     out.write("\n".join(lines) + "\n")
     return 0
-
-
-def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
-    settings = feed_settings(environ, config)
-    return None if settings is None else watch(open_client(settings), settings)

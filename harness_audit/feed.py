@@ -3,6 +3,7 @@ Harness preflight. For operators (requirements-ops.txt): the function never impo
 Endpoint ``{region}-chronicle.googleapis.com``, as Google's Terraform provider has it."""
 
 import contextlib
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,12 @@ _RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
     # 180 by default: a backlog written before the feed existed is still read.
     "SECOPS_MAX_LOOKBACK_DAYS": (r"[1-9][0-9]?|1[0-7][0-9]|180", "a number of days, 1-180"),
 }
+_FIXES = {
+    403: "Feed changes need roles/chronicle.admin on project {}: grant it to the caller",
+    401: "No usable Google login: run 'gcloud auth application-default login'",
+    400: "Check SECOPS_INSTANCE, SECOPS_REGION and SECOPS_PROJECT ({})",
+    404: "Check SECOPS_INSTANCE, SECOPS_REGION and SECOPS_PROJECT ({})",
+}
 # The fields deploy.sh owns, as update-mask paths; anything else on the feed is left alone.
 _OWNED = [f"details.{name}" for name in ("log_type", "asset_namespace", "labels")] + [
     f"details.gcs_v2_settings.{name}"
@@ -35,10 +42,7 @@ class FeedSettings:
     project: str
     endpoint: str
     display_name: str  # FUNCTION_NAME: how deploy.sh finds its feed again
-    bucket_uri: str
-    lookback_days: int
-    namespace: str
-    labels: tuple[tuple[str, str], ...]
+    details: dict  # the feed's FeedDetails, as the client's types take them
 
 
 def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | None:
@@ -61,16 +65,22 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
     if problems:
         raise ConfigError(problems)
     instance, region, project, lookback = values.values()
-    return FeedSettings(
-        parent=f"projects/{project}/locations/{region}/instances/{instance.lower()}",
-        project=project,
-        endpoint=get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com",
-        display_name=get("FUNCTION_NAME") or "harness-audit-collector",
-        bucket_uri=f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else ""),
-        lookback_days=int(lookback),
-        namespace=get("SECOPS_ASSET_NAMESPACE", ""),
-        labels=tuple(sorted((key.strip(), value.strip()) for key, value in labels.items())),
-    )
+    parent = f"projects/{project}/locations/{region}/instances/{instance.lower()}"
+    uri = f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else "")
+    details = {
+        "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",
+        "log_type": f"{parent}/logTypes/HARNESS_IO",
+        "gcs_v2_settings": {
+            "bucket_uri": uri,
+            "source_deletion_option": "NEVER",
+            "max_lookback_days": int(lookback),
+        },
+        "asset_namespace": get("SECOPS_ASSET_NAMESPACE", ""),
+        "labels": {key.strip(): value.strip() for key, value in labels.items()},
+    }
+    endpoint = get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com"
+    name = get("FUNCTION_NAME") or "harness-audit-collector"
+    return FeedSettings(parent, project, endpoint, name, details)
 
 
 def open_client(settings: FeedSettings):
@@ -96,27 +106,12 @@ def open_client(settings: FeedSettings):
     return FeedsServiceClient(transport=rest)
 
 
-def wanted(settings: FeedSettings):
-    from google.cloud.chronicle_v1 import types
-
-    gcs = {"bucket_uri": settings.bucket_uri, "max_lookback_days": settings.lookback_days}
-    details = {
-        "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",
-        "log_type": f"{settings.parent}/logTypes/HARNESS_IO",
-        "gcs_v2_settings": {**gcs, "source_deletion_option": "NEVER"},
-        "asset_namespace": settings.namespace,
-        "labels": dict(settings.labels),
-    }
-    return types.Feed(display_name=settings.display_name, details=details)
-
-
 def differing(current, target) -> list[str]:
     """The owned fields where the feed differs: the update mask (never the display name)."""
 
-    def field(message, path: str):
-        for name in path.split("."):
-            message = getattr(message, name)
-        return dict(message) if path.endswith("labels") else message
+    def field(feed, path: str):
+        value = functools.reduce(getattr, path.split("."), feed)
+        return dict(value) if path.endswith("labels") else value
 
     return [path for path in _OWNED if field(current, path) != field(target, path)]
 
@@ -138,23 +133,24 @@ def find(client, settings: FeedSettings):
         named = [feed for feed in feeds if feed.display_name == settings.display_name]
     if len(named) > 1:
         names = ", ".join(feed.name for feed in named)
-        raise NeedsFix(
-            f"{len(named)} feeds are named {settings.display_name!r} ({names}): "
-            "delete all but one in SecOps, then run again"
-        )
+        raise NeedsFix(f"feeds {names} share one name: delete all but one in SecOps")
     return named[0] if named else None
 
 
 def ensure(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
     """Create, update, enable or leave the feed; the lines say what was (or would be) done."""
+    from google.cloud.chronicle_v1 import types
+
     lines = [f"service account {account(client, settings)}"]
-    target, current = wanted(settings), find(client, settings)
+    target = types.Feed(display_name=settings.display_name, details=settings.details)
+    current = find(client, settings)
     mask = differing(current, target) if current else []
     enable = current is not None and current.state == current.State.INACTIVE
     would, timeout = "would " if dry_run else "", CALL_TIMEOUT_SECONDS
     with _errors(settings, "change the feed"):
         if current is None:
-            lines.append(f"{would}create feed {target.display_name!r} for {settings.bucket_uri}")
+            uri = target.details.gcs_v2_settings.bucket_uri
+            lines.append(f"{would}create feed {target.display_name!r} for {uri}")
             if not dry_run:
                 made = client.create_feed(parent=settings.parent, feed=target, timeout=timeout)
                 lines.append(f"created {made.name}")
@@ -206,19 +202,8 @@ def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
     return section
 
 
-def render(section: dict) -> list[str]:
-    if "name" not in section:
-        return [f"secops feed  {section['problem'].upper()}"]
-    failure = {"failure": section["failure_msg"], **(section["failure_details"] or {})}
-    return [
-        f"secops feed  {section['name']}",
-        f"             {section['state']}, last run {section['last_run'] or 'never'}",
-    ] + [f"             {key}: {value}" for key, value in failure.items() if value]
-
-
 def preflight(config: Config, clock: Clock) -> str:
-    """One listing request for the last minute with the key, before deploy.sh changes
-    anything: a rejected key stops the deploy now, not an hour later in a log."""
+    """One listing request for the last minute: a rejected key stops deploy.sh at once."""
     from harness_audit.harness_client import EndpointChoice, HarnessClient
     from harness_audit.pacing import Pacer
 
@@ -243,20 +228,14 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
     from google.auth.exceptions import GoogleAuthError
     from requests import RequestException
 
-    where = f"could not {doing} at {settings.endpoint}"
     try:
         yield
     except (GoogleAPICallError, GoogleAuthError, RequestException) as exc:
-        code, text = getattr(exc, "code", None), " ".join(str(exc).split())[:300]
-        if code == 403:
-            fix = f"feed changes need roles/chronicle.admin on project {settings.project}"
-        elif code == 401 or isinstance(exc, GoogleAuthError):
-            fix = "no usable Google login: run 'gcloud auth application-default login'"
-        elif code in (400, 404):
-            fix = "check SECOPS_INSTANCE, SECOPS_REGION and SECOPS_PROJECT"
-        else:
-            raise TryLater(f"{where}: {text}; run again later") from None
-        raise NeedsFix(f"{where}: {text}. The fix: {fix}") from None
+        code = 401 if isinstance(exc, GoogleAuthError) else getattr(exc, "code", None)
+        text = f"could not {doing} at {settings.endpoint}: {' '.join(str(exc).split())[:300]}"
+        if code not in _FIXES:
+            raise TryLater(f"{text}; run again later") from None
+        raise NeedsFix(f"{text}. {_FIXES[code].format(settings.project)}") from None
 
 
 def command(args, environ: Mapping[str, str], clock: Clock, out) -> int:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TextIO
 
-from harness_audit import feed
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
 from harness_audit.cli_common import EXIT_FOUND, EXIT_OK
 from harness_audit.clock import Clock, iso, utc
@@ -267,13 +266,15 @@ def run(
     config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, secops=None
 ) -> int:
     document = _Status(config, bucket, clock).gather()
-    if secops is not None:  # the SecOps feed's section, from feed.status_section
+    if secops is not None:  # the SecOps feed's section: feed.status_section
         problems = document["problems"] + [secops[key] for key in ("problem",) if key in secops]
         document = {**document, "secops_feed": secops, "problems": problems, "ok": not problems}
     if json_output:
         out.write(json.dumps(document) + "\n")
     else:
-        lines = _render(document) + (feed.render(secops) if secops is not None else [])
+        lines = _render(document) + [
+            f"secops feed  {k}: {v}" for k, v in (secops or {}).items() if v
+        ]
         out.write("\n".join(lines) + "\n")
     out.flush()
     return EXIT_OK if document["ok"] else EXIT_FOUND

@@ -134,8 +134,10 @@ def test_status_shows_a_failed_feed_and_exits_1_then_0_when_active(feeds, clock)
     )
     code, out, _ = run(clock, "status")
     assert code == 1
-    assert f"secops feed  {name}" in out and "FAILED, last run 2025-06-10T13:00:00" in out
-    assert "failure: permission denied on the bucket" in out and "grant the reader" in out
+    assert f"secops feed  name: {name}" in out and "secops feed  state: FAILED" in out
+    assert "secops feed  last_run: 2025-06-10T13:00:00" in out
+    assert "secops feed  failure_msg: permission denied on the bucket" in out
+    assert "grant the reader" in out and "secops feed  problem: feed failed" in out
     code, out, _ = run(clock, "status", "--json")
     document = json.loads(out)
     assert code == 1 and document["ok"] is False and "feed failed" in document["problems"]
@@ -148,7 +150,7 @@ def test_status_shows_a_failed_feed_and_exits_1_then_0_when_active(feeds, clock)
 
 def test_status_exits_1_when_the_feed_is_missing(feeds, clock):
     code, out, _ = run(clock, "status")
-    assert code == 1 and "NO SECOPS FEED NAMED 'HARNESS-AUDIT-TEST'" in out
+    assert code == 1 and "secops feed  problem: no SecOps feed named 'harness-audit-test'" in out
 
 
 def test_preflight_passes_with_a_good_key_and_stops_on_a_401(environment, harness, clock):

@@ -15,7 +15,8 @@ from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLate
 from harness_audit.listing import FIRST_PAGE, AuditQuery
 from harness_audit.logs import register_secret
 
-CALL_TIMEOUT_SECONDS = 60.0
+# Google's client bounds each call itself (30-300 s by method); the preflight gets a minute.
+PREFLIGHT_SECONDS = 60.0
 _RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
     "SECOPS_INSTANCE": (r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", "a UUID"),
     "SECOPS_REGION": (r"[a-z]+(-[a-z]+[0-9]*)?", "a location such as us, eu, europe-west2"),
@@ -26,8 +27,7 @@ _RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
 _FIXES = {
     403: "Feed changes need roles/chronicle.admin on project {}: grant it to the caller",
     401: "No usable Google login: run 'gcloud auth application-default login'",
-    400: "Check SECOPS_INSTANCE, SECOPS_REGION and SECOPS_PROJECT ({})",
-    404: "Check SECOPS_INSTANCE, SECOPS_REGION and SECOPS_PROJECT ({})",
+    **dict.fromkeys((400, 404), "Check SECOPS_INSTANCE, SECOPS_REGION, SECOPS_PROJECT ({})"),
 }
 # The fields deploy.sh owns, as update-mask paths; anything else on the feed is left alone.
 _OWNED = [f"details.{name}" for name in ("log_type", "asset_namespace", "labels")] + [
@@ -99,11 +99,9 @@ def open_client(settings: FeedSettings):
             )
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(["SECOPS_API_ENDPOINT: http:// is for a loopback stand-in only"])
-    anonymous = AnonymousCredentials()
-    rest = transports.FeedsServiceRestTransport(
-        host=parts.netloc, credentials=anonymous, url_scheme="http"
-    )
-    return FeedsServiceClient(transport=rest)
+    rest = transports.FeedsServiceRestTransport
+    anonymous = rest(host=parts.netloc, credentials=AnonymousCredentials(), url_scheme="http")
+    return FeedsServiceClient(transport=anonymous)
 
 
 def differing(current, target) -> list[str]:
@@ -119,9 +117,7 @@ def differing(current, target) -> list[str]:
 def account(client, settings: FeedSettings) -> str:
     """The email of the account the feed reads the bucket as."""
     with _errors(settings, "fetch the feed's service account"):
-        found = client.fetch_service_account_for_customer(
-            parent=settings.parent, timeout=CALL_TIMEOUT_SECONDS
-        )
+        found = client.fetch_service_account_for_customer(parent=settings.parent)
     # v1 documents no email field: subjectId, else the name's last part, carries it.
     return found.subject_id if "@" in found.subject_id else found.name.rpartition("/")[2]
 
@@ -129,7 +125,7 @@ def account(client, settings: FeedSettings) -> str:
 def find(client, settings: FeedSettings):
     """The feed named after FUNCTION_NAME, or None; two of them is for a person to sort out."""
     with _errors(settings, "list the feeds"):
-        feeds = client.list_feeds(parent=settings.parent, timeout=CALL_TIMEOUT_SECONDS)
+        feeds = client.list_feeds(parent=settings.parent)
         named = [feed for feed in feeds if feed.display_name == settings.display_name]
     if len(named) > 1:
         names = ", ".join(feed.name for feed in named)
@@ -146,23 +142,23 @@ def ensure(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
     current = find(client, settings)
     mask = differing(current, target) if current else []
     enable = current is not None and current.state == current.State.INACTIVE
-    would, timeout = "would " if dry_run else "", CALL_TIMEOUT_SECONDS
+    would = "would " if dry_run else ""
     with _errors(settings, "change the feed"):
         if current is None:
             uri = target.details.gcs_v2_settings.bucket_uri
             lines.append(f"{would}create feed {target.display_name!r} for {uri}")
             if not dry_run:
-                made = client.create_feed(parent=settings.parent, feed=target, timeout=timeout)
+                made = client.create_feed(parent=settings.parent, feed=target)
                 lines.append(f"created {made.name}")
         if mask:
             lines.append(f"{would}update {current.name}: {', '.join(mask)}")
             target.name, target.display_name = current.name, ""  # unchanged: never sent
             if not dry_run:
-                client.update_feed(feed=target, update_mask={"paths": mask}, timeout=timeout)
+                client.update_feed(feed=target, update_mask={"paths": mask})
         if enable:
             lines.append(f"{would}enable {current.name}")
             if not dry_run:
-                client.enable_feed(name=current.name, timeout=timeout)
+                client.enable_feed(name=current.name)
     return lines + ([f"feed {current.name} is current"] if len(lines) == 1 else [])
 
 
@@ -170,11 +166,11 @@ def destroy(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
     """Delete the feed; the account's first line tells deploy.sh which bindings to remove."""
     lines = [f"service account {account(client, settings)}"]
     current = find(client, settings)
-    if current is not None and not dry_run:
-        with _errors(settings, "delete the feed"):
-            client.delete_feed(name=current.name, timeout=CALL_TIMEOUT_SECONDS)
     if current is None:
         return [*lines, f"no feed named {settings.display_name!r}: nothing to delete"]
+    if not dry_run:
+        with _errors(settings, "delete the feed"):
+            client.delete_feed(name=current.name)
     return [*lines, f"{'would delete' if dry_run else 'deleted'} feed {current.name}"]
 
 
@@ -213,9 +209,9 @@ def preflight(config: Config, clock: Clock) -> str:
     now = clock.now_ms()
     query = AuditQuery(now - 60_000, now, config.modules, config.actions, config.static_filter)
     try:
-        page = client.fetch(query, FIRST_PAGE, Deadline(clock, CALL_TIMEOUT_SECONDS, 0))
+        page = client.fetch(query, FIRST_PAGE, Deadline(clock, PREFLIGHT_SECONDS, 0))
     except DeadlineReached:
-        raise TryLater(f"Harness did not answer within {CALL_TIMEOUT_SECONDS:.0f} s") from None
+        raise TryLater(f"Harness did not answer within {PREFLIGHT_SECONDS:.0f} s") from None
     finally:
         client.close()
     return f"Harness accepted the key: {len(page.items)} event(s) in the last minute"

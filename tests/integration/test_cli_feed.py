@@ -3,6 +3,9 @@ against the local Feeds API stand-in, which checks every request against the cli
 
 import io
 import json
+import os
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -165,3 +168,28 @@ def test_preflight_passes_with_a_good_key_and_stops_on_a_401(environment, harnes
     harness.inject("403")
     code, _, err = run(clock, "preflight")
     assert code == 2 and "core_audit_view" in err
+
+
+def test_the_stand_in_refuses_what_the_api_refuses(feeds, clock):
+    """So that the tests above can fail: an unchanged display name in the mask, an unknown
+    field, an output-only field on create."""
+    from google.api_core.exceptions import BadRequest
+    from google.cloud.chronicle_v1 import types
+
+    from harness_audit.config import load_config
+    from harness_audit.feed import feed_settings, open_client
+
+    assert run(clock, "feed", "ensure")[0] == 0
+    (name,) = feeds.feeds
+    client = open_client(feed_settings(os.environ, load_config(os.environ)))
+    feed = types.Feed(name=name, display_name="harness-audit-test")
+    with pytest.raises(BadRequest, match="display_name is unchanged"):
+        client.update_feed(feed=feed, update_mask={"paths": ["display_name"]})
+    with pytest.raises(BadRequest, match="output-only"):
+        client.create_feed(parent=PARENT, feed=types.Feed(name="x", display_name="y"))
+    unknown = urllib.request.Request(
+        f"{feeds.endpoint}/v1/{name}?updateMask=details", b'{"bogus": 1}', method="PATCH"
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unknown, timeout=10)
+    assert refused.value.code == 400 and b"no field named" in refused.value.read()

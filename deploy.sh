@@ -134,10 +134,10 @@ Environment variables (or the option in brackets):
   HARNESS_API_KEY         stored as a new secret version when set and different; when unset the
                           stored key is kept, or asked for on the terminal (input hidden) if there
                           is none. There is no option for it: a key on a command line leaks.
-  SECOPS_INSTANCE         optional: the SecOps customer id; with SECOPS_REGION (us, eu, ...) and
-                          SECOPS_PROJECT (default PROJECT_ID) deploy.sh creates and grants the feed
-  SECOPS_SERVICE_ACCOUNT  without SECOPS_INSTANCE: the feed's service account, to grant
-                          (SecOps "Get Service Account")  [--secops-service-account]
+  SECOPS_INSTANCE         optional: the SecOps customer id, to create the feed, with SECOPS_REGION
+                          (us, eu, europe-west2...) and SECOPS_PROJECT (default PROJECT_ID)
+  SECOPS_SERVICE_ACCOUNT  without SECOPS_INSTANCE: the feed's account (SecOps "Get Service
+                          Account") to grant  [--secops-service-account]
   --skip-harness-check    deploy without first asking Harness whether it accepts the key
   SCHEDULE                default "0 * * * *", 5-field cron, UTC  [--schedule]
   FUNCTION_NAME           default harness-audit-collector  [--function-name]
@@ -1222,9 +1222,8 @@ step_secops() {
   fi
 }
 
-# --- the collector's own commands (python -m harness_audit from the repository's .venv) ------
-
-# With the function's settings; a key reaches it through its environment, never an argument.
+# python -m harness_audit from the repository's .venv, with the function's settings; a key
+# reaches it through its environment, never an argument.
 operator_cli() {
   local python=${HARNESS_AUDIT_PYTHON:-$SCRIPT_DIR/.venv/bin/python}
   [[ -x $python ]] || die_usage "$python not found: run 'make .venv/.installed' first"
@@ -1245,20 +1244,17 @@ preflight_harness() {
       "(none yet, or no access to secret $SECRET_NAME)." && return 0
   fi
   answer=$(HARNESS_API_KEY=$key operator_cli preflight) ||
-    die "Harness refused the key (above): nothing was changed. Fix it, or deploy with" \
+    die "the Harness check failed (above): nothing was changed. Fix it, or deploy with" \
       "--skip-harness-check where Harness cannot be reached from this machine"
   say "$answer"
 }
 
-# The feed's account (granted read on the bucket, or its grants removed) and what
-# `feed ensure|destroy` would do, read-only: FEED_PLAN holds its lines.
+# Read-only: the feed's account (to grant or ungrant) and what `feed ensure|destroy` would do.
 feed_account_and_plan() {
   local line
   FEED_PLAN=$(operator_cli feed "$1" --dry-run) || die "the SecOps feed could not be read (above)"
   SECOPS_SERVICE_ACCOUNT=$(sed -n 's/^service account //p' <<<"$FEED_PLAN")
-  if ((DRY_RUN)); then
-    while read -r line; do say "      $line"; done < <(grep '^would ' <<<"$FEED_PLAN")
-  fi
+  ((!DRY_RUN)) || while read -r line; do say "      $line"; done < <(grep '^would ' <<<"$FEED_PLAN")
 }
 
 feed_change() {

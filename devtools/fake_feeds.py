@@ -120,7 +120,7 @@ class FakeFeeds:
             mask.FromJsonString(",".join(query.get("updateMask", [])))
         except ValueError as exc:
             raise _Rejected(400, f"invalid updateMask: {exc}") from None
-        current = _parse({k: v for k, v in self.feeds[name].items()}, types.Feed)
+        current = _parse(self.feeds[name], types.Feed)
         if not mask.paths or not mask.IsValidForDescriptor(current.DESCRIPTOR):
             raise _Rejected(400, f"invalid updateMask {list(mask.paths)}")
         if "display_name" in mask.paths and patch.display_name == current.display_name:

@@ -1,14 +1,14 @@
-"""Command line for operators: ``python -m harness_audit verify|status``.
+"""Command line for operators: ``python -m harness_audit verify|status|feed|preflight``.
 
-Both commands read the function's own environment variables (``load_config``), so they
-look at exactly the bucket, prefix, checkpoint and filters the deployed collector uses.
-Neither takes the lease nor writes the checkpoint.
+All read the function's own environment variables (``load_config``), so they look at
+exactly the bucket, prefix, checkpoint and filters the deployed collector uses. None takes
+the lease or writes the checkpoint; ``feed`` and ``preflight`` are deploy.sh's (see feed.py).
 
-Exit codes, for both:
+Exit codes, for all:
 
     0  all well
     1  a problem was found (verify: events missing or written twice; status: lag over
-       ALERT_LAG_MINUTES, or a checkpoint the collector cannot continue from)
+       ALERT_LAG_MINUTES, a checkpoint it cannot continue from, a feed missing or failing)
     2  usage or configuration: a bad argument, an invalid setting, no Google login, access
        refused by Cloud Storage or Harness, and for verify a checkpoint it cannot read (it
        then cannot tell how far the collector got). A person must change something
@@ -100,9 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Check what the Harness audit collector has delivered, and how it is doing.",
     )
-    commands = parser.add_subparsers(
-        dest="command", metavar="{verify,status,feed,preflight}", required=True
-    )
+    commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser(
         "verify",
         help="compare Harness with the bucket hour by hour; --repair writes what is missing",

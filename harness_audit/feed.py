@@ -67,14 +67,11 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
     instance, region, project, lookback = values.values()
     parent = f"projects/{project}/locations/{region}/instances/{instance.lower()}"
     uri = f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else "")
+    gcs = {"bucket_uri": uri, "source_deletion_option": "NEVER", "max_lookback_days": int(lookback)}
     details = {
         "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",
         "log_type": f"{parent}/logTypes/HARNESS_IO",
-        "gcs_v2_settings": {
-            "bucket_uri": uri,
-            "source_deletion_option": "NEVER",
-            "max_lookback_days": int(lookback),
-        },
+        "gcs_v2_settings": gcs,
         "asset_namespace": get("SECOPS_ASSET_NAMESPACE", ""),
         "labels": {key.strip(): value.strip() for key, value in labels.items()},
     }
@@ -108,8 +105,7 @@ def differing(current, target) -> list[str]:
     """The owned fields where the feed differs: the update mask (never the display name)."""
 
     def field(feed, path: str):
-        value = functools.reduce(getattr, path.split("."), feed)
-        return dict(value) if path.endswith("labels") else value
+        return functools.reduce(getattr, path.split("."), feed)
 
     return [path for path in _OWNED if field(current, path) != field(target, path)]
 

@@ -164,8 +164,8 @@ def main(
             bucket = open_bucket(config)
             if request is not None:
                 return verify.run(config, bucket, clock, request, stdout)
-            secops = feed.status_section(environ, config)
-            return status.run(config, bucket, clock, stdout, json_output=args.json, secops=secops)
+            section = feed.status_section(environ, config)
+            return status.run(config, bucket, clock, stdout, json_output=args.json, feed=section)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else EXIT_OK
     except (UsageError, ConfigError) as problem:

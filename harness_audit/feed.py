@@ -124,8 +124,7 @@ def find(client, settings: FeedSettings):
         feeds = client.list_feeds(parent=settings.parent)
         named = [feed for feed in feeds if feed.display_name == settings.display_name]
     if len(named) > 1:
-        names = ", ".join(feed.name for feed in named)
-        raise NeedsFix(f"feeds {names} share one name: delete all but one in SecOps")
+        raise NeedsFix(f"feeds {', '.join(f.name for f in named)} share a name: keep one")
     return named[0] if named else None
 
 

@@ -262,19 +262,15 @@ def _render_lease(lease: dict) -> str:
     )
 
 
-def run(
-    config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, secops=None
-) -> int:
+def run(config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, feed=None) -> int:
     document = _Status(config, bucket, clock).gather()
-    if secops is not None:  # the SecOps feed's section: feed.status_section
-        problems = document["problems"] + [secops[key] for key in ("problem",) if key in secops]
-        document = {**document, "secops_feed": secops, "problems": problems, "ok": not problems}
+    if feed is not None:  # the SecOps feed's section: feed.status_section
+        problems = document["problems"] + [feed[key] for key in ("problem",) if key in feed]
+        document = {**document, "secops_feed": feed, "problems": problems, "ok": not problems}
     if json_output:
         out.write(json.dumps(document) + "\n")
     else:
-        lines = _render(document) + [
-            f"secops feed  {k}: {v}" for k, v in (secops or {}).items() if v
-        ]
+        lines = _render(document) + [f"secops feed  {k}: {v}" for k, v in (feed or {}).items() if v]
         out.write("\n".join(lines) + "\n")
     out.flush()
     return EXIT_OK if document["ok"] else EXIT_FOUND

@@ -193,3 +193,14 @@ def test_the_stand_in_refuses_what_the_api_refuses(feeds, clock):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(unknown, timeout=10)
     assert refused.value.code == 400 and b"no field named" in refused.value.read()
+
+
+def test_two_feeds_of_one_name_are_left_for_a_person(feeds, clock):
+    assert run(clock, "feed", "ensure")[0] == 0
+    (name,) = feeds.feeds
+    twin = name.rsplit("/", 1)[0] + "/made-by-hand"
+    feeds.feeds[twin] = {**feeds.feeds[name], "name": twin}
+    changes = len(feeds.changes())
+    code, _, err = run(clock, "feed", "ensure")
+    assert code == 2 and name in err and twin in err and "share a name" in err
+    assert len(feeds.changes()) == changes

@@ -106,6 +106,7 @@ DRY_RUN=0
 ASSUME_YES=0
 DESTROY=0
 CONFIRMED=0
+SKIP_HARNESS_CHECK=${SKIP_HARNESS_CHECK:-0}
 CHANGES=0
 SUMMARY=()
 
@@ -133,8 +134,11 @@ Environment variables (or the option in brackets):
   HARNESS_API_KEY         stored as a new secret version when set and different; when unset the
                           stored key is kept, or asked for on the terminal (input hidden) if there
                           is none. There is no option for it: a key on a command line leaks.
-  SECOPS_SERVICE_ACCOUNT  optional: the feed's service account (SecOps "Get Service Account")
-                          [--secops-service-account]
+  SECOPS_INSTANCE         optional: the SecOps customer id, to create the feed, with SECOPS_REGION
+                          (us, eu, europe-west2...) and SECOPS_PROJECT (default PROJECT_ID)
+  SECOPS_SERVICE_ACCOUNT  without SECOPS_INSTANCE: the feed's account (SecOps "Get Service
+                          Account") to grant  [--secops-service-account]
+  --skip-harness-check    deploy without first asking Harness whether it accepts the key
   SCHEDULE                default "0 * * * *", 5-field cron, UTC  [--schedule]
   FUNCTION_NAME           default harness-audit-collector  [--function-name]
   RETRY_ON_FAILURE        default false; true deploys the function with --retry
@@ -188,6 +192,7 @@ parse_args() {
       --dry-run) DRY_RUN=1 ;;
       -y | --yes) ASSUME_YES=1 ;;
       --destroy) DESTROY=1 ;;
+      --skip-harness-check) SKIP_HARNESS_CHECK=1 ;;
       -h | --help) usage; exit 0 ;;
       --api-key | --api-key=* | --harness-api-key | --harness-api-key=*)
         die_usage "the API key is not taken as an option (a command line is visible to every" \
@@ -1193,18 +1198,71 @@ print_feed_settings() {
 
 step_secops() {
   step 9/10 "Google SecOps feed access"
-  if [[ -z $SECOPS_SERVICE_ACCOUNT ]]; then
+  if [[ -n ${SECOPS_INSTANCE-} ]]; then
+    feed_account_and_plan ensure # sets SECOPS_SERVICE_ACCOUNT
+  elif [[ -z $SECOPS_SERVICE_ACCOUNT ]]; then
     say "      SECOPS_SERVICE_ACCOUNT not set: no access granted. In SecOps, Add New Feed >"
     say "      Get Service Account, then run again with SECOPS_SERVICE_ACCOUNT=<that email>."
     record "SecOps feed access" "(SECOPS_SERVICE_ACCOUNT not set)" "skipped"
-  else
+  fi
+  if [[ -n $SECOPS_SERVICE_ACCOUNT ]]; then
     local role
     for role in "${SECOPS_BUCKET_ROLES[@]}"; do
       ensure_binding "$role" "serviceAccount:$SECOPS_SERVICE_ACCOUNT" "storage buckets" \
         "gs://$GCS_BUCKET"
     done
   fi
-  print_feed_settings
+  if [[ -z ${SECOPS_INSTANCE-} ]]; then
+    print_feed_settings
+  elif grep -q '^would' <<<"$FEED_PLAN"; then
+    feed_change ensure
+    record "SecOps feed" "$FUNCTION_NAME" "$(did 'create or update' 'created or updated')"
+  else
+    record "SecOps feed" "$FUNCTION_NAME" "current"
+  fi
+}
+
+# python -m harness_audit from the repository's .venv, with the function's settings; a key
+# reaches it through its environment, never an argument.
+operator_cli() {
+  local python=${HARNESS_AUDIT_PYTHON:-$SCRIPT_DIR/.venv/bin/python}
+  [[ -x $python ]] || die_usage "$python not found: run 'make .venv/.installed' first"
+  (cd -- "$SCRIPT_DIR" && GCS_BUCKET=$GCS_BUCKET PROJECT_ID=$PROJECT_ID \
+    FUNCTION_NAME=$FUNCTION_NAME "$python" -m harness_audit "$@")
+}
+
+# Before the first change, one listing request with the key (the stored one on a redeploy):
+# an expired token or a missing core_audit_view stops the deploy now, not an hour later.
+preflight_harness() {
+  local key=$API_KEY answer
+  if ((SKIP_HARNESS_CHECK)); then
+    say "Harness check skipped (--skip-harness-check)." && return 0
+  fi
+  [[ -n $key ]] || key=$(query secrets versions access "$SECRET_PATH/versions/latest") || key=''
+  if [[ -z $key ]]; then
+    say "Harness check skipped: HARNESS_API_KEY is not set and no stored key could be read" \
+      "(none yet, or no access to secret $SECRET_NAME)." && return 0
+  fi
+  answer=$(HARNESS_API_KEY=$key operator_cli preflight) ||
+    die "the Harness check failed (above): nothing was changed. Fix it, or deploy with" \
+      "--skip-harness-check where Harness cannot be reached from this machine"
+  say "$answer"
+}
+
+# Read-only: the feed's account (to grant or ungrant) and what `feed ensure|destroy` would do.
+feed_account_and_plan() {
+  local line
+  FEED_PLAN=$(operator_cli feed "$1" --dry-run) || die "the SecOps feed could not be read (above)"
+  SECOPS_SERVICE_ACCOUNT=$(sed -n 's/^service account //p' <<<"$FEED_PLAN")
+  ((!DRY_RUN)) || while read -r line; do say "      $line"; done < <(grep '^would ' <<<"$FEED_PLAN")
+}
+
+feed_change() {
+  show_change "$(quoted .venv/bin/python -m harness_audit feed "$1")"
+  if ((!DRY_RUN)); then
+    confirm_first_change
+    operator_cli feed "$1" | sed 's/^/      /' || change_failed
+  fi
 }
 
 print_summary() {
@@ -1244,6 +1302,7 @@ print_summary() {
 
 deploy() {
   resolve_api_key
+  preflight_harness
   step_apis
   step_bucket
   step_service_account
@@ -1263,6 +1322,10 @@ destroy() {
   local alert_policy='' metric
   local -a metrics=()
   local -a plan=() bindings=() candidates=("$RUNTIME_BUCKET_ROLE $SA_MEMBER")
+  if [[ -n ${SECOPS_INSTANCE-} ]]; then
+    feed_account_and_plan destroy >/dev/null
+    grep -q '^would delete' <<<"$FEED_PLAN" && plan+=("SecOps feed named $FUNCTION_NAME")
+  fi
   if [[ -n $SECOPS_SERVICE_ACCOUNT ]]; then
     for role in "${SECOPS_BUCKET_ROLES[@]}"; do
       candidates+=("$role serviceAccount:$SECOPS_SERVICE_ACCOUNT")
@@ -1353,6 +1416,7 @@ destroy() {
   if ((has_secret)); then
     mutate secrets delete "$SECRET_PATH"
   fi
+  if grep -q '^would delete' <<<"${FEED_PLAN-}"; then feed_change destroy; fi
   for pair in "${bindings[@]}"; do
     role=${pair% *}
     member=${pair#* }

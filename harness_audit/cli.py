@@ -1,14 +1,14 @@
-"""Command line for operators: ``python -m harness_audit verify|status``.
+"""Command line for operators: ``python -m harness_audit verify|status|feed|preflight``.
 
-Both commands read the function's own environment variables (``load_config``), so they
-look at exactly the bucket, prefix, checkpoint and filters the deployed collector uses.
-Neither takes the lease nor writes the checkpoint.
+All read the function's own environment variables (``load_config``), so they look at
+exactly the bucket, prefix, checkpoint and filters the deployed collector uses. None takes
+the lease or writes the checkpoint; ``feed`` and ``preflight`` are deploy.sh's (see feed.py).
 
-Exit codes, for both:
+Exit codes, for all:
 
     0  all well
     1  a problem was found (verify: events missing or written twice; status: lag over
-       ALERT_LAG_MINUTES, or a checkpoint the collector cannot continue from)
+       ALERT_LAG_MINUTES, a checkpoint it cannot continue from, a feed missing or failing)
     2  usage or configuration: a bad argument, an invalid setting, no Google login, access
        refused by Cloud Storage or Harness, and for verify a checkpoint it cannot read (it
        then cannot tell how far the collector got). A person must change something
@@ -25,7 +25,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import TextIO
 
-from harness_audit import status, verify
+from harness_audit import feed, status, verify
 from harness_audit.cli_common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -38,7 +38,7 @@ from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageR
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 PROG = "python -m harness_audit"
-COMMANDS = ("verify", "status")
+COMMANDS = ("verify", "status", "feed", "preflight")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Check what the Harness audit collector has delivered, and how it is doing.",
     )
-    commands = parser.add_subparsers(dest="command", metavar="{verify,status}", required=True)
+    commands = parser.add_subparsers(dest="command", required=True)
     verify = commands.add_parser(
         "verify",
         help="compare Harness with the bucket hour by hour; --repair writes what is missing",
@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the checkpoint (read-only) and say how the collector is doing.",
     )
     status.add_argument("--json", action="store_true", help="one JSON object")
+    secops = commands.add_parser("feed", help="the Google SecOps feed (SECOPS_* settings)")
+    secops.add_argument("action", choices=("ensure", "destroy"))
+    secops.add_argument("--dry-run", action="store_true", help="say what, change nothing")
+    commands.add_parser("preflight", help="one listing request to Harness with the key")
     return parser
 
 
@@ -149,6 +153,9 @@ def main(
         except UsageError as problem:
             raise UsageError(f"{problem} (see {PROG}{command[13:]} --help)") from None
         request = verify.request_from(args) if args.command == "verify" else None
+        if args.command in ("feed", "preflight"):
+            with _logs_to(stderr):
+                return feed.command(args, environ, clock, stdout)
         config = load_config(environ)
         register_secret(config.api_key)
         with _logs_to(stderr):
@@ -157,7 +164,8 @@ def main(
             bucket = open_bucket(config)
             if request is not None:
                 return verify.run(config, bucket, clock, request, stdout)
-            return status.run(config, bucket, clock, stdout, json_output=args.json)
+            section = feed.status_section(environ, config)
+            return status.run(config, bucket, clock, stdout, json_output=args.json, feed=section)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else EXIT_OK
     except (UsageError, ConfigError) as problem:

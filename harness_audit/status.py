@@ -195,8 +195,15 @@ def _render_lease(lease: dict) -> str:
     return f"expired {left} ago (run {owner}, {expires}): the next run takes it over"
 
 
-def run(config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool) -> int:
+def run(config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, feed=None) -> int:
     document = gather(config, bucket, clock)
-    out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
+    if feed is not None:  # the SecOps feed's section: feed.status_section
+        problems = document["problems"] + [feed[key] for key in ("problem",) if key in feed]
+        document = {**document, "secops_feed": feed, "problems": problems, "ok": not problems}
+    if json_output:
+        out.write(json.dumps(document) + "\n")
+    else:
+        lines = render(document) + [f"secops feed  {k}: {v}" for k, v in (feed or {}).items() if v]
+        out.write("\n".join(lines) + "\n")
     out.flush()
     return EXIT_OK if document["ok"] else EXIT_FOUND

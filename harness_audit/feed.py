@@ -1,0 +1,246 @@
+"""The SecOps feed that reads the bucket, through Google's Chronicle client; and deploy.sh's
+Harness preflight. For operators (requirements-ops.txt): the function never imports it.
+Endpoint ``{region}-chronicle.googleapis.com``, as Google's Terraform provider has it."""
+
+import contextlib
+import functools
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from harness_audit.clock import Clock, Deadline, iso
+from harness_audit.config import HARNESS_ACCOUNT_ID, HARNESS_API_KEY, Config, load_config
+from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
+from harness_audit.listing import FIRST_PAGE, AuditQuery
+from harness_audit.logs import register_secret
+
+# Google's client bounds each call itself (30-300 s by method); the preflight gets a minute.
+PREFLIGHT_SECONDS = 60.0
+_RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
+    "SECOPS_INSTANCE": (r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", "a UUID"),
+    "SECOPS_REGION": (r"[a-z]+(-[a-z]+[0-9]*)?", "a location such as us, eu, europe-west2"),
+    "SECOPS_PROJECT": (r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "a project id (default PROJECT_ID)"),
+    # 180 by default: a backlog written before the feed existed is still read.
+    "SECOPS_MAX_LOOKBACK_DAYS": (r"[1-9][0-9]?|1[0-7][0-9]|180", "a number of days, 1-180"),
+}
+_FIXES = {
+    403: "Feed changes need roles/chronicle.admin on project {}: grant it to the caller",
+    401: "No usable Google login: run 'gcloud auth application-default login'",
+    **dict.fromkeys((400, 404), "Check SECOPS_INSTANCE, SECOPS_REGION, SECOPS_PROJECT ({})"),
+}
+# The fields deploy.sh owns, as update-mask paths; anything else on the feed is left alone.
+_OWNED = [f"details.{name}" for name in ("log_type", "asset_namespace", "labels")] + [
+    f"details.gcs_v2_settings.{name}"
+    for name in ("bucket_uri", "source_deletion_option", "max_lookback_days")
+]
+
+
+@dataclass(frozen=True)
+class FeedSettings:
+    parent: str  # projects/P/locations/REGION/instances/CUSTOMER_ID
+    project: str
+    endpoint: str
+    display_name: str  # FUNCTION_NAME: how deploy.sh finds its feed again
+    details: dict  # the feed's FeedDetails, as the client's types take them
+
+
+def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | None:
+    """The SECOPS_* settings; None without SECOPS_INSTANCE (the feed is managed by hand)."""
+    get = {name: value.strip() for name, value in environ.items()}.get
+    if not get("SECOPS_INSTANCE"):
+        return None
+    values = {name: get(name, "") for name in _RULES}
+    values["SECOPS_PROJECT"] = values["SECOPS_PROJECT"] or get("PROJECT_ID", "")
+    values["SECOPS_MAX_LOOKBACK_DAYS"] = values["SECOPS_MAX_LOOKBACK_DAYS"] or "180"
+    problems = [
+        f"{name}={values[name][:40]!r} is not {what}"
+        for name, (pattern, what) in _RULES.items()
+        if not re.fullmatch(pattern, values[name])
+    ]
+    try:
+        labels = dict(item.split("=", 1) for item in get("SECOPS_LABELS", "").split(",") if item)
+    except ValueError:
+        problems.append("SECOPS_LABELS must read key=value,key=value")
+    if problems:
+        raise ConfigError(problems)
+    instance, region, project, lookback = values.values()
+    parent = f"projects/{project}/locations/{region}/instances/{instance.lower()}"
+    uri = f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else "")
+    gcs = {"bucket_uri": uri, "source_deletion_option": "NEVER", "max_lookback_days": int(lookback)}
+    details = {
+        "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",
+        "log_type": f"{parent}/logTypes/HARNESS_IO",
+        "gcs_v2_settings": gcs,
+        "asset_namespace": get("SECOPS_ASSET_NAMESPACE", ""),
+        "labels": {key.strip(): value.strip() for key, value in labels.items()},
+    }
+    endpoint = get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com"
+    name = get("FUNCTION_NAME") or "harness-audit-collector"
+    return FeedSettings(parent, project, endpoint, name, details)
+
+
+def open_client(settings: FeedSettings):
+    """Google's FeedsServiceClient over REST; no credentials for an http:// loopback."""
+    try:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud.chronicle_v1 import FeedsServiceClient
+        from google.cloud.chronicle_v1.services.feeds_service import transports
+    except ImportError:
+        raise NeedsFix("no google-cloud-chronicle: pip install -r requirements-ops.txt") from None
+    parts = urlsplit(settings.endpoint if "//" in settings.endpoint else "//" + settings.endpoint)
+    if parts.scheme != "http":
+        with _errors(settings, "find Google credentials"):
+            return FeedsServiceClient(
+                transport="rest", client_options={"api_endpoint": parts.netloc}
+            )
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(["SECOPS_API_ENDPOINT: http:// is for a loopback stand-in only"])
+    rest = transports.FeedsServiceRestTransport
+    anonymous = rest(host=parts.netloc, credentials=AnonymousCredentials(), url_scheme="http")
+    return FeedsServiceClient(transport=anonymous)
+
+
+def differing(current, target) -> list[str]:
+    """The owned fields where the feed differs: the update mask (never the display name)."""
+
+    def field(feed, path: str):
+        return functools.reduce(getattr, path.split("."), feed)
+
+    return [path for path in _OWNED if field(current, path) != field(target, path)]
+
+
+def account(client, settings: FeedSettings) -> str:
+    """The email of the account the feed reads the bucket as."""
+    with _errors(settings, "fetch the feed's service account"):
+        found = client.fetch_service_account_for_customer(parent=settings.parent)
+    # v1 documents no email field: subjectId, else the name's last part, carries it.
+    return found.subject_id if "@" in found.subject_id else found.name.rpartition("/")[2]
+
+
+def find(client, settings: FeedSettings):
+    """The feed named after FUNCTION_NAME, or None; two of them is for a person to sort out."""
+    with _errors(settings, "list the feeds"):
+        feeds = client.list_feeds(parent=settings.parent)
+        named = [feed for feed in feeds if feed.display_name == settings.display_name]
+    if len(named) > 1:
+        raise NeedsFix(f"feeds {', '.join(f.name for f in named)} share a name: keep one")
+    return named[0] if named else None
+
+
+def ensure(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
+    """Create, update, enable or leave the feed; the lines say what was (or would be) done."""
+    from google.cloud.chronicle_v1 import types
+
+    lines = [f"service account {account(client, settings)}"]
+    target = types.Feed(display_name=settings.display_name, details=settings.details)
+    current = find(client, settings)
+    mask = differing(current, target) if current else []
+    enable = current is not None and current.state == current.State.INACTIVE
+    would = "would " if dry_run else ""
+    with _errors(settings, "change the feed"):
+        if current is None:
+            uri = target.details.gcs_v2_settings.bucket_uri
+            lines.append(f"{would}create feed {target.display_name!r} for {uri}")
+            if not dry_run:
+                made = client.create_feed(parent=settings.parent, feed=target)
+                lines.append(f"created {made.name}")
+        if mask:
+            lines.append(f"{would}update {current.name}: {', '.join(mask)}")
+            target.name, target.display_name = current.name, ""  # unchanged: never sent
+            if not dry_run:
+                client.update_feed(feed=target, update_mask={"paths": mask})
+        if enable:
+            lines.append(f"{would}enable {current.name}")
+            if not dry_run:
+                client.enable_feed(name=current.name)
+    return lines + ([f"feed {current.name} is current"] if len(lines) == 1 else [])
+
+
+def destroy(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
+    """Delete the feed; the account's first line tells deploy.sh which bindings to remove."""
+    lines = [f"service account {account(client, settings)}"]
+    current = find(client, settings)
+    if current is None:
+        return [*lines, f"no feed named {settings.display_name!r}: nothing to delete"]
+    if not dry_run:
+        with _errors(settings, "delete the feed"):
+            client.delete_feed(name=current.name)
+    return [*lines, f"{'would delete' if dry_run else 'deleted'} feed {current.name}"]
+
+
+def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
+    """The feed's part of ``status``: state, failure, last run, and its problem if any."""
+    settings = feed_settings(environ, config)
+    if settings is None:
+        return None
+    try:
+        feed = find(open_client(settings), settings)
+    except (NeedsFix, TryLater) as exc:
+        return {"problem": f"feed unreadable: {exc}"}
+    if feed is None:
+        return {"problem": f"no SecOps feed named {settings.display_name!r}: run deploy.sh"}
+    started = feed.last_feed_initiation_time
+    section = {
+        "name": feed.name,
+        "state": feed.state.name,
+        "failure_msg": feed.failure_msg or None,
+        "failure_details": type(feed.failure_details).to_dict(feed.failure_details) or None,
+        "last_run": iso(int(started.timestamp() * 1000)) if started else None,
+    }
+    if feed.state in (feed.State.INACTIVE, feed.State.FAILED):
+        section["problem"] = f"feed {feed.state.name.lower()}"
+    return section
+
+
+def preflight(config: Config, clock: Clock) -> str:
+    """One listing request for the last minute: a rejected key stops deploy.sh at once."""
+    from harness_audit.harness_client import EndpointChoice, HarnessClient
+    from harness_audit.pacing import Pacer
+
+    client = HarnessClient.from_config(
+        config, clock=clock, pacer=Pacer(0, clock), endpoint=EndpointChoice()
+    )
+    now = clock.now_ms()
+    query = AuditQuery(now - 60_000, now, config.modules, config.actions, config.static_filter)
+    try:
+        page = client.fetch(query, FIRST_PAGE, Deadline(clock, PREFLIGHT_SECONDS, 0))
+    except DeadlineReached:
+        raise TryLater(f"Harness did not answer within {PREFLIGHT_SECONDS:.0f} s") from None
+    finally:
+        client.close()
+    return f"Harness accepted the key: {len(page.items)} event(s) in the last minute"
+
+
+@contextlib.contextmanager
+def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
+    """google-api-core's errors as this package's: a 403 names the role that is missing."""
+    from google.api_core.exceptions import GoogleAPICallError
+    from google.auth.exceptions import GoogleAuthError
+    from requests import RequestException
+
+    try:
+        yield
+    except (GoogleAPICallError, GoogleAuthError, RequestException) as exc:
+        code = 401 if isinstance(exc, GoogleAuthError) else getattr(exc, "code", None)
+        text = f"could not {doing} at {settings.endpoint}: {' '.join(str(exc).split())[:300]}"
+        if code not in _FIXES:
+            raise TryLater(f"{text}; run again later") from None
+        raise NeedsFix(f"{text}. {_FIXES[code].format(settings.project)}") from None
+
+
+def command(args, environ: Mapping[str, str], clock: Clock, out) -> int:
+    """``feed ensure|destroy`` and ``preflight``, for deploy.sh."""
+    if args.command == "preflight":
+        config = load_config(environ)
+        register_secret(config.api_key)
+        lines = [preflight(config, clock)]
+    else:  # the feed needs the bucket and prefix, never Harness's key or account
+        config = load_config({HARNESS_API_KEY: "-", HARNESS_ACCOUNT_ID: "-", **environ})
+        settings = feed_settings(environ, config)
+        if settings is None:
+            raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
+        act = ensure if args.action == "ensure" else destroy
+        lines = act(open_client(settings), settings, dry_run=args.dry_run)
+    out.write("\n".join(lines) + "\n")
+    return 0

@@ -5,11 +5,9 @@ functions-framework call all arrive here as the same CloudEvent; the message bod
 used (a continuation's ``reason`` attribute is logged as ``trigger_reason``). Clients are
 built on the first invocation and reused by later ones on the same instance.
 
-Outcomes: success (window done, or continued by the next run, or another run holds the
-lease) returns normally; a run stopped at its deadline then publishes its continuation
-(harness_audit/continuation.py), and a failure to publish is only a warning. Anything else
-is logged once, in one line, and answered with HTTP 500, which Cloud Run records as a
-failed invocation.
+Each invocation logs one summary line. A run that succeeded, or found the lease held,
+returns normally (after publishing its continuation, if it calls for one); a failure is
+answered with HTTP 500, which Cloud Run records as a failed invocation.
 """
 
 import logging
@@ -23,24 +21,24 @@ from werkzeug.exceptions import InternalServerError
 
 from harness_audit.clock import SystemClock
 from harness_audit.config import load_config
-from harness_audit.continuation import next_run_text
-from harness_audit.errors import CollectorError, LeaseHeld, NeedsFix, StorageRejected
+from harness_audit.continuation import Continuation, next_run_text
+from harness_audit.errors import NeedsFix, StorageRejected
 from harness_audit.logs import configure_logging, log, register_secret
-from harness_audit.run import Collector
+from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
 
 configure_logging()
 
 # Replaced by tests that drive time themselves.
 CLOCK = SystemClock()
 
-_collector: Collector | None = None
-_collector_lock = threading.Lock()
+_instance: tuple[Collector, Continuation] | None = None
+_instance_lock = threading.Lock()
 
 
-def _get_collector() -> Collector:
-    global _collector
-    with _collector_lock:
-        if _collector is None:
+def _get_instance() -> tuple[Collector, Continuation]:
+    global _instance
+    with _instance_lock:
+        if _instance is None:
             config = load_config(os.environ)
             register_secret(config.api_key)
             for warning in config.warnings:
@@ -53,8 +51,9 @@ def _get_collector() -> Collector:
                     "provides them; locally run 'gcloud auth application-default login', or "
                     "set STORAGE_EMULATOR_HOST to use a local fake-gcs-server"
                 ) from None
-            _collector = Collector(config, bucket=client.bucket(config.bucket), clock=CLOCK)
-        return _collector
+            collector = Collector(config, bucket=client.bucket(config.bucket), clock=CLOCK)
+            _instance = collector, Continuation(config.trigger_topic, CLOCK)
+        return _instance
 
 
 @functions_framework.cloud_event
@@ -66,46 +65,41 @@ def main(cloud_event) -> None:
         **_trigger_reason(cloud_event),
     }
     try:
-        collector = _get_collector()
-        summary = collector.run()
-    except LeaseHeld as held:
-        log(logging.INFO, str(held), outcome="skipped", **invocation)
-        return
-    except CollectorError as failure:
-        summary = getattr(failure, "summary", None)
+        collector, continuation = _get_instance()
+    except Exception as exc:  # configuration or credentials: still one line
+        result = RunResult(RunSummary(stopped=Stopped.FAILED), collector_error(exc))
+    else:
+        result = collector.run()
+    summary, error = result.summary, result.error
+    if summary.stopped is Stopped.SKIPPED:
+        log(logging.INFO, str(error), outcome="skipped", **invocation)
+    elif error is not None:
+        action = (
+            "fix the cause named above"
+            if isinstance(error, NeedsFix)
+            else "none needed if it passes: the next run resumes from the checkpoint"
+        )
+        error_name = type(error).__name__
         log(
             logging.ERROR,
-            str(failure),
+            str(error),
             outcome="failed",
-            error=type(failure).__name__,
-            action="fix the cause named above"
-            if isinstance(failure, NeedsFix)
-            else "none needed if it passes: the next run resumes from the checkpoint",
+            error=error_name,
+            action=action,
             **invocation,
-            **(summary.fields() if summary else {}),
+            **summary.fields(),
         )
         # An HTTP error, not an exception: one log line, no traceback, still a failure.
-        raise InternalServerError(type(failure).__name__) from None
-    except Exception as unexpected:  # a defect: still one line, never a traceback
-        log(
-            logging.ERROR,
-            f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}",
-            outcome="failed",
-            error="InternalError",
-            action="please report this; the next run resumes from the checkpoint",
-            **invocation,
-        )
-        raise InternalServerError("InternalError") from None
-    # Last, once the checkpoint is written and the lease released; never raises.
-    summary.continuation = collector.continuation.after(summary, started)
-    if summary.window_complete:
-        message = f"collected {summary.events_written} events; window complete"
+        raise InternalServerError(error_name)
     else:
-        message = (
-            f"collected {summary.events_written} events; stopped by "
-            f"{summary.stopped_by or 'the deadline'}, {next_run_text(summary.continuation)}"
+        # Last, once the checkpoint is written and the lease released; never raises.
+        summary.continuation = continuation.after(summary, started)
+        message = f"collected {summary.events_written} events; " + (
+            "window complete"
+            if summary.window_complete
+            else f"stopped by the deadline, {next_run_text(summary.continuation)}"
         )
-    log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
+        log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
 
 
 def _trigger_reason(cloud_event) -> dict:

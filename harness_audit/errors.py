@@ -5,12 +5,14 @@
     │   ├── ConfigError         an environment variable is missing or invalid
     │   ├── HarnessRejected     Harness answered 400/401/403/404 (key, permission, filter, URL)
     │   ├── StorageRejected     GCS answered 401/403/404 (credentials, IAM role, bucket name)
-    │   └── StateCorrupt        the checkpoint object cannot be read; it is left untouched
+    │   ├── StateCorrupt        the checkpoint object cannot be used; it is left untouched
+    │   ├── StateMissing        no checkpoint, but data objects already under the prefix
+    │   └── ForeignObject       an object at a part's name too large to be a part of ours
     ├── TryLater            a dependency failed after its retries; the next run resumes
     │   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
     │   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
     │   ├── NoProgress          the deadline came before a single page could be read
-    │   ├── StorageUnavailable  GCS failed after google-cloud-storage's own retries
+    │   ├── StorageUnavailable  GCS failed within the run's remaining time
     │   └── LeaseLost           another run took the lease over while this one was writing
     ├── InternalError       a defect or an input nobody foresaw: logged in one line
     └── LeaseHeld           another run is on it: this invocation exits successfully
@@ -28,16 +30,12 @@ class NeedsFix(CollectorError):
 
 
 class ConfigError(NeedsFix):
-    """One or more environment variables are missing or invalid."""
-
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("invalid configuration: " + "; ".join(self.problems))
 
 
 class HarnessRejected(NeedsFix):
-    """Harness refused the request in a way that retrying will not change."""
-
     def __init__(
         self,
         status: int,
@@ -60,43 +58,51 @@ class HarnessRejected(NeedsFix):
 
 
 class StorageRejected(NeedsFix):
-    """Cloud Storage refused access, or the bucket does not exist."""
+    pass
 
 
 class StateCorrupt(NeedsFix):
-    """The checkpoint object exists but is not a checkpoint this collector can continue from."""
+    pass
+
+
+class StateMissing(NeedsFix):
+    pass
+
+
+class ForeignObject(NeedsFix):
+    pass
 
 
 class TryLater(CollectorError):
-    """A dependency failed after every retry; progress made so far is checkpointed."""
+    """A dependency failed; the checkpoint keeps what was safely written before it."""
 
 
 class HarnessUnavailable(TryLater):
-    """Harness kept failing (429, 5xx, timeouts, malformed bodies) through MAX_RETRIES."""
+    pass
 
 
 class HarnessInconsistent(TryLater):
-    """A page in neither timestamp order, or a full page with nothing in the range asked."""
+    pass
 
 
 class NoProgress(TryLater):
-    """The run's deadline passed before any page was read: Cloud Run records a failure."""
-
-
-class InternalError(CollectorError):
-    """An exception nobody planned for; what was fetched before it is kept."""
+    pass
 
 
 class StorageUnavailable(TryLater):
-    """Cloud Storage failed after the client library's retries."""
+    pass
 
 
 class LeaseLost(TryLater):
-    """The checkpoint changed under us: another run took the lease over."""
+    pass
+
+
+class InternalError(CollectorError):
+    pass
 
 
 class LeaseHeld(CollectorError):
-    """Another live run holds the lease; this invocation changes nothing."""
+    pass
 
 
 class DeadlineReached(Exception):

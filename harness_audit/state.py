@@ -12,8 +12,7 @@ stopped:
   ids of what it has written within the overlap.
 - ``lease``: which run owns the checkpoint, and until when.
 
-Version 1 checkpoints (a page token instead of a position) and the guide's format
-(``{"since": ms, "pageToken": ...}``) are read too.
+The guide's format (``{"since": ms, "pageToken": ...}``) is read too.
 """
 
 import json
@@ -24,7 +23,6 @@ from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
 ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
 # Epoch milliseconds any date can hold: 1970 up to the end of year 9999.
@@ -55,9 +53,6 @@ class WindowProgress:
     committed: dict[str, int] = field(default_factory=dict)
     # Ids found in parts that an earlier attempt wrote beyond our checkpoint (crash recovery).
     ahead: dict[str, int] = field(default_factory=dict)
-    # A version 1 window is read again from its top: the ids of the parts it already wrote
-    # must be read back first, so that nothing is written twice.
-    reread_parts: bool = False
 
 
 def new_window(start_ms: int, end_ms: int) -> WindowProgress:
@@ -108,7 +103,6 @@ def _encode_window(window: WindowProgress) -> dict:
         "events_written": window.events_written,
         "committed": window.committed,
         "ahead": window.ahead,
-        "reread_parts": window.reread_parts,
     }
 
 
@@ -123,20 +117,17 @@ def decode_state(data: bytes) -> State:
     if "version" not in document and "since" in document:
         return _decode_guide(document)
     version = document.get("version")
-    if not _is_int(version) or version not in READABLE_VERSIONS:
+    if not _is_int(version) or version != STATE_VERSION:
         raise StateCorrupt(
-            f"its version is {_short(version)}, this collector reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))} (or the guide's {{'since': ...}} format)"
+            f"its version is {_short(version)}, this collector reads version {STATE_VERSION} "
+            "(or the guide's {'since': ...} format)"
         )
     try:
         raw_window = document.get("window")
-        window = None
-        if raw_window:
-            window = _decode_window(raw_window) if version == 2 else _decode_window_v1(raw_window)
         return State(
             watermark_ms=_optional_ms(document, "watermark_ms"),
             delivered=_id_map(document.get("delivered", {}), "delivered"),
-            window=window,
+            window=_decode_window(raw_window) if raw_window else None,
             lease=_decode_lease(document["lease"]) if document.get("lease") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -144,24 +135,27 @@ def decode_state(data: bytes) -> State:
 
 
 def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
-    """Refuse a checkpoint whose times cannot come from a run of this collector: resuming
-    from a watermark in the future would silently skip every event until then."""
-    latest = now_ms + CLOCK_SKEW_MS
-    if state.watermark_ms is not None and state.watermark_ms > latest:
-        raise StateCorrupt(
-            f"its watermark_ms {state.watermark_ms} lies after now ({now_ms}): resuming from "
-            "it would skip every event until then"
-        )
-    if state.window is not None and state.window.end_ms > latest:
-        raise StateCorrupt(
-            f"its window ends at {state.window.end_ms}, after now ({now_ms}): completing it "
-            "would move the watermark into the future"
-        )
-    if state.origin == ORIGIN_GUIDE and state.watermark_ms < now_ms - max_lookback_ms:
-        raise StateCorrupt(
-            f"the guide's 'since' {state.watermark_ms} is older than the longest lookback "
-            f"this collector reads ({max_lookback_ms // 86_400_000} days)"
-        )
+    """Refuse times no run of this collector can have saved: resuming from a future one
+    would skip every event until then, from one before the longest lookback re-deliver
+    the account's history."""
+    latest, earliest = now_ms + CLOCK_SKEW_MS, now_ms - max_lookback_ms
+    window = state.window
+    for name, value in (
+        ("its watermark_ms", state.watermark_ms),
+        ("its window's start_ms", window and window.start_ms),
+        ("its window's end_ms", window and window.end_ms),
+    ):
+        if value is not None and value > latest:
+            raise StateCorrupt(
+                f"{name} {value} lies after now ({now_ms}): resuming from it would skip "
+                "every event until then"
+            )
+        if value is not None and value < earliest:
+            raise StateCorrupt(
+                f"{name} {value} is older than the longest lookback this collector reads "
+                f"({max_lookback_ms // 86_400_000} days): resuming from it would deliver "
+                "the account's history again"
+            )
 
 
 def _decode_guide(document: dict) -> State:
@@ -204,25 +198,6 @@ def _decode_window(raw: dict) -> WindowProgress:
         burst_new=burst_new,
         pending=tuple((low, high) for low, high in pending),
     )
-    reread = raw.get("reread_parts", False)
-    if not isinstance(reread, bool):
-        raise TypeError("window.reread_parts must be true or false")
-    window = _window(raw, position, reread_parts=reread)
-    if not window.start_ms <= position.lower_ms or position.upper_ms > window.end_ms:
-        raise ValueError("window position lies outside the window")
-    return window
-
-
-def _decode_window_v1(raw: dict) -> WindowProgress:
-    """A window saved with a page token: read again from its top under paging by time.
-    Its parts are read back first, so what it wrote is skipped; what its token-driven
-    paging may have skipped is found."""
-    start_ms, end_ms = _ms(raw, "start_ms"), _ms(raw, "end_ms")
-    window = _window(raw, Position(start_ms, end_ms), reread_parts=_count(raw, "next_part") > 1)
-    return window
-
-
-def _window(raw: dict, position: Position, *, reread_parts: bool) -> WindowProgress:
     window = WindowProgress(
         start_ms=_ms(raw, "start_ms"),
         end_ms=_ms(raw, "end_ms"),
@@ -232,10 +207,17 @@ def _window(raw: dict, position: Position, *, reread_parts: bool) -> WindowProgr
         events_written=_count(raw, "events_written", low=0),
         committed=_id_map(raw.get("committed", {}), "window.committed"),
         ahead=_id_map(raw.get("ahead", {}), "window.ahead"),
-        reread_parts=reread_parts,
     )
-    if window.end_ms < window.start_ms:
+    start, end = window.start_ms, window.end_ms
+    inside = [ms for pair in position.pending for ms in pair]
+    inside += [] if position.burst_ms is None else [position.burst_ms]
+    if end < start:
         raise ValueError("window ends before it starts")
+    # Read up to the end, lower_ms is one past it.
+    if not start <= position.lower_ms <= end + 1 or position.upper_ms > end:
+        raise ValueError("window position lies outside the window")
+    if any(not start <= ms <= end for ms in inside):
+        raise ValueError("window.burst_ms or window.pending lies outside the window")
     return window
 
 

@@ -129,7 +129,7 @@ def test_run_finding_the_lease_held_publishes_nothing(
     t0 = clock.now_ms()
     publish(harness, generate_events(100, t0 - HOUR_MS, t0, seed=34))
     lease = (
-        b'{"version":1,"watermark_ms":null,"delivered":{},"window":null,'
+        b'{"version":2,"watermark_ms":null,"delivered":{},"window":null,'
         b'"lease":{"owner":"another-run","expires_ms":%d}}' % (t0 + 60_000)
     )
     bucket.blob(STATE_KEY).upload_from_string(lease)

@@ -265,8 +265,8 @@ class _Run:
                 )
             except CollectorError as failure:
                 return Stopped.FAILED, failure
-            self._take(step)
             self.summary.pages += 1
+            self._take(step)
         return Stopped.COMPLETE, None
 
     def _known(self, audit_id: str) -> bool:

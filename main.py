@@ -1,13 +1,8 @@
 """Cloud Run function entry point: one Pub/Sub-triggered run of the Harness audit collector.
 
-Cloud Scheduler, a Force run, a continuation, a Pub/Sub redelivery and a local
-functions-framework call all arrive here as the same CloudEvent; the message body is not
-used (a continuation's ``reason`` attribute is logged as ``trigger_reason``). Clients are
-built on the first invocation and reused by later ones on the same instance.
-
-Each invocation logs one summary line. A run that succeeded, or found the lease held,
-returns normally (after publishing its continuation, if it calls for one); a failure is
-answered with HTTP 500, which Cloud Run records as a failed invocation.
+Scheduler, Force run, continuation and redelivery all arrive as the same CloudEvent, whose
+body is not used. Clients are built on the first invocation and reused by later ones. Each
+invocation logs one summary line; a failure is answered with HTTP 500 (no traceback).
 """
 
 import logging
@@ -27,10 +22,7 @@ from harness_audit.logs import configure_logging, log, register_secret
 from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
 
 configure_logging()
-
-# Replaced by tests that drive time themselves.
-CLOCK = SystemClock()
-
+CLOCK = SystemClock()  # replaced by tests that drive time themselves
 _instance: tuple[Collector, Continuation] | None = None
 _instance_lock = threading.Lock()
 
@@ -44,14 +36,14 @@ def _get_instance() -> tuple[Collector, Continuation]:
             for warning in config.warnings:
                 log(logging.WARNING, warning)
             try:
-                client = storage.Client()
+                bucket = storage.Client().bucket(config.bucket)
             except DefaultCredentialsError:
                 raise StorageRejected(
                     "no Google credentials found: on Cloud Run the function's service account "
                     "provides them; locally run 'gcloud auth application-default login', or "
                     "set STORAGE_EMULATOR_HOST to use a local fake-gcs-server"
                 ) from None
-            collector = Collector(config, bucket=client.bucket(config.bucket), clock=CLOCK)
+            collector = Collector(config, bucket=bucket, clock=CLOCK)
             _instance = collector, Continuation(config.trigger_topic, CLOCK)
         return _instance
 
@@ -59,46 +51,28 @@ def _get_instance() -> tuple[Collector, Continuation]:
 @functions_framework.cloud_event
 def main(cloud_event) -> None:
     started = CLOCK.monotonic()
-    invocation = {
-        "pubsub_message_id": cloud_event["id"],
-        "event_source": cloud_event["source"],
-        **_trigger_reason(cloud_event),
-    }
+    invocation = {"pubsub_message_id": cloud_event["id"], "event_source": cloud_event["source"]}
+    invocation |= _trigger_reason(cloud_event)
     try:
         collector, continuation = _get_instance()
-    except Exception as exc:  # configuration or credentials: still one line
-        result = RunResult(RunSummary(stopped=Stopped.FAILED), collector_error(exc))
-    else:
         result = collector.run()
+    except Exception as exc:  # the configuration or the credentials: still one line
+        result = RunResult(RunSummary(stopped=Stopped.FAILED), collector_error(exc))
     summary, error = result.summary, result.error
     if summary.stopped is Stopped.SKIPPED:
         log(logging.INFO, str(error), outcome="skipped", **invocation)
     elif error is not None:
-        action = (
-            "fix the cause named above"
-            if isinstance(error, NeedsFix)
-            else "none needed if it passes: the next run resumes from the checkpoint"
-        )
-        error_name = type(error).__name__
-        log(
-            logging.ERROR,
-            str(error),
-            outcome="failed",
-            error=error_name,
-            action=action,
-            **invocation,
-            **summary.fields(),
-        )
-        # An HTTP error, not an exception: one log line, no traceback, still a failure.
-        raise InternalServerError(error_name)
+        retried = "none needed if it passes: the next run resumes from the checkpoint"
+        action = "fix the cause named above" if isinstance(error, NeedsFix) else retried
+        name = type(error).__name__
+        fields = {"error": name, "action": action, **invocation, **summary.fields()}
+        log(logging.ERROR, str(error), outcome="failed", **fields)
+        raise InternalServerError(name)  # one log line, no traceback, still a failure
     else:
-        # Last, once the checkpoint is written and the lease released; never raises.
-        summary.continuation = continuation.after(summary, started)
-        message = f"collected {summary.events_written} events; " + (
-            "window complete"
-            if summary.window_complete
-            else f"stopped by the deadline, {next_run_text(summary.continuation)}"
-        )
+        summary.continuation = continuation.after(summary, started)  # last; never raises
+        stopped = f"stopped by the deadline, {next_run_text(summary.continuation)}"
+        stopped = "window complete" if summary.window_complete else stopped
+        message = f"collected {summary.events_written} events; {stopped}"
         log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
 
 

@@ -6,6 +6,7 @@ exactly our bytes), the checkpoint was deleted (a reset, a lifecycle rule: it is
 from what the run holds), or another run took over.
 """
 
+import contextlib
 import logging
 from dataclasses import dataclass, replace
 
@@ -24,6 +25,7 @@ MAX_STATE_BYTES = 8 * 1024 * 1024
 # START_MINUTES_BACK's own limit (365 days) and a day: no run of this collector reads
 # further back, so no checkpoint of it can hold an older time.
 MAX_LOOKBACK_MS = 366 * 86_400_000
+DELETED_MID_RUN = "the checkpoint was deleted during the run; re-created from what it holds"
 RESET_RECIPE = '{"version": 2, "watermark_ms": <epoch ms to resume from>}'
 
 
@@ -35,15 +37,12 @@ class Snapshot:
 
 class CheckpointStore:
     def __init__(self, bucket, key: str, *, lease_seconds: int, deadline: Deadline | None = None):
-        self._bucket = bucket
-        self._key = key
+        self._bucket, self._key, self._deadline = bucket, key, deadline
         self._lease_ms = lease_seconds * 1000
-        self._deadline = deadline
         self.uri = f"gs://{bucket.name}/{key}"
 
-    def _options(self, *, release: bool = False) -> dict:
-        deadline = self._deadline
-        return call_options(deadline and deadline.storage_seconds(release=release))
+    def _options(self, release: bool = False) -> dict:
+        return call_options(self._deadline and self._deadline.storage_seconds(release=release))
 
     def load(self, now_ms: int) -> Snapshot:
         """The checkpoint and the generation read; StateCorrupt (naming the fix) when it
@@ -119,20 +118,13 @@ class CheckpointStore:
             try:
                 return self._write(data, generation, release)
             except PreconditionFailed:
-                current = self._bucket.get_blob(self._key, **self._options(release=release))
+                current = self._bucket.get_blob(self._key, **self._options(release))
             if current is None:
-                log(
-                    logging.WARNING,
-                    "the checkpoint was deleted during the run; it is re-created from what "
-                    "this run holds",
-                    checkpoint=self.uri,
-                )
-                try:
+                log(logging.WARNING, DELETED_MID_RUN, checkpoint=self.uri)
+                with contextlib.suppress(PreconditionFailed):
                     return self._write(data, 0, release)
-                except PreconditionFailed:
-                    pass
             elif current.size == len(data) and data == current.download_as_bytes(
-                **self._options(release=release)
+                **self._options(release)
             ):
                 return current.generation  # our retried write had landed
         raise LeaseLost(
@@ -143,10 +135,6 @@ class CheckpointStore:
 
     def _write(self, data: bytes, generation: int, release: bool) -> int:
         blob = self._bucket.blob(self._key)
-        blob.upload_from_string(
-            data,
-            content_type="application/json",
-            if_generation_match=generation,
-            **self._options(release=release),
-        )
+        options = self._options(release)
+        blob.upload_from_string(data, "application/json", if_generation_match=generation, **options)
         return blob.generation

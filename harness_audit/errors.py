@@ -1,23 +1,21 @@
 """Every error the collector raises, split by what the caller should do about it.
 
-    CollectorError
-    ├── NeedsFix            a person must change something; retrying alone will not help
-    │   ├── ConfigError         an environment variable is missing or invalid
-    │   ├── HarnessRejected     Harness answered 400/401/403/404 (key, permission, filter, URL)
-    │   ├── StorageRejected     GCS answered 401/403/404 (credentials, IAM role, bucket name)
-    │   ├── StateCorrupt        the checkpoint object cannot be used; it is left untouched
-    │   ├── StateMissing        no checkpoint, but data objects already under the prefix
-    │   └── ForeignObject       an object at a part's name too large to be a part of ours
-    ├── TryLater            a dependency failed after its retries; the next run resumes
-    │   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
-    │   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
-    │   ├── NoProgress          the deadline came before a single page could be read
-    │   ├── StorageUnavailable  GCS failed within the run's remaining time
-    │   └── LeaseLost           another run took the lease over while this one was writing
-    ├── InternalError       a defect or an input nobody foresaw: logged in one line
-    └── LeaseHeld           another run is on it: this invocation exits successfully
-
-DeadlineReached is not an error of the run: it tells the pager to stop and checkpoint.
+CollectorError
+├── NeedsFix            a person must change something; retrying alone will not help
+│   ├── ConfigError         an environment variable is missing or invalid
+│   ├── HarnessRejected     Harness answered 400/401/403/404 (key, permission, filter, URL)
+│   ├── StorageRejected     GCS answered 401/403/404 (credentials, IAM role, bucket name)
+│   ├── StateCorrupt        the checkpoint object cannot be used; it is left untouched
+│   ├── StateMissing        no checkpoint, but data objects already under the prefix
+│   └── ForeignObject       an object at a part's name too large to be a part of ours
+├── TryLater            a dependency failed after its retries; the next run resumes
+│   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
+│   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
+│   ├── NoProgress          the deadline came before a single page could be read
+│   ├── StorageUnavailable  GCS failed within the run's remaining time
+│   └── LeaseLost           another run took the lease over while this one was writing
+├── InternalError       a defect or an input nobody foresaw: logged in one line
+└── LeaseHeld           another run is on it: this invocation exits successfully
 """
 
 
@@ -25,8 +23,7 @@ class CollectorError(Exception):
     """Base of every error this package raises on purpose."""
 
 
-class NeedsFix(CollectorError):
-    """The run failed and will fail again until someone changes something."""
+class NeedsFix(CollectorError): ...
 
 
 class ConfigError(NeedsFix):
@@ -36,19 +33,9 @@ class ConfigError(NeedsFix):
 
 
 class HarnessRejected(NeedsFix):
-    def __init__(
-        self,
-        status: int,
-        code: str | None,
-        harness_message: str | None,
-        correlation_id: str | None,
-        hint: str,
-    ):
-        self.status = status
-        self.code = code
-        self.harness_message = harness_message
-        self.correlation_id = correlation_id
-        self.hint = hint
+    def __init__(self, status: int, code, harness_message, correlation_id, hint: str):
+        self.status, self.code, self.hint = status, code, hint
+        self.harness_message, self.correlation_id = harness_message, correlation_id
         super().__init__(
             f"Harness answered HTTP {status}"
             + (f" {code}" if code else "")
@@ -57,53 +44,41 @@ class HarnessRejected(NeedsFix):
         )
 
 
-class StorageRejected(NeedsFix):
-    pass
+class StorageRejected(NeedsFix): ...
 
 
-class StateCorrupt(NeedsFix):
-    pass
+class StateCorrupt(NeedsFix): ...
 
 
-class StateMissing(NeedsFix):
-    pass
+class StateMissing(NeedsFix): ...
 
 
-class ForeignObject(NeedsFix):
-    pass
+class ForeignObject(NeedsFix): ...
 
 
-class TryLater(CollectorError):
-    """A dependency failed; the checkpoint keeps what was safely written before it."""
+class TryLater(CollectorError): ...
 
 
-class HarnessUnavailable(TryLater):
-    pass
+class HarnessUnavailable(TryLater): ...
 
 
-class HarnessInconsistent(TryLater):
-    pass
+class HarnessInconsistent(TryLater): ...
 
 
-class NoProgress(TryLater):
-    pass
+class NoProgress(TryLater): ...
 
 
-class StorageUnavailable(TryLater):
-    pass
+class StorageUnavailable(TryLater): ...
 
 
-class LeaseLost(TryLater):
-    pass
+class LeaseLost(TryLater): ...
 
 
-class InternalError(CollectorError):
-    pass
+class InternalError(CollectorError): ...
 
 
-class LeaseHeld(CollectorError):
-    pass
+class LeaseHeld(CollectorError): ...
 
 
 class DeadlineReached(Exception):
-    """The run's time budget is spent: stop paging, write, checkpoint."""
+    """Not an error of the run: it tells the pager to stop, write and checkpoint."""

@@ -5,11 +5,11 @@ Its order of effects is what makes a crash at any point lossless and duplicate-f
 
 1. Read the checkpoint; a live lease held by another run ends this one, untouched.
 2. Take the lease (a write under the generation read in 1), before any request to Harness.
-3. Page by time. A part that this page would take past MAX_OBJECT_MB is written first
+3. Page by time. A part that a page would take past MAX_OBJECT_MB is written first
    (create-only), then the checkpoint saved where the page begins: parts end at page
-   boundaries. Only a page larger than a part is cut inside; its parts are all written
+   boundaries. Only a page larger than a part is cut inside, and its parts are all written
    before the checkpoint moves past it. A crash in between leaves parts beyond the
-   checkpoint, and the run that resumes finds them and writes only what they lack.
+   checkpoint; the run that resumes finds them and writes only what they lack.
 4. At the end of the window, at the deadline, or when Harness fails, write the rest and
    save with the lease released: the window's end becomes the watermark, or the position
    is kept for the next run. Any other failure releases the lease on the last state saved.
@@ -46,6 +46,7 @@ from harness_audit.state import ORIGIN_GUIDE, State
 from harness_audit.window import complete_window, plan_window, tail_ids
 
 NOT_JSON = "not_json"  # a number JSON cannot carry (NaN, Infinity, 1e400)
+FOUND_PART = "part already written by an earlier attempt; skipping what it holds"
 
 
 class Stopped(enum.Enum):
@@ -84,23 +85,15 @@ class RunSummary:
         return self.stopped is Stopped.COMPLETE
 
     def fields(self) -> dict:
-        fields = {
-            "events_written": self.events_written,
-            "duplicates_dropped": self.duplicates_dropped,
-            "edge_rereads": self.edge_rereads,
-            "events_rejected": dict(self.events_rejected),
-            "pages": self.pages,
-            "requests": self.requests,
-            "retries": dict(self.retries),
-            "objects": self.objects,
+        """The summary as logged: times in ISO 8601, the continuation once it is decided."""
+        renamed = ("window_start_ms", "window_end_ms", "watermark_ms", "stopped", "continuation")
+        fields = {name: value for name, value in vars(self).items() if name not in renamed}
+        fields |= {
             "window_start": iso(self.window_start_ms) if self.window_start_ms else None,
             "window_end": iso(self.window_end_ms) if self.window_end_ms else None,
-            "window_complete": self.window_complete,
-            "resumed": self.resumed,
             "checkpoint": iso(self.watermark_ms) if self.watermark_ms else None,
-            "lag_seconds": self.lag_seconds,
+            "window_complete": self.window_complete,
             "stopped_by": self.stopped.value if self.stopped else None,
-            "position_moved": self.position_moved,
         }
         if self.continuation is not None:
             fields["continuation"] = self.continuation
@@ -115,39 +108,6 @@ class RunResult:
     error: CollectorError | None = None
 
 
-class Collector:
-    """Everything a run needs that outlives it: configuration, bucket, clock, pacing."""
-
-    def __init__(self, config: Config, *, bucket, clock: Clock):
-        self.config = config
-        self._bucket = bucket
-        self._clock = clock
-        self._pacer = Pacer(config.max_requests_per_minute, clock)
-        self._endpoint = EndpointChoice()
-
-    def run(self) -> RunResult:
-        """One run. Safe to call from several threads at once: each run has its own state."""
-        config = self.config
-        budget = config.max_run_seconds
-        deadline = Deadline(self._clock, budget, write_reserve_seconds(budget))
-        harness = HarnessClient.from_config(
-            config, clock=self._clock, pacer=self._pacer, endpoint=self._endpoint
-        )
-        checkpoints = CheckpointStore(
-            self._bucket,
-            config.state_key,
-            lease_seconds=budget + LEASE_MARGIN_SECONDS,
-            deadline=deadline,
-        )
-        sink = ObjectSink(
-            self._bucket, prefix=config.prefix, output_format=str(config.output_format)
-        )
-        try:
-            return _Run(config, harness, checkpoints, sink, self._clock, deadline).execute()
-        finally:
-            harness.close()
-
-
 def collector_error(exc: Exception) -> CollectorError:
     if isinstance(exc, CollectorError):
         return exc
@@ -157,17 +117,47 @@ def collector_error(exc: Exception) -> CollectorError:
     )
 
 
+class Collector:
+    """Everything a run needs that outlives it: configuration, bucket, clock, pacing."""
+
+    def __init__(self, config: Config, *, bucket, clock: Clock):
+        self.config, self._bucket, self._clock = config, bucket, clock
+        self._pacer = Pacer(config.max_requests_per_minute, clock)
+        self._endpoint = EndpointChoice()
+
+    def run(self) -> RunResult:
+        """One run. Safe to call from several threads at once: each run has its own state."""
+        config, clock = self.config, self._clock
+        harness = HarnessClient.from_config(
+            config, clock=clock, pacer=self._pacer, endpoint=self._endpoint
+        )
+        try:
+            return _Run(config, self._bucket, harness, clock).execute()
+        finally:
+            harness.close()
+
+
 class _Run:
-    def __init__(self, config, harness, checkpoints, sink, clock, deadline):
-        self.config, self.harness, self.clock, self.deadline = config, harness, clock, deadline
-        self.checkpoints, self.sink = checkpoints, sink
+    def __init__(self, config: Config, bucket, harness: HarnessClient, clock: Clock):
+        self.config, self.harness, self.clock = config, harness, clock
+        budget = config.max_run_seconds
+        self.deadline = Deadline(clock, budget, write_reserve_seconds(budget))
+        self.checkpoints = CheckpointStore(
+            bucket,
+            config.state_key,
+            lease_seconds=budget + LEASE_MARGIN_SECONDS,
+            deadline=self.deadline,
+        )
+        self.sink = ObjectSink(
+            bucket, prefix=config.prefix, output_format=str(config.output_format)
+        )
         self.owner = uuid.uuid4().hex
         self.summary = RunSummary()
         self.layout = layout_function(config.output_format)
         self.overlap_ms = config.overlap_seconds * 1000
         self.part = PartBuffer()
         self.reported: set[str] = set()
-        # Set by _start: the state loaded, the window planned (and as read), the last save.
+        # Set by _start: the state loaded, the window planned (then as read), the last save.
         self.loaded: State | None = None
         self.planned = self.window = None
         self.saved: Snapshot | None = None
@@ -199,9 +189,9 @@ class _Run:
             state = adopt_guide_state(
                 state, self.sink, overlap_ms=self.overlap_ms, now_ms=now_ms, deadline=self.deadline
             )
-        first_lookback_ms = self.config.start_minutes_back * 60_000
+        lookback_ms = self.config.start_minutes_back * 60_000
         window = plan_window(
-            state, now_ms, overlap_ms=self.overlap_ms, first_lookback_ms=first_lookback_ms
+            state, now_ms, overlap_ms=self.overlap_ms, first_lookback_ms=lookback_ms
         )
         summary = self.summary
         summary.window_start_ms, summary.window_end_ms = window.start_ms, window.end_ms
@@ -214,35 +204,29 @@ class _Run:
         # resumes this very window and finds the parts already written.
         taking = Snapshot(replace(state, window=window), loaded.generation)
         self.saved = self.checkpoints.acquire(taking, self.owner, self.clock.now_ms())
-        log(
-            logging.INFO,
-            "run started",
-            window_start=iso(window.start_ms),
-            window_end=iso(window.end_ms),
-            resumed=summary.resumed,
-            next_part=window.next_part,
-            checkpoint=self.checkpoints.uri,
-        )
+        bounds = {"window_start": iso(window.start_ms), "window_end": iso(window.end_ms)}
+        started = {"resumed": summary.resumed, "next_part": window.next_part}
+        log(logging.INFO, "run started", **bounds, **started, checkpoint=self.checkpoints.uri)
 
     def _refuse_fresh_start(self) -> None:
-        """No checkpoint, yet data objects: starting afresh would write them again or skip
-        what lies between them and START_MINUTES_BACK."""
+        """No checkpoint, yet data objects: starting afresh would write them again or leave
+        a gap before START_MINUTES_BACK."""
         name = self.sink.first_object(seconds=self.deadline.storage_seconds())
         if name is not None:
+            uri = self.checkpoints.uri
             raise StateMissing(
-                f"There is no checkpoint at {self.checkpoints.uri}, but {self.sink.uri(name)} "
-                "shows that this collector (or the guide's) ran before; starting afresh would "
-                "write events twice or leave a gap. To resume deliberately, write "
-                f"{RESET_RECIPE} to {self.checkpoints.uri}; to start afresh, move the objects "
-                "out of GCS_PREFIX"
+                f"There is no checkpoint at {uri}, but {self.sink.uri(name)} shows that a "
+                "collector ran before; starting afresh would write events twice or leave a "
+                f"gap. To resume deliberately, write {RESET_RECIPE} to {uri}; to start "
+                "afresh, move the objects out of GCS_PREFIX"
             )
 
     def _collect(self) -> tuple[Stopped, CollectorError | None]:
         """Page until the window is read, the deadline comes, or Harness fails. A Harness
         failure comes between pages, and is returned: what was read before it is kept."""
+        config = self.config
         while not self.window.position.done:
             start_ms, end_ms, cursor = self.window.position.request()
-            config = self.config
             query = AuditQuery(
                 start_ms, end_ms, config.modules, config.actions, config.static_filter
             )
@@ -271,15 +255,18 @@ class _Run:
 
     def _known(self, audit_id: str) -> bool:
         window = self.window
-        return (
-            audit_id in self.loaded.delivered
-            or audit_id in window.committed
-            or audit_id in window.ahead
+        return any(
+            audit_id in ids for ids in (self.loaded.delivered, window.committed, window.ahead)
         )
 
     def _take(self, step: Step) -> None:
-        """Add the page's new events to the part (see the module's docstring, 3)."""
-        self._report(step)
+        """Add the page's new events to the part (the module's docstring, 3)."""
+        for reason, count in step.rejected.items():
+            self._reject(reason, count, step.rejected_sample)
+        if burst := step.burst_done:
+            message = f"{burst.events} events share one millisecond; it was read alone"
+            fields = {"millisecond": iso(burst.ms), "passes": burst.passes}
+            log(logging.WARNING, message, **fields, settled=burst.settled)
         self.summary.edge_rereads += step.repeats
         lines = [(line, taken) for taken in step.events if (line := self._line(taken))]
         limit = self.config.max_object_bytes
@@ -312,39 +299,16 @@ class _Run:
             return None
         if len(line) + 1 > self.config.max_object_bytes and "oversized" not in self.reported:
             self.reported.add("oversized")  # once a run: a hostile page repeats
-            log(
-                logging.WARNING,
-                "an event larger than MAX_OBJECT_MB is written alone in its part",
-                audit_id=taken.audit_id,
-                bytes=len(line) + 1,
-            )
+            message = "an event larger than MAX_OBJECT_MB is written alone in its part"
+            log(logging.WARNING, message, audit_id=taken.audit_id, bytes=len(line) + 1)
         return line
-
-    def _report(self, step: Step) -> None:
-        for reason, count in step.rejected.items():
-            self._reject(reason, count, step.rejected_sample)
-        burst = step.burst_done
-        if burst is not None:
-            log(
-                logging.WARNING,
-                f"{burst.events} events share one millisecond; it was read alone",
-                millisecond=iso(burst.ms),
-                timestamp_ms=burst.ms,
-                passes=burst.passes,
-                settled=burst.settled,
-            )
 
     def _reject(self, reason: str, count: int, sample: str | None) -> None:
         self.summary.events_rejected[reason] += count
         if reason not in self.reported:  # once per reason and run: a hostile page repeats
             self.reported.add(reason)
-            log(
-                logging.WARNING,
-                "items from Harness that cannot be trusted are not written",
-                reason=reason,
-                count=count,
-                sample=sample,
-            )
+            message = "items from Harness that cannot be trusted are not written"
+            log(logging.WARNING, message, reason=reason, count=count, sample=sample)
 
     def _write_part(self) -> None:
         """Write the part as the window's next part(s), create-only. A part already there
@@ -353,48 +317,38 @@ class _Run:
         part, window = self.part, self.window
         number, written = window.next_part, 0
         committed, ahead = dict(window.committed), dict(window.ahead)
-        bounds = {"start_ms": window.start_ms, "end_ms": window.end_ms}
         while len(part):
             name = object_name(self.config.prefix, window.start_ms, window.end_ms, number)
-            seconds = self.deadline.storage_seconds()
-            if self.sink.create(name, part, part=number, seconds=seconds, **bounds):
+            uri, seconds = self.sink.uri(name), self.deadline.storage_seconds()
+            bounds = {"start_ms": window.start_ms, "end_ms": window.end_ms, "part": number}
+            if self.sink.create(name, part, seconds=seconds, **bounds):
                 committed.update(tail_ids(part.ids, window.end_ms - self.overlap_ms))
                 written += len(part)
-                self.summary.objects.append(self.sink.uri(name))
-                log(logging.INFO, "wrote part", object=self.sink.uri(name), events=len(part))
+                self.summary.objects.append(uri)
+                log(logging.INFO, "wrote part", object=uri, events=len(part), part=number)
                 part = PartBuffer()
             else:
                 existing = self.sink.read_ids(name, seconds=seconds)
                 ahead.update(existing)
                 remaining = part.without(existing)
                 self.summary.duplicates_dropped += len(part) - len(remaining)
-                log(
-                    logging.WARNING,
-                    "part already written by an earlier attempt; skipping what it holds",
-                    object=self.sink.uri(name),
-                    events_in_part=len(existing),
-                    events_it_lacks=len(remaining),
-                )
+                counts = {"events_in_part": len(existing), "events_it_lacks": len(remaining)}
+                log(logging.WARNING, FOUND_PART, object=uri, **counts)
                 part = remaining
             number += 1
         self.summary.events_written += written
         self.part = PartBuffer()
-        self.window = replace(
-            window,
-            next_part=number,
-            events_written=window.events_written + written,
-            committed=committed,
-            ahead=ahead,
-        )
+        events_written = window.events_written + written
+        changes = {"next_part": number, "events_written": events_written}
+        self.window = replace(window, **changes, committed=committed, ahead=ahead)
 
     def _save(self, state: State | None = None, *, release: bool = False) -> None:
-        """Save ``state`` (by default the window as read, lease renewed) under the
+        """Save ``state`` (by default: the window as read, the lease renewed) under the
         generation last written."""
         now_ms = self.clock.now_ms()
         if state is None:
-            state = self.checkpoints.renewed(
-                replace(self.saved.state, window=self.window), self.owner, now_ms
-            )
+            state = replace(self.saved.state, window=self.window)
+            state = self.checkpoints.renewed(state, self.owner, now_ms)
         generation = self.checkpoints.save(state, self.saved.generation, now_ms, release=release)
         self.saved = Snapshot(state, generation)
 
@@ -409,29 +363,26 @@ class _Run:
         else:
             state = replace(self.saved.state, window=self.window)
         self._save(replace(state, lease=None))
-        self.summary.watermark_ms = self.saved.state.watermark_ms or self.summary.watermark_ms
+        self.summary.watermark_ms = state.watermark_ms or self.summary.watermark_ms
 
     def _release(self) -> None:
-        """After a failure: free the lease, keeping the last state saved. One try; if even
+        """After a failure: free the lease, keeping the last state saved. One try: if even
         that fails, the lease expires on its own."""
         try:
             self._save(replace(self.saved.state, lease=None), release=True)
         except CollectorError as failure:
-            log(
-                logging.WARNING,
-                "could not release the lease; it expires on its own",
-                error=str(failure),
-                lease_expires=iso(self.saved.state.lease.expires_ms),
-            )
+            expires = iso(self.saved.state.lease.expires_ms)
+            message = "could not release the lease; it expires on its own"
+            log(logging.WARNING, message, error=str(failure), lease_expires=expires)
 
     def _result(self, stopped: Stopped, error: CollectorError | None) -> RunResult:
         summary = self.summary
         summary.stopped = Stopped.SKIPPED if isinstance(error, LeaseHeld) else stopped
         summary.requests = self.harness.requests
         summary.retries = Counter(self.harness.retries)
-        window = self.saved and self.saved.state.window
+        saved = self.saved and self.saved.state.window
         summary.position_moved = summary.window_complete or (
-            window is not None and _unread(window.position) != _unread(self.planned.position)
+            saved is not None and _unread(saved.position) != _unread(self.planned.position)
         )
         if summary.watermark_ms is not None:
             summary.lag_seconds = round((self.clock.now_ms() - summary.watermark_ms) / 1000, 3)

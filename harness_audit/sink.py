@@ -37,11 +37,8 @@ def object_name(prefix: str, start_ms: int, end_ms: int, part: int) -> str:
 
 
 class PartBuffer:
-    """Encoded lines waiting to be written, with the ids they carry.
-
-    The bytes grow in one BytesIO, whose getvalue() hands its buffer over without a copy:
-    with the upload's own multipart copy, a part costs twice its size in memory at most.
-    """
+    """Encoded lines waiting to be written, with the ids they carry. getvalue() hands the
+    BytesIO's buffer over uncopied: with the upload's own copy, a part costs twice its size."""
 
     def __init__(self):
         self._data = io.BytesIO()
@@ -61,11 +58,9 @@ class PartBuffer:
 
     def without(self, known: Mapping[str, int]) -> "PartBuffer":
         kept = PartBuffer()
-        lines = self.data().split(b"\n")
-        for (audit_id, timestamp), line in zip(self.ids, lines, strict=False):
+        for (audit_id, timestamp), line in zip(self.ids, self.data().split(b"\n"), strict=False):
             if audit_id not in known:
-                kept.size += kept._data.write(line + b"\n")
-                kept.ids.append((audit_id, timestamp))
+                kept.add(line, audit_id, timestamp)
         return kept
 
 
@@ -78,16 +73,7 @@ class ObjectSink:
     def uri(self, name: str) -> str:
         return f"gs://{self.bucket.name}/{name}"
 
-    def create(
-        self,
-        name: str,
-        buffer: PartBuffer,
-        *,
-        start_ms: int,
-        end_ms: int,
-        part: int,
-        seconds: float | None = None,
-    ) -> bool:
+    def create(self, name, buffer: PartBuffer, *, start_ms, end_ms, part, seconds=None) -> bool:
         """Upload the part unless it exists. True: created; False: it was already there."""
         blob = self.bucket.blob(name)
         blob.metadata = {
@@ -144,9 +130,7 @@ def ids_in(data: bytes) -> dict[str, int]:
 def line_identities(data: bytes, *, fallback_ms: int) -> Iterator[tuple[str, int]]:
     """(auditId, timestamp) of each line of an object, in either layout. A line that is not a
     JSON object is not ours to judge: it cannot be a duplicate, and is skipped."""
-    for line in data.splitlines():
-        if not line.strip():
-            continue
+    for line in filter(bytes.strip, data.splitlines()):
         try:
             event = json.loads(line)
         except (ValueError, RecursionError):

@@ -1,28 +1,24 @@
 """The checkpoint's content and its encoding. Pure: no I/O here.
 
-One JSON object holds everything a run needs to continue exactly where the last one
-stopped:
-
-- ``watermark_ms``: the end of the last completed window. The next window starts
-  OVERLAP_SECONDS before it, to catch records that became visible late.
-- ``delivered``: ``{auditId: timestamp}`` of events stamped at or after
-  ``watermark - overlap``, already delivered, so the overlap is not written twice.
-- ``window``: a window still being paged (deadline, failure, crash): its fixed bounds,
-  how far paging by time has read it (``paging.Position``), the next part number, and the
-  ids of what it has written within the overlap.
-- ``lease``: which run owns the checkpoint, and until when.
-
+One JSON object holds what a run needs to continue exactly where the last one stopped:
+``watermark_ms`` (the end of the last completed window; the next starts OVERLAP_SECONDS
+before it), ``delivered`` (``{auditId: timestamp}`` delivered within that overlap, so it is
+not written twice), ``window`` (one still being paged: its fixed bounds, how far paging by
+time has read it, its next part) and ``lease`` (which run owns the checkpoint, until when).
 The guide's format (``{"since": ms, "pageToken": ...}``) is read too.
 """
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
+# A window's saved counts, with their lowest value; and the position's plain fields.
+_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}
+_POSITION_FIELDS = ("lower_ms", "upper_ms", "order", "burst_ms", "burst_pass", "burst_new")
 ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
 # Epoch milliseconds any date can hold: 1970 up to the end of year 9999.
@@ -74,11 +70,7 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
         "watermark_ms": state.watermark_ms,
         "delivered": state.delivered,
         "window": _encode_window(state.window) if state.window else None,
-        "lease": (
-            {"owner": state.lease.owner, "expires_ms": state.lease.expires_ms}
-            if state.lease
-            else None
-        ),
+        "lease": asdict(state.lease) if state.lease else None,
         "updated_ms": updated_ms,
         "collector_version": version,
     }
@@ -88,19 +80,10 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
 def _encode_window(window: WindowProgress) -> dict:
     position = window.position
     return {
-        "start_ms": window.start_ms,
-        "end_ms": window.end_ms,
-        "lower_ms": position.lower_ms,
-        "upper_ms": position.upper_ms,
-        "order": position.order,
+        **{name: getattr(window, name) for name in ("start_ms", "end_ms", *_COUNTS)},
+        **{name: getattr(position, name) for name in _POSITION_FIELDS},
         "edge_ids": sorted(position.edge_ids),
-        "burst_ms": position.burst_ms,
-        "burst_pass": position.burst_pass,
-        "burst_new": position.burst_new,
         "pending": [list(bounds) for bounds in position.pending],
-        "next_part": window.next_part,
-        "pages": window.pages,
-        "events_written": window.events_written,
         "committed": window.committed,
         "ahead": window.ahead,
     }
@@ -173,20 +156,16 @@ def _decode_guide(document: dict) -> State:
 
 
 def _decode_window(raw: dict) -> WindowProgress:
-    order = raw.get("order")
+    order, edge_ids, pending = raw.get("order"), raw.get("edge_ids", []), raw.get("pending", [])
     if order is not None and order not in ORDERS:
         raise ValueError(f"window.order {_short(order)}")
-    edge_ids = raw.get("edge_ids", [])
     if not isinstance(edge_ids, list) or not all(isinstance(i, str) for i in edge_ids):
         raise TypeError("window.edge_ids must be a list of auditId strings")
-    pending = raw.get("pending", [])
     if not isinstance(pending, list) or not all(
-        isinstance(pair, list) and len(pair) == 2 and all(_is_ms(v) for v in pair)
-        for pair in pending
+        isinstance(pair, list) and len(pair) == 2 and all(map(_is_ms, pair)) for pair in pending
     ):
         raise TypeError("window.pending must be a list of [start_ms, end_ms] pairs")
-    burst_new = raw.get("burst_new", False)
-    if not isinstance(burst_new, bool):
+    if not isinstance(raw.get("burst_new", False), bool):
         raise TypeError("window.burst_new must be true or false")
     position = Position(
         lower_ms=_ms(raw, "lower_ms"),
@@ -194,31 +173,24 @@ def _decode_window(raw: dict) -> WindowProgress:
         order=order,
         edge_ids=frozenset(edge_ids),
         burst_ms=_optional_ms(raw, "burst_ms"),
-        burst_pass=_count(raw, "burst_pass"),
-        burst_new=burst_new,
+        burst_pass=_count(raw, "burst_pass", 1),
+        burst_new=raw.get("burst_new", False),
         pending=tuple((low, high) for low, high in pending),
     )
-    window = WindowProgress(
-        start_ms=_ms(raw, "start_ms"),
-        end_ms=_ms(raw, "end_ms"),
-        position=position,
-        next_part=_count(raw, "next_part"),
-        pages=_count(raw, "pages", low=0),
-        events_written=_count(raw, "events_written", low=0),
-        committed=_id_map(raw.get("committed", {}), "window.committed"),
-        ahead=_id_map(raw.get("ahead", {}), "window.ahead"),
-    )
-    start, end = window.start_ms, window.end_ms
+    start, end = _ms(raw, "start_ms"), _ms(raw, "end_ms")
     inside = [ms for pair in position.pending for ms in pair]
     inside += [] if position.burst_ms is None else [position.burst_ms]
     if end < start:
         raise ValueError("window ends before it starts")
-    # Read up to the end, lower_ms is one past it.
+    # Read up to its end oldest first, a window's lower_ms is one past the end.
     if not start <= position.lower_ms <= end + 1 or position.upper_ms > end:
         raise ValueError("window position lies outside the window")
     if any(not start <= ms <= end for ms in inside):
         raise ValueError("window.burst_ms or window.pending lies outside the window")
-    return window
+    counts = {name: _count(raw, name, low) for name, low in _COUNTS.items()}
+    committed = _id_map(raw.get("committed", {}), "window.committed")
+    ahead = _id_map(raw.get("ahead", {}), "window.ahead")
+    return WindowProgress(start, end, position, **counts, committed=committed, ahead=ahead)
 
 
 def _decode_lease(raw: dict) -> Lease:
@@ -250,7 +222,7 @@ def _optional_ms(raw: dict, name: str) -> int | None:
     return None if raw.get(name) is None else _ms(raw, name)
 
 
-def _count(raw: dict, name: str, *, low: int = 1) -> int:
+def _count(raw: dict, name: str, low: int) -> int:
     value = raw[name]
     if not _is_int(value) or value < low:
         raise ValueError(f"{name} must be a whole number from {low}, not {_short(value)}")

@@ -1,7 +1,6 @@
 """One run, in a straight line: load the checkpoint, take the lease, read pages, write
-parts, save, release.
-
-Its order of effects is what makes a crash at any point lossless and duplicate-free:
+parts, save, release. Its order of effects makes a crash at any point lossless and
+duplicate-free:
 
 1. Read the checkpoint; a live lease held by another run ends this one, untouched.
 2. Take the lease (a write under the generation read in 1), before any request to Harness.
@@ -128,9 +127,8 @@ class Collector:
     def run(self) -> RunResult:
         """One run. Safe to call from several threads at once: each run has its own state."""
         config, clock = self.config, self._clock
-        harness = HarnessClient.from_config(
-            config, clock=clock, pacer=self._pacer, endpoint=self._endpoint
-        )
+        client = {"clock": clock, "pacer": self._pacer, "endpoint": self._endpoint}
+        harness = HarnessClient.from_config(config, **client)
         try:
             return _Run(config, self._bucket, harness, clock).execute()
         finally:
@@ -141,16 +139,11 @@ class _Run:
     def __init__(self, config: Config, bucket, harness: HarnessClient, clock: Clock):
         self.config, self.harness, self.clock = config, harness, clock
         budget = config.max_run_seconds
-        self.deadline = Deadline(clock, budget, write_reserve_seconds(budget))
-        self.checkpoints = CheckpointStore(
-            bucket,
-            config.state_key,
-            lease_seconds=budget + LEASE_MARGIN_SECONDS,
-            deadline=self.deadline,
-        )
-        self.sink = ObjectSink(
-            bucket, prefix=config.prefix, output_format=str(config.output_format)
-        )
+        self.deadline = deadline = Deadline(clock, budget, write_reserve_seconds(budget))
+        lease = {"lease_seconds": budget + LEASE_MARGIN_SECONDS, "deadline": deadline}
+        self.checkpoints = CheckpointStore(bucket, config.state_key, **lease)
+        output_format = str(config.output_format)
+        self.sink = ObjectSink(bucket, prefix=config.prefix, output_format=output_format)
         self.owner = uuid.uuid4().hex
         self.summary = RunSummary()
         self.layout = layout_function(config.output_format)

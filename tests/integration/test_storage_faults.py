@@ -121,16 +121,18 @@ def answer_503_to_checkpoint_writes(mocker, after: int) -> list[str]:
     return attempts
 
 
+@pytest.mark.parametrize("lease_taken", [True, False], ids=["after-the-lease", "from-the-start"])
 def test_a_503_storm_on_checkpoint_writes_ends_within_the_budget(
-    start_instance, harness, clock, bucket, mocker
+    start_instance, harness, clock, bucket, mocker, lease_taken
 ):
-    """The lease is taken, then every checkpoint write answers 503: the run fails within
-    MAX_RUN_SECONDS plus a small margin, in one summary line, its lease left to expire."""
+    """Every checkpoint write answers 503 (after the lease's, or from the start): the run
+    fails within MAX_RUN_SECONDS plus a small margin, in one summary line, leaving no
+    lease or one that expires on its own."""
     t0 = clock.now_ms()
     publish(harness, generate_events(400, t0 - HOUR_MS, t0, seed=83))
     instance = start_instance(MAX_RUN_SECONDS=MAX_RUN_SECONDS, MAX_OBJECT_MB=0.05)
     instance.module.CLOCK = RealTime(t0)
-    attempts = answer_503_to_checkpoint_writes(mocker, after=1)
+    attempts = answer_503_to_checkpoint_writes(mocker, after=int(lease_taken))
     started = time.monotonic()
     result = instance.invoke()
     elapsed = time.monotonic() - started
@@ -139,12 +141,16 @@ def test_a_503_storm_on_checkpoint_writes_ends_within_the_budget(
     assert result.status == 500
     summary = result.summary
     assert summary["outcome"] == "failed" and summary["error"] == "StorageUnavailable"
-    assert "write the checkpoint" in summary["message"] and summary["events_written"] > 0
+    assert "write the checkpoint" in summary["message"]
+    mocker.stopall()
+    state = state_of(bucket)
+    if not lease_taken:
+        assert state is None and harness.requests == [] and data_objects(bucket) == []
+        return
+    assert summary["events_written"] > 0
     warning = [line for line in result.logs if "could not release the lease" in line["message"]]
     assert len(warning) == 1
-    mocker.stopall()
     # The lease taken at the start is all that landed: it expires on its own.
-    state = state_of(bucket)
     assert t0 < state["lease"]["expires_ms"] <= t0 + LEASE_SECONDS * 1000 + 1000
     assert state["window"]["next_part"] == 1 and state["watermark_ms"] is None
 

@@ -25,6 +25,7 @@ MAX_STATE_BYTES = 8 * 1024 * 1024
 # START_MINUTES_BACK's own limit (365 days) and a day: no run of this collector reads
 # further back, so no checkpoint of it can hold an older time.
 MAX_LOOKBACK_MS = 366 * 86_400_000
+LEASE_TOO_LONG = "the lease expires further ahead than any run can hold one; taking it over"
 DELETED_MID_RUN = "the checkpoint was deleted during the run; re-created from what it holds"
 RESET_RECIPE = '{"version": 2, "watermark_ms": <epoch ms to resume from>}'
 
@@ -51,7 +52,7 @@ class CheckpointStore:
             blob = self._bucket.get_blob(self._key, **self._options())
             if blob is None:
                 return Snapshot(State(), 0)
-            if blob.size is not None and blob.size > MAX_STATE_BYTES:
+            if blob.size > MAX_STATE_BYTES:
                 raise self._corrupt(f"it is {blob.size} bytes, larger than any checkpoint")
             try:  # the blob names its generation: the download reads exactly that one
                 data = blob.download_as_bytes(**self._options())
@@ -81,13 +82,11 @@ class CheckpointStore:
         if lease is not None and lease.expires_ms > now_ms + self._lease_ms + CLOCK_SKEW_MS:
             # No run of this configuration can hold a lease that long: a hand edit, a clock
             # gone wrong, or a hostile write. Honouring it would stop collection for good.
-            log(
-                logging.WARNING,
-                "the checkpoint's lease expires further ahead than any run can hold one; "
-                "taking it over",
-                lease_expires=iso(lease.expires_ms),
-                longest_lease_seconds=self._lease_ms // 1000,
-            )
+            expiry = {
+                "lease_expires": iso(lease.expires_ms),
+                "lease_seconds": self._lease_ms // 1000,
+            }
+            log(logging.WARNING, LEASE_TOO_LONG, **expiry)
             return
         if lease is not None and lease.owner != owner and lease.is_live(now_ms):
             seconds = (lease.expires_ms - now_ms) / 1000

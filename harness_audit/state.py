@@ -119,26 +119,19 @@ def decode_state(data: bytes) -> State:
 
 def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
     """Refuse times no run of this collector can have saved: resuming from a future one
-    would skip every event until then, from one before the longest lookback re-deliver
-    the account's history."""
-    latest, earliest = now_ms + CLOCK_SKEW_MS, now_ms - max_lookback_ms
+    would skip every event until then; from one beyond the longest lookback (no run reads
+    further back) deliver the account's history again."""
     window = state.window
-    for name, value in (
-        ("its watermark_ms", state.watermark_ms),
-        ("its window's start_ms", window and window.start_ms),
-        ("its window's end_ms", window and window.end_ms),
-    ):
-        if value is not None and value > latest:
-            raise StateCorrupt(
-                f"{name} {value} lies after now ({now_ms}): resuming from it would skip "
-                "every event until then"
+    times = {"watermark_ms": state.watermark_ms, "window's start_ms": window and window.start_ms}
+    for name, value in {**times, "window's end_ms": window and window.end_ms}.items():
+        if value is not None and value > now_ms + CLOCK_SKEW_MS:
+            skip = "resuming from it would skip every event until then"
+            raise StateCorrupt(f"its {name} {value} lies after now ({now_ms}): {skip}")
+        if value is not None and value < now_ms - max_lookback_ms:
+            days = (
+                f"the longest lookback this collector reads ({max_lookback_ms // 86_400_000} days)"
             )
-        if value is not None and value < earliest:
-            raise StateCorrupt(
-                f"{name} {value} is older than the longest lookback this collector reads "
-                f"({max_lookback_ms // 86_400_000} days): resuming from it would deliver "
-                "the account's history again"
-            )
+            raise StateCorrupt(f"its {name} {value} is older than {days}")
 
 
 def _decode_guide(document: dict) -> State:

@@ -19,14 +19,14 @@ from devtools.sample_events import generate_events
 pytestmark = pytest.mark.integration
 
 
-def snapshot(bucket):
-    blob = bucket.get_blob(STATE_KEY)
-    data_objects = sorted(blob.name for blob in bucket.list_blobs(prefix="harness/audit/"))
-    return (None if blob is None else (blob.generation, blob.download_as_bytes())), data_objects
-
-
 def data_objects(bucket):
     return sorted(blob.name for blob in bucket.list_blobs(prefix="harness/audit/"))
+
+
+def snapshot(bucket):
+    blob = bucket.get_blob(STATE_KEY)
+    state = None if blob is None else (blob.generation, blob.download_as_bytes())
+    return state, data_objects(bucket)
 
 
 @pytest.mark.parametrize(

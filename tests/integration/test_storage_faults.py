@@ -137,7 +137,7 @@ def test_a_503_storm_on_checkpoint_writes_ends_within_the_budget(
     result = instance.invoke()
     elapsed = time.monotonic() - started
     assert elapsed < MAX_RUN_SECONDS + 2, elapsed
-    assert len(attempts) > 3  # the library retried, within the run's time
+    assert len(attempts) - int(lease_taken) >= 2  # the library retried, in the run's time
     assert result.status == 500
     summary = result.summary
     assert summary["outcome"] == "failed" and summary["error"] == "StorageUnavailable"

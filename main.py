@@ -1,15 +1,8 @@
 """Cloud Run function entry point: one Pub/Sub-triggered run of the Harness audit collector.
 
-Cloud Scheduler, a Force run, a continuation, a Pub/Sub redelivery and a local
-functions-framework call all arrive here as the same CloudEvent; the message body is not
-used (a continuation's ``reason`` attribute is logged as ``trigger_reason``). Clients are
-built on the first invocation and reused by later ones on the same instance.
-
-Outcomes: success (window done, or continued by the next run, or another run holds the
-lease) returns normally; a run stopped at its deadline then publishes its continuation
-(harness_audit/continuation.py), and a failure to publish is only a warning. Anything else
-is logged once, in one line, and answered with HTTP 500, which Cloud Run records as a
-failed invocation.
+Scheduler, Force run, continuation and redelivery all arrive as the same CloudEvent, whose
+body is not used. Clients are built on the first invocation and reused by later ones. Each
+invocation logs one summary line; a failure is answered with HTTP 500 (no traceback).
 """
 
 import logging
@@ -23,89 +16,64 @@ from werkzeug.exceptions import InternalServerError
 
 from harness_audit.clock import SystemClock
 from harness_audit.config import load_config
-from harness_audit.continuation import next_run_text
-from harness_audit.errors import CollectorError, LeaseHeld, NeedsFix, StorageRejected
+from harness_audit.continuation import Continuation, next_run_text
+from harness_audit.errors import NeedsFix, StorageRejected
 from harness_audit.logs import configure_logging, log, register_secret
-from harness_audit.run import Collector
+from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
 
 configure_logging()
-
-# Replaced by tests that drive time themselves.
-CLOCK = SystemClock()
-
-_collector: Collector | None = None
-_collector_lock = threading.Lock()
+CLOCK = SystemClock()  # replaced by tests that drive time themselves
+_instance: tuple[Collector, Continuation] | None = None
+_instance_lock = threading.Lock()
 
 
-def _get_collector() -> Collector:
-    global _collector
-    with _collector_lock:
-        if _collector is None:
+def _get_instance() -> tuple[Collector, Continuation]:
+    global _instance
+    with _instance_lock:
+        if _instance is None:
             config = load_config(os.environ)
             register_secret(config.api_key)
             for warning in config.warnings:
                 log(logging.WARNING, warning)
             try:
-                client = storage.Client()
+                bucket = storage.Client().bucket(config.bucket)
             except DefaultCredentialsError:
                 raise StorageRejected(
                     "no Google credentials found: on Cloud Run the function's service account "
                     "provides them; locally run 'gcloud auth application-default login', or "
                     "set STORAGE_EMULATOR_HOST to use a local fake-gcs-server"
                 ) from None
-            _collector = Collector(config, bucket=client.bucket(config.bucket), clock=CLOCK)
-        return _collector
+            collector = Collector(config, bucket=bucket, clock=CLOCK)
+            _instance = collector, Continuation(config.trigger_topic, CLOCK)
+        return _instance
 
 
 @functions_framework.cloud_event
 def main(cloud_event) -> None:
     started = CLOCK.monotonic()
-    invocation = {
-        "pubsub_message_id": cloud_event["id"],
-        "event_source": cloud_event["source"],
-        **_trigger_reason(cloud_event),
-    }
+    invocation = {"pubsub_message_id": cloud_event["id"], "event_source": cloud_event["source"]}
+    invocation |= _trigger_reason(cloud_event)
     try:
-        collector = _get_collector()
-        summary = collector.run()
-    except LeaseHeld as held:
-        log(logging.INFO, str(held), outcome="skipped", **invocation)
-        return
-    except CollectorError as failure:
-        summary = getattr(failure, "summary", None)
-        log(
-            logging.ERROR,
-            str(failure),
-            outcome="failed",
-            error=type(failure).__name__,
-            action="fix the cause named above"
-            if isinstance(failure, NeedsFix)
-            else "none needed if it passes: the next run resumes from the checkpoint",
-            **invocation,
-            **(summary.fields() if summary else {}),
-        )
-        # An HTTP error, not an exception: one log line, no traceback, still a failure.
-        raise InternalServerError(type(failure).__name__) from None
-    except Exception as unexpected:  # a defect: still one line, never a traceback
-        log(
-            logging.ERROR,
-            f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}",
-            outcome="failed",
-            error="InternalError",
-            action="please report this; the next run resumes from the checkpoint",
-            **invocation,
-        )
-        raise InternalServerError("InternalError") from None
-    # Last, once the checkpoint is written and the lease released; never raises.
-    summary.continuation = collector.continuation.after(summary, started)
-    if summary.window_complete:
-        message = f"collected {summary.events_written} events; window complete"
+        collector, continuation = _get_instance()
+        result = collector.run()
+    except Exception as exc:  # the configuration or the credentials: still one line
+        result = RunResult(RunSummary(stopped=Stopped.FAILED), collector_error(exc))
+    summary, error = result.summary, result.error
+    if summary.stopped is Stopped.SKIPPED:
+        log(logging.INFO, str(error), outcome="skipped", **invocation)
+    elif error is not None:
+        retried = "none needed if it passes: the next run resumes from the checkpoint"
+        action = "fix the cause named above" if isinstance(error, NeedsFix) else retried
+        name = type(error).__name__
+        fields = {"error": name, "action": action, **invocation, **summary.fields()}
+        log(logging.ERROR, str(error), outcome="failed", **fields)
+        raise InternalServerError(name)  # one log line, no traceback, still a failure
     else:
-        message = (
-            f"collected {summary.events_written} events; stopped by "
-            f"{summary.stopped_by or 'the deadline'}, {next_run_text(summary.continuation)}"
-        )
-    log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
+        summary.continuation = continuation.after(summary, started)  # last; never raises
+        stopped = f"stopped by the deadline, {next_run_text(summary.continuation)}"
+        stopped = "window complete" if summary.window_complete else stopped
+        message = f"collected {summary.events_written} events; {stopped}"
+        log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
 
 
 def _trigger_reason(cloud_event) -> dict:

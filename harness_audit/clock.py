@@ -27,25 +27,32 @@ class SystemClock:
 
 
 class Deadline:
-    """The point by which paging must stop so that writing and checkpointing still fit."""
+    """The run's time. Paging stops ``reserve_seconds`` before the end, so that the last
+    part, the checkpoint and, after a failure, the lease's release still fit."""
 
     def __init__(self, clock: Clock, budget_seconds: float, reserve_seconds: float):
         self._clock = clock
-        self._stop_paging_at = clock.monotonic() + max(0.0, budget_seconds - reserve_seconds)
+        self._end = clock.monotonic() + budget_seconds
+        self._reserve = min(reserve_seconds, budget_seconds)
 
     def remaining(self) -> float:
-        return self._stop_paging_at - self._clock.monotonic()
+        """Seconds left for paging."""
+        return self._end - self._reserve - self._clock.monotonic()
 
     def expired(self) -> bool:
         return self.remaining() <= 0
 
+    def storage_seconds(self, *, release: bool = False) -> float:
+        """Seconds one Cloud Storage call may take: up to the end, less the release's half
+        of the reserve unless it is the release."""
+        kept = 0.0 if release else self._reserve / 2
+        return self._end - kept - self._clock.monotonic()
+
 
 def write_reserve_seconds(max_run_seconds: int) -> float:
-    """Time kept back from paging for the last upload and checkpoint.
-
-    An 8 MB upload and a checkpoint take a second or two; 10% of the budget, between
-    5 and 30 seconds, leaves room for google-cloud-storage's own retries too.
-    """
+    """Time kept back from paging: half for the last upload and checkpoint, half for
+    releasing the lease after a failure. 10% of the budget, between 5 and 30 seconds,
+    leaves room for google-cloud-storage's own retries within each half."""
     return min(30.0, max(5.0, max_run_seconds * 0.1))
 
 

@@ -24,6 +24,7 @@ from google.auth.transport.requests import AuthorizedSession
 from harness_audit.clock import Clock, iso
 from harness_audit.config import FUNCTION_TIMEOUT_LIMIT
 from harness_audit.logs import log
+from harness_audit.run import Stopped
 
 PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
 PUBSUB_API = "https://pubsub.googleapis.com"
@@ -59,8 +60,9 @@ PUBLISH_RETRY = Retry(
 
 
 def needed(summary) -> bool:
-    """Only a run that made progress and stopped at its deadline continues."""
-    return summary.stopped_by == "deadline" and not summary.window_complete and summary.pages > 0
+    """Only a run stopped by its deadline whose saved position moved continues: pages read
+    are not progress (a cursor that never ends reads pages forever)."""
+    return summary.stopped is Stopped.DEADLINE and summary.position_moved
 
 
 def next_run_text(status: str) -> str:

@@ -1,21 +1,21 @@
 """Every error the collector raises, split by what the caller should do about it.
 
-    CollectorError
-    ├── NeedsFix            a person must change something; retrying alone will not help
-    │   ├── ConfigError         an environment variable is missing or invalid
-    │   ├── HarnessRejected     Harness answered 400/401/403/404 (key, permission, filter, URL)
-    │   ├── StorageRejected     GCS answered 401/403/404 (credentials, IAM role, bucket name)
-    │   └── StateCorrupt        the checkpoint object cannot be read; it is left untouched
-    ├── TryLater            a dependency failed after its retries; the next run resumes
-    │   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
-    │   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
-    │   ├── NoProgress          the deadline came before a single page could be read
-    │   ├── StorageUnavailable  GCS failed after google-cloud-storage's own retries
-    │   └── LeaseLost           another run took the lease over while this one was writing
-    ├── InternalError       a defect or an input nobody foresaw: logged in one line
-    └── LeaseHeld           another run is on it: this invocation exits successfully
-
-DeadlineReached is not an error of the run: it tells the pager to stop and checkpoint.
+CollectorError
+├── NeedsFix            a person must change something; retrying alone will not help
+│   ├── ConfigError         an environment variable is missing or invalid
+│   ├── HarnessRejected     Harness answered 400/401/403/404 (key, permission, filter, URL)
+│   ├── StorageRejected     GCS answered 401/403/404 (credentials, IAM role, bucket name)
+│   ├── StateCorrupt        the checkpoint object cannot be used; it is left untouched
+│   ├── StateMissing        no checkpoint, but data objects already under the prefix
+│   └── ForeignObject       an object at a part's name too large to be a part of ours
+├── TryLater            a dependency failed after its retries; the next run resumes
+│   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
+│   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
+│   ├── NoProgress          the deadline came before a single page could be read
+│   ├── StorageUnavailable  GCS failed within the run's remaining time
+│   └── LeaseLost           another run took the lease over while this one was writing
+├── InternalError       a defect or an input nobody foresaw: logged in one line
+└── LeaseHeld           another run is on it: this invocation exits successfully
 """
 
 
@@ -23,34 +23,19 @@ class CollectorError(Exception):
     """Base of every error this package raises on purpose."""
 
 
-class NeedsFix(CollectorError):
-    """The run failed and will fail again until someone changes something."""
+class NeedsFix(CollectorError): ...
 
 
 class ConfigError(NeedsFix):
-    """One or more environment variables are missing or invalid."""
-
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__("invalid configuration: " + "; ".join(self.problems))
 
 
 class HarnessRejected(NeedsFix):
-    """Harness refused the request in a way that retrying will not change."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str | None,
-        harness_message: str | None,
-        correlation_id: str | None,
-        hint: str,
-    ):
-        self.status = status
-        self.code = code
-        self.harness_message = harness_message
-        self.correlation_id = correlation_id
-        self.hint = hint
+    def __init__(self, status: int, code, harness_message, correlation_id, hint: str):
+        self.status, self.code, self.hint = status, code, hint
+        self.harness_message, self.correlation_id = harness_message, correlation_id
         super().__init__(
             f"Harness answered HTTP {status}"
             + (f" {code}" if code else "")
@@ -59,45 +44,41 @@ class HarnessRejected(NeedsFix):
         )
 
 
-class StorageRejected(NeedsFix):
-    """Cloud Storage refused access, or the bucket does not exist."""
+class StorageRejected(NeedsFix): ...
 
 
-class StateCorrupt(NeedsFix):
-    """The checkpoint object exists but is not a checkpoint this collector can continue from."""
+class StateCorrupt(NeedsFix): ...
 
 
-class TryLater(CollectorError):
-    """A dependency failed after every retry; progress made so far is checkpointed."""
+class StateMissing(NeedsFix): ...
 
 
-class HarnessUnavailable(TryLater):
-    """Harness kept failing (429, 5xx, timeouts, malformed bodies) through MAX_RETRIES."""
+class ForeignObject(NeedsFix): ...
 
 
-class HarnessInconsistent(TryLater):
-    """A page in neither timestamp order, or a full page with nothing in the range asked."""
+class TryLater(CollectorError): ...
 
 
-class NoProgress(TryLater):
-    """The run's deadline passed before any page was read: Cloud Run records a failure."""
+class HarnessUnavailable(TryLater): ...
 
 
-class InternalError(CollectorError):
-    """An exception nobody planned for; what was fetched before it is kept."""
+class HarnessInconsistent(TryLater): ...
 
 
-class StorageUnavailable(TryLater):
-    """Cloud Storage failed after the client library's retries."""
+class NoProgress(TryLater): ...
 
 
-class LeaseLost(TryLater):
-    """The checkpoint changed under us: another run took the lease over."""
+class StorageUnavailable(TryLater): ...
 
 
-class LeaseHeld(CollectorError):
-    """Another live run holds the lease; this invocation changes nothing."""
+class LeaseLost(TryLater): ...
+
+
+class InternalError(CollectorError): ...
+
+
+class LeaseHeld(CollectorError): ...
 
 
 class DeadlineReached(Exception):
-    """The run's time budget is spent: stop paging, write, checkpoint."""
+    """Not an error of the run: it tells the pager to stop, write and checkpoint."""

@@ -1,23 +1,38 @@
 """What the checkpoint store and the object sink share about Cloud Storage.
 
-Both write create-only or under the generation they read, so google-cloud-storage's
-conditional retry policy makes every retried write safe: a retry whose first attempt had
-landed gets 412, and the caller decides on purpose what that 412 means.
+Every write is create-only or under the generation read, so google-cloud-storage's retry is
+safe for all of them: a retry whose first attempt had landed gets 412, and the caller
+decides on purpose what that 412 means. Every call is bounded by the run's remaining time,
+the library's own retry included.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from google.api_core import exceptions as api_exceptions
-from google.api_core.exceptions import PreconditionFailed
+from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.auth import exceptions as auth_exceptions
-from google.cloud.storage.retry import DEFAULT_RETRY_IF_GENERATION_SPECIFIED
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from harness_audit.errors import StorageRejected, StorageUnavailable
 
-__all__ = ["CONDITIONAL_RETRY", "PreconditionFailed", "storage_errors"]
+__all__ = ["NotFound", "PreconditionFailed", "call_options", "storage_errors"]
 
-CONDITIONAL_RETRY = DEFAULT_RETRY_IF_GENERATION_SPECIFIED
+# One attempt's connect and read timeout: the library's own default.
+ATTEMPT_SECONDS = 60.0
+# A call is given at least this long, so that a run at its very end still gets an answer.
+MIN_CALL_SECONDS = 1.0
+
+
+def call_options(seconds: float | None) -> dict:
+    """``timeout`` and ``retry`` for one call that must end within ``seconds`` (None: the
+    library's defaults). The last attempt may start just before the retry gives up, so
+    the retry gets what one attempt's timeout leaves."""
+    if seconds is None:
+        return {"retry": DEFAULT_RETRY}
+    seconds = max(seconds, MIN_CALL_SECONDS)
+    attempt = min(ATTEMPT_SECONDS, seconds / 2)
+    return {"timeout": attempt, "retry": DEFAULT_RETRY.with_timeout(seconds - attempt)}
 
 
 @contextmanager
@@ -33,7 +48,7 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
             "the function's service account roles/storage.objectUser on that bucket "
             "(deploy.sh does)"
         ) from None
-    except api_exceptions.NotFound as exc:
+    except NotFound as exc:
         raise StorageRejected(
             f"Cloud Storage could not {action}: bucket {bucket_name} was not found ({exc}). "
             "Check GCS_BUCKET, or create the bucket (deploy.sh does)"
@@ -46,5 +61,6 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
         ) from None
     except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError, OSError) as exc:
         raise StorageUnavailable(
-            f"Cloud Storage failed to {action} after retries: {type(exc).__name__}: {exc}"
+            f"Cloud Storage failed to {action} in the time the run had left: "
+            f"{type(exc).__name__}: {str(exc)[:300]}"
         ) from None

@@ -12,10 +12,15 @@ from datetime import datetime
 
 from harness_audit import __version__
 from harness_audit.clock import iso, utc
-from harness_audit.gcs import CONDITIONAL_RETRY, PreconditionFailed, storage_errors
+from harness_audit.errors import ForeignObject
+from harness_audit.gcs import PreconditionFailed, call_options, storage_errors
+from harness_audit.harness_client import MAX_PAGE_BYTES
 from harness_audit.listing import event_identity
 
 CONTENT_TYPE = "application/x-ndjson"
+# A part holds at most MAX_OBJECT_MB (at most 8 MB), or one larger event alone, and no
+# event is larger than the Harness page (32 MiB) it came in. Reading one peaks at 124 MB RSS.
+MAX_PART_BYTES = MAX_PAGE_BYTES
 
 
 def compact_stamp(moment: datetime) -> str:
@@ -32,11 +37,8 @@ def object_name(prefix: str, start_ms: int, end_ms: int, part: int) -> str:
 
 
 class PartBuffer:
-    """Encoded lines waiting to be written, with the ids they carry.
-
-    The bytes grow in one BytesIO, whose getvalue() hands its buffer over without a copy:
-    with the upload's own multipart copy, a part costs twice its size in memory at most.
-    """
+    """Encoded lines waiting to be written, with the ids they carry. getvalue() hands the
+    BytesIO's buffer over uncopied: with the upload's own copy, a part costs twice its size."""
 
     def __init__(self):
         self._data = io.BytesIO()
@@ -56,36 +58,24 @@ class PartBuffer:
 
     def without(self, known: Mapping[str, int]) -> "PartBuffer":
         kept = PartBuffer()
-        lines = self.data().split(b"\n")
-        for (audit_id, timestamp), line in zip(self.ids, lines, strict=False):
+        for (audit_id, timestamp), line in zip(self.ids, self.data().split(b"\n"), strict=False):
             if audit_id not in known:
-                kept.size += kept._data.write(line + b"\n")
-                kept.ids.append((audit_id, timestamp))
+                kept.add(line, audit_id, timestamp)
         return kept
 
 
 class ObjectSink:
     def __init__(self, bucket, *, prefix: str, output_format: str):
-        self._bucket = bucket
-        self._prefix = prefix
+        self.bucket = bucket
+        self.prefix = prefix
         self._output_format = output_format
 
-    @property
-    def bucket(self):
-        return self._bucket
-
-    @property
-    def prefix(self) -> str:
-        return self._prefix
-
     def uri(self, name: str) -> str:
-        return f"gs://{self._bucket.name}/{name}"
+        return f"gs://{self.bucket.name}/{name}"
 
-    def create(
-        self, name: str, buffer: PartBuffer, *, start_ms: int, end_ms: int, part: int
-    ) -> bool:
+    def create(self, name, buffer: PartBuffer, *, start_ms, end_ms, part, seconds=None) -> bool:
         """Upload the part unless it exists. True: created; False: it was already there."""
-        blob = self._bucket.blob(name)
+        blob = self.bucket.blob(name)
         blob.metadata = {
             "event-count": str(len(buffer)),
             "window-start": iso(start_ms),
@@ -94,23 +84,43 @@ class ObjectSink:
             "output-format": self._output_format,
             "collector-version": __version__,
         }
-        with storage_errors(f"write {name}", self._bucket.name):
+        with storage_errors(f"write {name}", self.bucket.name):
             try:
                 blob.upload_from_string(
                     buffer.data(),
                     content_type=CONTENT_TYPE,
                     if_generation_match=0,
-                    retry=CONDITIONAL_RETRY,
+                    **call_options(seconds),
                 )
             except PreconditionFailed:
                 return False
         return True
 
-    def read_ids(self, name: str) -> dict[str, int]:
-        """The ids in an existing object, whichever layout it was written in."""
-        with storage_errors(f"read {name}", self._bucket.name):
-            data = self._bucket.blob(name).download_as_bytes()
-        return ids_in(data)
+    def read_ids(self, name: str, *, seconds: float | None = None) -> dict[str, int]:
+        """The ids in an existing object (none if it has gone since)."""
+        with storage_errors(f"read {name}", self.bucket.name):
+            blob = self.bucket.get_blob(name, **call_options(seconds))
+        return {} if blob is None else self.ids_of(blob, seconds=seconds)
+
+    def ids_of(self, blob, *, seconds: float | None = None) -> dict[str, int]:
+        """The ids in ``blob``, whichever layout it was written in. One larger than any part
+        is refused unread: it is not ours, and reading it could exhaust the memory."""
+        if blob.size is not None and blob.size > MAX_PART_BYTES:
+            uri = self.uri(blob.name)
+            raise ForeignObject(
+                f"{uri} is {blob.size} bytes, larger than any part this collector writes "
+                f"({MAX_PART_BYTES}): it is not one of ours and was not read. Move it out of "
+                f"the prefix (gcloud storage mv {uri} gs://<elsewhere>); the next run resumes"
+            )
+        with storage_errors(f"read {blob.name}", self.bucket.name):
+            return ids_in(blob.download_as_bytes(**call_options(seconds)))
+
+    def first_object(self, *, seconds: float | None = None) -> str | None:
+        """The name of one object under the prefix, if there is any: one list call."""
+        folder = f"{self.prefix}/" if self.prefix else ""
+        with storage_errors("list the objects under the prefix", self.bucket.name):
+            found = self.bucket.list_blobs(prefix=folder, max_results=1, **call_options(seconds))
+            return next((blob.name for blob in found), None)
 
 
 def ids_in(data: bytes) -> dict[str, int]:
@@ -120,9 +130,7 @@ def ids_in(data: bytes) -> dict[str, int]:
 def line_identities(data: bytes, *, fallback_ms: int) -> Iterator[tuple[str, int]]:
     """(auditId, timestamp) of each line of an object, in either layout. A line that is not a
     JSON object is not ours to judge: it cannot be a duplicate, and is skipped."""
-    for line in data.splitlines():
-        if not line.strip():
-            continue
+    for line in filter(bytes.strip, data.splitlines()):
         try:
             event = json.loads(line)
         except (ValueError, RecursionError):

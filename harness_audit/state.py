@@ -1,30 +1,24 @@
 """The checkpoint's content and its encoding. Pure: no I/O here.
 
-One JSON object holds everything a run needs to continue exactly where the last one
-stopped:
-
-- ``watermark_ms``: the end of the last completed window. The next window starts
-  OVERLAP_SECONDS before it, to catch records that became visible late.
-- ``delivered``: ``{auditId: timestamp}`` of events stamped at or after
-  ``watermark - overlap``, already delivered, so the overlap is not written twice.
-- ``window``: a window still being paged (deadline, failure, crash): its fixed bounds,
-  how far paging by time has read it (``paging.Position``), the next part number, and the
-  ids of what it has written within the overlap.
-- ``lease``: which run owns the checkpoint, and until when.
-
-Version 1 checkpoints (a page token instead of a position) and the guide's format
-(``{"since": ms, "pageToken": ...}``) are read too.
+One JSON object holds what a run needs to continue exactly where the last one stopped:
+``watermark_ms`` (the end of the last completed window; the next starts OVERLAP_SECONDS
+before it), ``delivered`` (``{auditId: timestamp}`` delivered within that overlap, so it is
+not written twice), ``window`` (one still being paged: its fixed bounds, how far paging by
+time has read it, its next part) and ``lease`` (which run owns the checkpoint, until when).
+The guide's format (``{"since": ms, "pageToken": ...}``) is read too.
 """
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# A window's saved counts, with their lowest value; and the position's plain fields.
+_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}
+_POSITION_FIELDS = ("lower_ms", "upper_ms", "order", "burst_ms", "burst_pass", "burst_new")
 ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
 # Epoch milliseconds any date can hold: 1970 up to the end of year 9999.
@@ -55,9 +49,6 @@ class WindowProgress:
     committed: dict[str, int] = field(default_factory=dict)
     # Ids found in parts that an earlier attempt wrote beyond our checkpoint (crash recovery).
     ahead: dict[str, int] = field(default_factory=dict)
-    # A version 1 window is read again from its top: the ids of the parts it already wrote
-    # must be read back first, so that nothing is written twice.
-    reread_parts: bool = False
 
 
 def new_window(start_ms: int, end_ms: int) -> WindowProgress:
@@ -79,11 +70,7 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
         "watermark_ms": state.watermark_ms,
         "delivered": state.delivered,
         "window": _encode_window(state.window) if state.window else None,
-        "lease": (
-            {"owner": state.lease.owner, "expires_ms": state.lease.expires_ms}
-            if state.lease
-            else None
-        ),
+        "lease": asdict(state.lease) if state.lease else None,
         "updated_ms": updated_ms,
         "collector_version": version,
     }
@@ -93,22 +80,12 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
 def _encode_window(window: WindowProgress) -> dict:
     position = window.position
     return {
-        "start_ms": window.start_ms,
-        "end_ms": window.end_ms,
-        "lower_ms": position.lower_ms,
-        "upper_ms": position.upper_ms,
-        "order": position.order,
+        **{name: getattr(window, name) for name in ("start_ms", "end_ms", *_COUNTS)},
+        **{name: getattr(position, name) for name in _POSITION_FIELDS},
         "edge_ids": sorted(position.edge_ids),
-        "burst_ms": position.burst_ms,
-        "burst_pass": position.burst_pass,
-        "burst_new": position.burst_new,
         "pending": [list(bounds) for bounds in position.pending],
-        "next_part": window.next_part,
-        "pages": window.pages,
-        "events_written": window.events_written,
         "committed": window.committed,
         "ahead": window.ahead,
-        "reread_parts": window.reread_parts,
     }
 
 
@@ -123,20 +100,17 @@ def decode_state(data: bytes) -> State:
     if "version" not in document and "since" in document:
         return _decode_guide(document)
     version = document.get("version")
-    if not _is_int(version) or version not in READABLE_VERSIONS:
+    if not _is_int(version) or version != STATE_VERSION:
         raise StateCorrupt(
-            f"its version is {_short(version)}, this collector reads versions "
-            f"{', '.join(map(str, READABLE_VERSIONS))} (or the guide's {{'since': ...}} format)"
+            f"its version is {_short(version)}, this collector reads version {STATE_VERSION} "
+            "(or the guide's {'since': ...} format)"
         )
     try:
         raw_window = document.get("window")
-        window = None
-        if raw_window:
-            window = _decode_window(raw_window) if version == 2 else _decode_window_v1(raw_window)
         return State(
             watermark_ms=_optional_ms(document, "watermark_ms"),
             delivered=_id_map(document.get("delivered", {}), "delivered"),
-            window=window,
+            window=_decode_window(raw_window) if raw_window else None,
             lease=_decode_lease(document["lease"]) if document.get("lease") else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -144,24 +118,20 @@ def decode_state(data: bytes) -> State:
 
 
 def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
-    """Refuse a checkpoint whose times cannot come from a run of this collector: resuming
-    from a watermark in the future would silently skip every event until then."""
-    latest = now_ms + CLOCK_SKEW_MS
-    if state.watermark_ms is not None and state.watermark_ms > latest:
-        raise StateCorrupt(
-            f"its watermark_ms {state.watermark_ms} lies after now ({now_ms}): resuming from "
-            "it would skip every event until then"
-        )
-    if state.window is not None and state.window.end_ms > latest:
-        raise StateCorrupt(
-            f"its window ends at {state.window.end_ms}, after now ({now_ms}): completing it "
-            "would move the watermark into the future"
-        )
-    if state.origin == ORIGIN_GUIDE and state.watermark_ms < now_ms - max_lookback_ms:
-        raise StateCorrupt(
-            f"the guide's 'since' {state.watermark_ms} is older than the longest lookback "
-            f"this collector reads ({max_lookback_ms // 86_400_000} days)"
-        )
+    """Refuse times no run of this collector can have saved: resuming from a future one
+    would skip every event until then; from one beyond the longest lookback (no run reads
+    further back) deliver the account's history again."""
+    window = state.window
+    times = {"watermark_ms": state.watermark_ms, "window's start_ms": window and window.start_ms}
+    for name, value in {**times, "window's end_ms": window and window.end_ms}.items():
+        if value is not None and value > now_ms + CLOCK_SKEW_MS:
+            skip = "resuming from it would skip every event until then"
+            raise StateCorrupt(f"its {name} {value} lies after now ({now_ms}): {skip}")
+        if value is not None and value < now_ms - max_lookback_ms:
+            days = (
+                f"the longest lookback this collector reads ({max_lookback_ms // 86_400_000} days)"
+            )
+            raise StateCorrupt(f"its {name} {value} is older than {days}")
 
 
 def _decode_guide(document: dict) -> State:
@@ -179,20 +149,16 @@ def _decode_guide(document: dict) -> State:
 
 
 def _decode_window(raw: dict) -> WindowProgress:
-    order = raw.get("order")
+    order, edge_ids, pending = raw.get("order"), raw.get("edge_ids", []), raw.get("pending", [])
     if order is not None and order not in ORDERS:
         raise ValueError(f"window.order {_short(order)}")
-    edge_ids = raw.get("edge_ids", [])
     if not isinstance(edge_ids, list) or not all(isinstance(i, str) for i in edge_ids):
         raise TypeError("window.edge_ids must be a list of auditId strings")
-    pending = raw.get("pending", [])
     if not isinstance(pending, list) or not all(
-        isinstance(pair, list) and len(pair) == 2 and all(_is_ms(v) for v in pair)
-        for pair in pending
+        isinstance(pair, list) and len(pair) == 2 and all(map(_is_ms, pair)) for pair in pending
     ):
         raise TypeError("window.pending must be a list of [start_ms, end_ms] pairs")
-    burst_new = raw.get("burst_new", False)
-    if not isinstance(burst_new, bool):
+    if not isinstance(raw.get("burst_new", False), bool):
         raise TypeError("window.burst_new must be true or false")
     position = Position(
         lower_ms=_ms(raw, "lower_ms"),
@@ -200,43 +166,24 @@ def _decode_window(raw: dict) -> WindowProgress:
         order=order,
         edge_ids=frozenset(edge_ids),
         burst_ms=_optional_ms(raw, "burst_ms"),
-        burst_pass=_count(raw, "burst_pass"),
-        burst_new=burst_new,
+        burst_pass=_count(raw, "burst_pass", 1),
+        burst_new=raw.get("burst_new", False),
         pending=tuple((low, high) for low, high in pending),
     )
-    reread = raw.get("reread_parts", False)
-    if not isinstance(reread, bool):
-        raise TypeError("window.reread_parts must be true or false")
-    window = _window(raw, position, reread_parts=reread)
-    if not window.start_ms <= position.lower_ms or position.upper_ms > window.end_ms:
-        raise ValueError("window position lies outside the window")
-    return window
-
-
-def _decode_window_v1(raw: dict) -> WindowProgress:
-    """A window saved with a page token: read again from its top under paging by time.
-    Its parts are read back first, so what it wrote is skipped; what its token-driven
-    paging may have skipped is found."""
-    start_ms, end_ms = _ms(raw, "start_ms"), _ms(raw, "end_ms")
-    window = _window(raw, Position(start_ms, end_ms), reread_parts=_count(raw, "next_part") > 1)
-    return window
-
-
-def _window(raw: dict, position: Position, *, reread_parts: bool) -> WindowProgress:
-    window = WindowProgress(
-        start_ms=_ms(raw, "start_ms"),
-        end_ms=_ms(raw, "end_ms"),
-        position=position,
-        next_part=_count(raw, "next_part"),
-        pages=_count(raw, "pages", low=0),
-        events_written=_count(raw, "events_written", low=0),
-        committed=_id_map(raw.get("committed", {}), "window.committed"),
-        ahead=_id_map(raw.get("ahead", {}), "window.ahead"),
-        reread_parts=reread_parts,
-    )
-    if window.end_ms < window.start_ms:
+    start, end = _ms(raw, "start_ms"), _ms(raw, "end_ms")
+    inside = [ms for pair in position.pending for ms in pair]
+    inside += [] if position.burst_ms is None else [position.burst_ms]
+    if end < start:
         raise ValueError("window ends before it starts")
-    return window
+    # Read up to its end oldest first, a window's lower_ms is one past the end.
+    if not start <= position.lower_ms <= end + 1 or position.upper_ms > end:
+        raise ValueError("window position lies outside the window")
+    if any(not start <= ms <= end for ms in inside):
+        raise ValueError("window.burst_ms or window.pending lies outside the window")
+    counts = {name: _count(raw, name, low) for name, low in _COUNTS.items()}
+    committed = _id_map(raw.get("committed", {}), "window.committed")
+    ahead = _id_map(raw.get("ahead", {}), "window.ahead")
+    return WindowProgress(start, end, position, **counts, committed=committed, ahead=ahead)
 
 
 def _decode_lease(raw: dict) -> Lease:
@@ -268,7 +215,7 @@ def _optional_ms(raw: dict, name: str) -> int | None:
     return None if raw.get(name) is None else _ms(raw, name)
 
 
-def _count(raw: dict, name: str, *, low: int = 1) -> int:
+def _count(raw: dict, name: str, low: int) -> int:
     value = raw[name]
     if not _is_int(value) or value < low:
         raise ValueError(f"{name} must be a whole number from {low}, not {_short(value)}")

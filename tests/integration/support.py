@@ -43,3 +43,12 @@ def assert_exactly_once(bucket, expected_ids, prefix: str = "harness/audit") -> 
 def state_of(bucket, key: str = STATE_KEY) -> dict | None:
     blob = bucket.get_blob(key)
     return None if blob is None else json.loads(blob.download_as_bytes())
+
+
+def content_of(bucket, key: str = STATE_KEY) -> dict | None:
+    """What the checkpoint says about delivery, without its lease and bookkeeping: equal
+    before and after a run that must change nothing."""
+    state = state_of(bucket, key)
+    if state is None:
+        return None
+    return {name: state.get(name) for name in ("version", "watermark_ms", "delivered", "window")}

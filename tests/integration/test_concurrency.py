@@ -53,7 +53,7 @@ def test_invocation_during_a_live_lease_touches_nothing(start_instance, harness,
     t0 = clock.now_ms()
     publish(harness, generate_events(100, t0 - HOUR_MS, t0, seed=22))
     lease = (
-        b'{"version":1,"watermark_ms":null,"delivered":{},"window":null,'
+        b'{"version":2,"watermark_ms":null,"delivered":{},"window":null,'
         b'"lease":{"owner":"another-run","expires_ms":%d}}' % (t0 + 60_000)
     )
     bucket.blob(STATE_KEY).upload_from_string(lease)
@@ -149,7 +149,7 @@ def test_unfinished_lease_expires_by_wall_clock_only(start_instance, harness, cl
     t0 = clock.now_ms()
     publish(harness, generate_events(10, t0 - HOUR_MS, t0, seed=24))
     lease = (
-        b'{"version":1,"watermark_ms":null,"delivered":{},"window":null,'
+        b'{"version":2,"watermark_ms":null,"delivered":{},"window":null,'
         b'"lease":{"owner":"dead-run","expires_ms":%d}}' % (t0 - 1)
     )
     bucket.blob(STATE_KEY).upload_from_string(lease)

@@ -6,9 +6,9 @@ import base64
 import json
 
 import pytest
-from support import HOUR_MS, STATE_KEY, assert_exactly_once, publish, state_of
+from support import HOUR_MS, MIN_MS, STATE_KEY, assert_exactly_once, publish, state_of
 
-from devtools.sample_events import generate_events
+from devtools.sample_events import generate_burst, generate_events
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,28 @@ def test_backlog_drains_from_one_trigger(start_instance, harness, clock, bucket,
     assert state["lease"] is None and state["window"] is None
     # Drained within the time the runs themselves took: no scheduled trigger was waited for.
     assert clock.now_ms() - started_ms < len(runs) * 61_000
+
+
+def test_no_continuation_when_the_saved_position_did_not_move(
+    start_instance, harness, clock, bucket, pubsub
+):
+    """A millisecond holding more events than a run can page through: each run restarts
+    its pass (a burst's cursor is not saved) and gets one page further, until the pass is
+    longer than a run. That run's saved position does not move, and it publishes nothing."""
+    t0 = clock.now_ms()
+    publish(harness, generate_burst(1_500, t0 - 30 * MIN_MS, seed=35))
+    harness.latency_s = 5.0  # on the fake clock: four pages per 30 s run
+    instance = start_continuing(start_instance, pubsub, MAX_RUN_SECONDS=30)
+    runs = [instance.invoke(), *deliver_all(instance, pubsub)]
+    summaries = [run.summary for run in runs]
+    assert all(summary["stopped_by"] == "deadline" for summary in summaries)
+    for summary in summaries[:-1]:
+        assert summary["position_moved"] is True and summary["continuation"] == "published"
+    last = summaries[-1]
+    assert last["outcome"] == "ok" and last["pages"] > 0 and last["events_written"] == 0
+    assert last["position_moved"] is False and last["continuation"] == "not needed"
+    assert "continues at the next trigger" in last["message"]
+    assert len(pubsub.published) == len(runs) - 1 < 5
 
 
 def test_continuation_message_carries_the_window(start_instance, harness, clock, pubsub):
@@ -129,7 +151,7 @@ def test_run_finding_the_lease_held_publishes_nothing(
     t0 = clock.now_ms()
     publish(harness, generate_events(100, t0 - HOUR_MS, t0, seed=34))
     lease = (
-        b'{"version":1,"watermark_ms":null,"delivered":{},"window":null,'
+        b'{"version":2,"watermark_ms":null,"delivered":{},"window":null,'
         b'"lease":{"owner":"another-run","expires_ms":%d}}' % (t0 + 60_000)
     )
     bucket.blob(STATE_KEY).upload_from_string(lease)

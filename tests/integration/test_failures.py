@@ -4,17 +4,29 @@ writes nothing it should not, and leaves the checkpoint as it was."""
 import json
 
 import pytest
-from support import API_KEY, HOUR_MS, STATE_KEY, assert_exactly_once, publish
+from support import (
+    API_KEY,
+    HOUR_MS,
+    STATE_KEY,
+    assert_exactly_once,
+    content_of,
+    publish,
+    state_of,
+)
 
 from devtools.sample_events import generate_events
 
 pytestmark = pytest.mark.integration
 
 
+def data_objects(bucket):
+    return sorted(blob.name for blob in bucket.list_blobs(prefix="harness/audit/"))
+
+
 def snapshot(bucket):
     blob = bucket.get_blob(STATE_KEY)
-    data_objects = sorted(blob.name for blob in bucket.list_blobs(prefix="harness/audit/"))
-    return (None if blob is None else (blob.generation, blob.download_as_bytes())), data_objects
+    state = None if blob is None else (blob.generation, blob.download_as_bytes())
+    return state, data_objects(bucket)
 
 
 @pytest.mark.parametrize(
@@ -33,7 +45,7 @@ def test_rejected_key_fails_clearly_and_touches_nothing(
     clock.advance(-3600)
     assert instance.invoke().status == 200  # an earlier good run: there is a checkpoint
     clock.advance(3600)
-    before = snapshot(bucket)
+    before = content_of(bucket), data_objects(bucket)
     harness.inject(fault)
     result = instance.invoke()
     assert result.status == 500
@@ -43,7 +55,9 @@ def test_rejected_key_fails_clearly_and_touches_nothing(
     assert f"HTTP {status} {code}" in message
     for word in words:
         assert word in message
-    assert snapshot(bucket) == before
+    # The lease was taken before the request, and released with the checkpoint as it was.
+    assert (content_of(bucket), data_objects(bucket)) == before
+    assert state_of(bucket)["lease"] is None
     assert len(harness.requests) == 2  # one page before, then no retry of a rejection
 
 
@@ -52,7 +66,14 @@ def test_rejected_key_from_the_start_names_the_status(start_instance, harness, e
     result = start_instance().invoke()
     assert result.status == 500
     assert "HTTP 401 INVALID_TOKEN" in result.summary["message"]
-    assert snapshot(bucket) == (None, [])
+    # Nothing delivered, nothing planned, no lease left: the next run starts as this one did.
+    assert content_of(bucket) == {
+        "version": 2,
+        "watermark_ms": None,
+        "delivered": {},
+        "window": None,
+    }
+    assert state_of(bucket)["lease"] is None and data_objects(bucket) == []
 
 
 @pytest.mark.parametrize(

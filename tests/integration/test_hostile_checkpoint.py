@@ -4,14 +4,19 @@ never a silent skip, never a traceback. Each corrupt one fails loudly and is lef
 import json
 
 import pytest
-from support import HOUR_MS, MIN_MS, STATE_KEY, assert_exactly_once, publish, state_of
+from support import HOUR_MS, MIN_MS, STATE_KEY, assert_exactly_once, publish
 
 from devtools.sample_events import generate_events
-from harness_audit.sink import object_name
 
 pytestmark = pytest.mark.integration
 
 YEAR_MS = 365 * 24 * HOUR_MS
+
+
+def window_state(start_ms: int, end_ms: int, **position) -> dict:
+    window = {"start_ms": start_ms, "end_ms": end_ms, "lower_ms": start_ms, "upper_ms": end_ms}
+    window |= {"order": None, "burst_pass": 1, "next_part": 1, "pages": 0, "events_written": 0}
+    return {"version": 2, "watermark_ms": None, "window": window | position}
 
 
 def put_state(bucket, document) -> bytes:
@@ -60,22 +65,12 @@ def test_a_live_lease_of_normal_length_is_still_honoured(start_instance, harness
     [
         # A watermark two hours ahead would skip every event until then.
         (lambda t0: {"version": 2, "watermark_ms": t0 + 2 * HOUR_MS}, "lies after now"),
-        (
-            lambda t0: {
-                "version": 1,
-                "watermark_ms": t0 - HOUR_MS,
-                "window": {
-                    "start_ms": t0 - HOUR_MS,
-                    "end_ms": t0 + 30 * 24 * HOUR_MS,
-                    "endpoint": "listV2",
-                    "page_index": 0,
-                    "next_part": 1,
-                    "pages": 0,
-                    "events_written": 0,
-                },
-            },
-            "after now",
-        ),
+        (lambda t0: window_state(t0 - HOUR_MS, t0 + 30 * 24 * HOUR_MS), "after now"),
+        # 1970: resuming from it would deliver the account's whole history again.
+        (lambda t0: {"version": 2, "watermark_ms": 1}, "older than the longest lookback"),
+        (lambda t0: window_state(1, t0), "older than the longest lookback"),
+        # A burst 400 days before its window would write old events into today's window.
+        (lambda t0: window_state(t0 - HOUR_MS, t0, burst_ms=t0 - 400 * 24 * HOUR_MS), "burst_ms"),
         # Microseconds, an easy slip when following the reset recipe.
         (lambda t0: {"version": 2, "watermark_ms": t0 * 1000}, "1970 to 9999"),
         (lambda t0: {"version": 2, "watermark_ms": -1}, "1970 to 9999"),
@@ -88,6 +83,9 @@ def test_a_live_lease_of_normal_length_is_still_honoured(start_instance, harness
     ids=[
         "watermark-ahead",
         "window-ends-ahead",
+        "watermark-1970",
+        "window-starts-1970",
+        "burst-outside-window",
         "microseconds",
         "negative",
         "guide-since-huge",
@@ -111,47 +109,3 @@ def test_an_impossible_checkpoint_fails_loudly_and_is_left_untouched(
     assert bucket.blob(STATE_KEY).download_as_bytes() == data
     assert harness.requests == []
     assert list(bucket.list_blobs(prefix="harness/audit/")) == []
-
-
-def test_a_version_1_window_is_continued_without_a_gap_or_a_duplicate(
-    start_instance, harness, clock, bucket
-):
-    """A window left by the token-paging version, two parts in: re-read under paging by time
-    from its top, after reading back what its parts hold."""
-    t0 = clock.now_ms()
-    events = generate_events(600, t0 - HOUR_MS, t0, seed=64)
-    publish(harness, events)
-    # Two parts, as version 1 wrote them before its deadline: the newest events first.
-    written = sorted(events, key=lambda event: event["timestamp"])[-250:]
-    for number, chunk in enumerate((written[:125], written[125:]), start=1):
-        lines = "".join(json.dumps(event) + "\n" for event in chunk)
-        bucket.blob(object_name("harness/audit", t0 - HOUR_MS, t0, number)).upload_from_string(
-            lines
-        )
-    put_state(
-        bucket,
-        {
-            "version": 1,
-            "watermark_ms": None,
-            "delivered": {},
-            "window": {
-                "start_ms": t0 - HOUR_MS,
-                "end_ms": t0,
-                "endpoint": "listV2",
-                "page_token": "opaque-token-from-the-old-version",
-                "page_index": 0,
-                "next_part": 3,
-                "pages": 3,
-                "events_written": 250,
-                "committed": {},
-                "ahead": {},
-            },
-            "lease": None,
-        },
-    )
-    result = start_instance().invoke()
-    assert result.status == 200, result.logs
-    assert result.summary["window_complete"] is True
-    assert result.summary["events_written"] == 350
-    assert_exactly_once(bucket, [event["auditId"] for event in events])
-    assert state_of(bucket)["version"] == 2

@@ -131,7 +131,7 @@ def test_the_deadline_holds_whatever_harness_does(
     start_instance, harness, hostile, bucket, kind, params
 ):
     """On the real clock: MAX_RUN_SECONDS=10 ends the run in about 10 s, a failure since it
-    made no progress, with the lease never taken."""
+    made no progress, with the lease released and nothing else written."""
     publish(harness, generate_events(50, SystemClock().now_ms() - HOUR_MS, SystemClock().now_ms()))
     hostile(kind, **params)
     instance = start_instance(MAX_RUN_SECONDS=10)
@@ -142,7 +142,8 @@ def test_the_deadline_holds_whatever_harness_does(
     assert elapsed < 13, elapsed
     assert_one_clean_failure(result, "NoProgress")
     assert "MAX_RUN_SECONDS ran out" in result.summary["message"]
-    assert state_of(bucket) is None
+    state = state_of(bucket)
+    assert state["lease"] is None and state["watermark_ms"] is None and state["window"] is None
 
 
 @pytest.mark.parametrize("status", [200, 503])

@@ -21,7 +21,7 @@ from harness_audit.continuation import (
     PubSubPublisher,
     needed,
 )
-from harness_audit.run import RunSummary
+from harness_audit.run import RunSummary, Stopped
 
 TOPIC = "projects/my-project/topics/harness-audit-trigger"
 WINDOW = (1_749_560_400_000, 1_749_564_000_000)
@@ -93,7 +93,8 @@ def summary(**changes) -> RunSummary:
     values = {
         "window_start_ms": WINDOW[0],
         "window_end_ms": WINDOW[1],
-        "stopped_by": "deadline",
+        "stopped": Stopped.DEADLINE,
+        "position_moved": True,
         "pages": 3,
     }
     return RunSummary(**{**values, **changes})
@@ -103,11 +104,12 @@ def summary(**changes) -> RunSummary:
     ("changes", "expected"),
     [
         ({}, True),
-        ({"pages": 0}, False),
-        ({"stopped_by": "window complete", "window_complete": True}, False),
-        ({"stopped_by": "failure"}, False),
-        ({"stopped_by": None}, False),
-        ({"window_complete": True}, False),
+        # Pages read without moving the saved position (a cursor that never ends).
+        ({"position_moved": False}, False),
+        ({"stopped": Stopped.COMPLETE}, False),
+        ({"stopped": Stopped.FAILED}, False),
+        ({"stopped": Stopped.SKIPPED}, False),
+        ({"stopped": None}, False),
     ],
 )
 def test_only_a_run_stopped_by_its_deadline_after_progress_continues(changes, expected):
@@ -304,7 +306,9 @@ def test_continuation_publishes_the_window_bounds_within_the_function_timeout():
 def test_continuation_statuses():
     clock = FakeClock()
     recorder = Recorder()
-    assert Continuation(TOPIC, clock, recorder).after(summary(pages=0), 0) == "not needed"
+    assert (
+        Continuation(TOPIC, clock, recorder).after(summary(position_moved=False), 0) == "not needed"
+    )
     assert Continuation(None, clock).after(summary(), 0) == "not configured"
     assert recorder.calls == []
     failing = Continuation(TOPIC, clock, Recorder(PublishFailed("HTTP 503")))

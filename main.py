@@ -1,10 +1,12 @@
 """Cloud Run function entry point: one Pub/Sub-triggered run of the Harness audit collector.
 
 Scheduler, Force run, continuation and redelivery all arrive as the same CloudEvent, whose
-body is not used. Clients are built on the first invocation and reused by later ones. Each
-invocation logs one summary line; a failure is answered with HTTP 500 (no traceback).
+body is not used; the attribute ``command=verify`` runs verify instead (scheduled.py). Clients
+are built on the first invocation and reused by later ones. Each invocation logs one summary
+line; a failure is answered with HTTP 500 (no traceback).
 """
 
+import functools
 import logging
 import os
 import threading
@@ -17,17 +19,19 @@ from werkzeug.exceptions import InternalServerError
 from harness_audit.clock import SystemClock
 from harness_audit.config import load_config
 from harness_audit.continuation import Continuation, next_run_text
-from harness_audit.errors import NeedsFix, StorageRejected
+from harness_audit.errors import LeaseHeld, NeedsFix, StorageRejected
 from harness_audit.logs import configure_logging, log, register_secret
+from harness_audit.pacing import Pacer
 from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
+from harness_audit.scheduled import summary_line, verify_scheduled
 
 configure_logging()
 CLOCK = SystemClock()  # replaced by tests that drive time themselves
-_instance: tuple[Collector, Continuation] | None = None
+_instance: tuple[Collector, Continuation, functools.partial] | None = None
 _instance_lock = threading.Lock()
 
 
-def _get_instance() -> tuple[Collector, Continuation]:
+def _get_instance() -> tuple[Collector, Continuation, functools.partial]:
     global _instance
     with _instance_lock:
         if _instance is None:
@@ -43,8 +47,11 @@ def _get_instance() -> tuple[Collector, Continuation]:
                     "provides them; locally run 'gcloud auth application-default login', or "
                     "set STORAGE_EMULATOR_HOST to use a local fake-gcs-server"
                 ) from None
-            collector = Collector(config, bucket=bucket, clock=CLOCK)
-            _instance = collector, Continuation(config.trigger_topic, CLOCK)
+            # One pacer: the collector and verify share the Harness key's rate.
+            pacer = Pacer(config.max_requests_per_minute, CLOCK)
+            collector = Collector(config, bucket=bucket, clock=CLOCK, pacer=pacer)
+            verify = functools.partial(verify_scheduled, config, bucket, CLOCK, pacer)
+            _instance = collector, Continuation(config.trigger_topic, CLOCK), verify
         return _instance
 
 
@@ -52,9 +59,13 @@ def _get_instance() -> tuple[Collector, Continuation]:
 def main(cloud_event) -> None:
     started = CLOCK.monotonic()
     invocation = {"pubsub_message_id": cloud_event["id"], "event_source": cloud_event["source"]}
-    invocation |= _trigger_reason(cloud_event)
+    attributes = _attributes(cloud_event)
+    reason = attributes.get("reason")
+    invocation |= {"trigger_reason": str(reason)[:40]} if reason else {}
+    if "command" in attributes:
+        return _command(str(attributes["command"]), invocation)
     try:
-        collector, continuation = _get_instance()
+        collector, continuation, _ = _get_instance()
         result = collector.run()
     except Exception as exc:  # the configuration or the credentials: still one line
         result = RunResult(RunSummary(stopped=Stopped.FAILED), collector_error(exc))
@@ -76,10 +87,32 @@ def main(cloud_event) -> None:
         log(logging.INFO, message, outcome="ok", **invocation, **summary.fields())
 
 
-def _trigger_reason(cloud_event) -> dict:
-    """``trigger_reason=continue`` for a run a continuation started; nothing otherwise."""
+def _command(command: str, invocation: dict) -> None:
+    """``verify``: one summary line; INFO all well, WARNING nothing checked or cut short,
+    ERROR and HTTP 500 when events are missing, duplicated, or verify failed."""
+    invocation = {"command": command[:40], **invocation}
+    try:
+        if command != "verify":
+            raise NeedsFix(
+                f"unknown command {command[:40]!r} in the message's attributes: "
+                "the function knows only command=verify (no attribute: collect)"
+            )
+        severity, message, fields = summary_line(_get_instance()[2]())
+    except LeaseHeld as held:
+        return log(logging.INFO, str(held), outcome="skipped", **invocation)
+    except Exception as exc:  # the configuration, the credentials, Harness, the bucket
+        error = collector_error(exc)
+        fields = {"error": type(error).__name__, **invocation}
+        log(logging.ERROR, f"verify failed: {error}", outcome="failed", **fields)
+        raise InternalServerError(type(error).__name__) from None
+    log(severity, message, **invocation, **fields)
+    if severity >= logging.ERROR:
+        raise InternalServerError("verify found events missing or duplicated")
+
+
+def _attributes(cloud_event) -> dict:
+    """The Pub/Sub message's attributes (``reason=continue``, ``command=verify``)."""
     data = cloud_event.data
     message = data.get("message") if isinstance(data, dict) else None
     attributes = message.get("attributes") if isinstance(message, dict) else None
-    reason = attributes.get("reason") if isinstance(attributes, dict) else None
-    return {"trigger_reason": str(reason)[:40]} if reason else {}
+    return attributes if isinstance(attributes, dict) else {}

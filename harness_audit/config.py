@@ -42,6 +42,7 @@ OUTPUT_FORMAT = "OUTPUT_FORMAT"
 MAX_REQUESTS_PER_MINUTE = "MAX_REQUESTS_PER_MINUTE"
 TRIGGER_TOPIC = "TRIGGER_TOPIC"
 ALERT_LAG_MINUTES = "ALERT_LAG_MINUTES"
+VERIFY_REPAIR = "VERIFY_REPAIR"
 
 # The one place each default is defined: the dataclass and load_config both use these.
 DEFAULT_API_BASE = "https://app.harness.io"
@@ -114,6 +115,8 @@ class Config:
     trigger_topic: str | None = None
     # How far behind real time the collected window may fall before it is an alert.
     alert_lag_minutes: int = DEFAULT_ALERT_LAG_MINUTES
+    # Whether the scheduled verify writes what is missing into repair objects.
+    verify_repair: bool = True
     # Things worth a warning that do not stop the run (e.g. STATE_KEY under GCS_PREFIX).
     warnings: tuple[str, ...] = ()
 
@@ -262,6 +265,10 @@ def load_config(environ: Mapping[str, str]) -> Config:
         ALERT_LAG_MINUTES, DEFAULT_ALERT_LAG_MINUTES, 1, 525_600, " minutes"
     )
 
+    verify_repair = (text(VERIFY_REPAIR) or "true").lower()
+    if verify_repair not in ("true", "false"):
+        problems.append(f"{VERIFY_REPAIR}={_shown(verify_repair)}: set it to true or false")
+
     if problems:
         raise ConfigError(problems)
     return Config(
@@ -284,6 +291,7 @@ def load_config(environ: Mapping[str, str]) -> Config:
         max_requests_per_minute=max_requests_per_minute,
         trigger_topic=trigger_topic,
         alert_lag_minutes=alert_lag_minutes,
+        verify_repair=verify_repair != "false",
         warnings=tuple(warnings),
     )
 

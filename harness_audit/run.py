@@ -119,9 +119,9 @@ def collector_error(exc: Exception) -> CollectorError:
 class Collector:
     """Everything a run needs that outlives it: configuration, bucket, clock, pacing."""
 
-    def __init__(self, config: Config, *, bucket, clock: Clock):
+    def __init__(self, config: Config, *, bucket, clock: Clock, pacer: Pacer | None = None):
         self.config, self._bucket, self._clock = config, bucket, clock
-        self._pacer = Pacer(config.max_requests_per_minute, clock)
+        self._pacer = pacer or Pacer(config.max_requests_per_minute, clock)
         self._endpoint = EndpointChoice()
 
     def run(self) -> RunResult:

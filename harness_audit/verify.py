@@ -278,10 +278,18 @@ def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_par
 
 
 def verify_range(
-    config: Config, bucket, clock: Clock, since_ms: int, until_ms: int, *, repair: bool, deadline
+    config: Config,
+    bucket,
+    clock: Clock,
+    since_ms: int,
+    until_ms: int,
+    *,
+    repair: bool,
+    deadline,
+    pacer: Pacer | None = None,
 ) -> VerifyResult:
     """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
-    checkpoint or the lease. Stops at ``deadline`` (a clock.Deadline) with ``cut_short``."""
+    checkpoint or the lease. Stops at ``deadline`` with ``cut_short``; paced by ``pacer``."""
     lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
     store = CheckpointStore(bucket, config.state_key, lease_seconds=lease_seconds)
     state = store.load(clock.now_ms()).state
@@ -295,7 +303,7 @@ def verify_range(
         bucket, config.prefix, todo[0].start_ms, todo[-1].checked_until_ms
     )
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
-    pacer = Pacer(config.max_requests_per_minute, clock)
+    pacer = pacer or Pacer(config.max_requests_per_minute, clock)
     harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
     done: dict[int, HourResult] = {}
     try:

@@ -91,19 +91,19 @@ def _command(command: str, invocation: dict) -> None:
     """``verify``: one summary line; INFO all well, WARNING nothing checked or cut short,
     ERROR and HTTP 500 when events are missing, duplicated, or verify failed."""
     invocation = {"command": command[:40], **invocation}
+    if command != "verify":  # a collector's failure, for its alert: nothing ran
+        unknown = f"unknown command {command[:40]!r} in the message's attributes: the function "
+        unknown += "knows only command=verify (without the attribute it collects)"
+        log(logging.ERROR, unknown, outcome="failed", error="UnknownCommand", **invocation)
+        raise InternalServerError("UnknownCommand")
     try:
-        if command != "verify":
-            raise NeedsFix(
-                f"unknown command {command[:40]!r} in the message's attributes: "
-                "the function knows only command=verify (no attribute: collect)"
-            )
         severity, message, fields = summary_line(_get_instance()[2]())
     except LeaseHeld as held:
         return log(logging.INFO, str(held), outcome="skipped", **invocation)
     except Exception as exc:  # the configuration, the credentials, Harness, the bucket
         error = collector_error(exc)
         fields = {"error": type(error).__name__, **invocation}
-        log(logging.ERROR, f"verify failed: {error}", outcome="failed", **fields)
+        log(logging.ERROR, f"verify failed: {error}", outcome="verify_failed", **fields)
         raise InternalServerError(type(error).__name__) from None
     log(severity, message, **invocation, **fields)
     if severity >= logging.ERROR:

@@ -27,19 +27,20 @@ from harness_audit.verify import (
     verify_range,
 )
 
-# The summary's ``outcome`` for each verify_range problem, with its severity.
-OUTCOMES = {
-    None: (logging.INFO, "ok"),
-    "nothing checked": (logging.WARNING, "nothing_checked"),
-    "cut short by the deadline": (logging.WARNING, "cut_short"),
-    "found": (logging.ERROR, "found"),
-}
+# Each verify_range problem's severity and words. The summary's ``outcome`` is "verified"
+# or "verify_failed" (the alert's), never the collector's "ok" or "failed".
 VERDICTS = {
-    "ok": "all accounted for",
-    "nothing_checked": "NOTHING CHECKED: no checkpoint under STATE_KEY, or the collector has "
-    "not completed a window; this is not a success",
-    "cut_short": "not every hour checked",
-    "found": "events missing and not repaired, duplicated, or a repair that lost a race",
+    None: (logging.INFO, "all accounted for"),
+    "nothing checked": (
+        logging.WARNING,
+        "NOTHING CHECKED: no checkpoint under STATE_KEY, or the collector has not completed a "
+        "window; this is not a success",
+    ),
+    "cut short by the deadline": (logging.WARNING, "not every hour checked"),
+    "found": (
+        logging.ERROR,
+        "events missing and not repaired, duplicated, or a repair lost a race",
+    ),
 }
 
 
@@ -86,12 +87,13 @@ def summary_line(result: VerifyResult) -> tuple[int, str, dict]:
     """Severity, message and fields of the one line a verify logs; the fields are named
     ``verify_*`` for the log-based metrics."""
     found = result.still_missing or result.duplicated or result.conflicts
-    severity, outcome = OUTCOMES["found" if found else result.problem]
+    problem = "found" if found else result.problem
+    severity, verdict = VERDICTS[problem]
     parts = [
         f"{result.hours_checked} hours checked, {result.in_harness} in Harness, "
         f"{result.in_bucket} in the bucket, {result.missing} missing, {result.repaired} "
         f"repaired, {result.duplicated} duplicated",
-        VERDICTS[outcome],
+        verdict,
     ]
     if result.cut_short:
         rest = next(row.start_ms for row in result.hours if row.state == "in_progress")
@@ -102,4 +104,5 @@ def summary_line(result: VerifyResult) -> tuple[int, str, dict]:
     if result.missing_ids:
         parts.append(f"still missing: {', '.join(result.missing_ids)}")
     fields = {f"verify_{name}": value for name, value in summary_of(result).items()}
-    return severity, "verify: " + "; ".join(parts), {"outcome": outcome, **fields}
+    outcome = {"outcome": "verified" if problem is None else "verify_failed"}
+    return severity, "verify: " + "; ".join(parts), outcome | fields | {"verify_problem": problem}

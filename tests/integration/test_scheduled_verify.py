@@ -67,7 +67,9 @@ def test_verify_repairs_what_the_collector_missed_exactly_once(missed, bucket, h
 
     assert result.status == 200, result.logs
     line = result.summary
-    assert line["severity"] == "INFO" and line["outcome"] == "ok" and line["command"] == "verify"
+    assert (
+        line["severity"] == "INFO" and line["outcome"] == "verified" and line["command"] == "verify"
+    )
     assert line["verify_missing"] == line["verify_repaired"] == len(lost)
     assert line["verify_still_missing"] == 0 and line["verify_duplicated"] == 0
     assert line["verify_in_harness"] == line["verify_in_bucket"] + len(lost)
@@ -90,7 +92,7 @@ def test_verify_repairs_what_the_collector_missed_exactly_once(missed, bucket, h
 
     written = objects(bucket)
     again = instance.invoke(verify_message())
-    assert again.status == 200 and again.summary["outcome"] == "ok"
+    assert again.status == 200 and again.summary["outcome"] == "verified"
     assert again.summary["verify_missing"] == again.summary["verify_repaired"] == 0
     assert objects(bucket) == written  # a second verify writes nothing
     # The collector goes on, never blocked by a lease verify forgot.
@@ -106,7 +108,8 @@ def test_verify_repair_false_reports_names_and_fails(missed, bucket, environment
     result = instance.invoke(verify_message())
     assert result.status == 500
     line = result.summary
-    assert line["severity"] == "ERROR" and line["outcome"] == "found"
+    assert line["severity"] == "ERROR" and line["outcome"] == "verify_failed"
+    assert line["verify_problem"] == "found"
     assert line["verify_missing"] == line["verify_still_missing"] == len(lost)
     assert line["verify_repaired"] == 0 and line["verify_missing_ids"] == lost[:20]
     assert ", ".join(lost[:20]) in line["message"]
@@ -121,7 +124,8 @@ def test_a_verify_without_a_checkpoint_warns_and_the_cli_exits_1(
     result = start_instance().invoke(verify_message())
     assert result.status == 200
     line = result.summary
-    assert line["severity"] == "WARNING" and line["outcome"] == "nothing_checked"
+    assert line["severity"] == "WARNING" and line["outcome"] == "verify_failed"
+    assert line["verify_problem"] == "nothing checked"
     assert line["verify_hours_checked"] == 0 and line["verify_checked"] is False
     assert "NOTHING CHECKED" in line["message"]
     # Nothing read from Harness, nothing written: no checkpoint created by the lease either.
@@ -157,7 +161,7 @@ def test_the_collector_is_skipped_while_verify_holds_the_lease(missed, bucket, m
 
     mocker.patch("harness_audit.scheduled.verify_range", collector_arrives)
     before = content_of(bucket)
-    assert instance.invoke(verify_message()).summary["outcome"] == "ok"
+    assert instance.invoke(verify_message()).summary["outcome"] == "verified"
     (collector,) = during
     assert collector.status == 200 and collector.summary["outcome"] == "skipped"
     assert "another run holds the lease" in collector.summary["message"]
@@ -171,7 +175,7 @@ def test_an_unknown_command_fails_loudly_and_touches_nothing(missed, bucket, har
     result = instance.invoke(verify_message("verfy"))
     assert result.status == 500
     line = result.summary
-    assert line["severity"] == "ERROR" and line["outcome"] == "failed"
+    assert line["severity"] == "ERROR" and line["outcome"] == "failed"  # the collector's alert
     assert "unknown command 'verfy'" in line["message"]
     assert state_of(bucket) == before and bucket.get_blob(STATE_KEY).generation == generation
     assert harness.requests == []
@@ -186,7 +190,8 @@ def test_a_day_longer_than_one_run_is_cut_short_and_says_so(missed, bucket, envi
     result = instance.invoke(verify_message())
     assert result.status == 200
     line = result.summary
-    assert line["severity"] == "WARNING" and line["outcome"] == "cut_short"
+    assert line["severity"] == "WARNING" and line["outcome"] == "verify_failed"
+    assert line["verify_problem"] == "cut short by the deadline"
     assert line["verify_cut_short"] is True and 0 < line["verify_hours_checked"] < 24
     assert "CUT SHORT by MAX_RUN_SECONDS" in line["message"]
     assert "python -m harness_audit verify --since" in line["message"]
@@ -216,8 +221,8 @@ def test_a_verify_that_fails_says_so_and_releases_the_lease(missed, bucket, harn
     result = instance.invoke(verify_message())
     assert result.status == 500
     line = result.summary
-    assert line["severity"] == "ERROR" and line["outcome"] == "failed"
+    assert line["severity"] == "ERROR" and line["outcome"] == "verify_failed"
     assert line["error"] == "HarnessUnavailable" and line["message"].startswith("verify failed: ")
     assert content_of(bucket) == before and state_of(bucket)["lease"] is None
     # The lease is free: the next verify runs and repairs.
-    assert instance.invoke(verify_message()).summary["outcome"] == "ok"
+    assert instance.invoke(verify_message()).summary["outcome"] == "verified"

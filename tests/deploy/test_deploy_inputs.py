@@ -2,6 +2,9 @@
 variable and the fix, and every problem at once. The function's own settings are checked by
 the function's code: test_deploy_settings.py holds both to the same table."""
 
+import shutil
+import subprocess
+
 import pytest
 from deploy_sandbox import Sandbox
 
@@ -188,3 +191,18 @@ def test_names_derive_from_the_function_and_the_account_id_fits_30_characters(sa
     ):
         assert name in described
     assert "Nothing to remove" in result.stdout
+
+
+def test_sh_deploy_sh_goes_on_under_bash(sandbox):
+    # `sh deploy.sh` used to stop at "Illegal option -o pipefail".
+    sh = sandbox.tools / "sh"
+    sh.symlink_to(shutil.which("dash") or shutil.which("sh"))
+    completed = subprocess.run(
+        ["sh", str(sandbox.script), "--help"],
+        env=sandbox.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "Usage: ./deploy.sh" in completed.stdout

@@ -1,10 +1,9 @@
 """Command line for operators: ``python -m harness_audit verify|status|check-config``.
 
-Each command reads only the settings it uses, from the function's own environment variables
-and through the function's own ``load_config``, so it sees exactly the bucket, prefix,
-checkpoint and filters the deployed collector uses; ``--help`` names them. None takes the
-lease or writes the checkpoint. Every failure is one line on stderr (check-config: one per
-problem), never a traceback, never the API key. To add a command, add a row to COMMANDS.
+Each command reads only the settings it uses (``--help`` names them) through the function's
+own ``load_config``, so it sees what the deployed collector uses; none takes the lease or
+writes the checkpoint. Every failure is one line on stderr (check-config: one per problem),
+never a traceback, never the API key. A new command is a new row of COMMANDS.
 """
 
 import argparse
@@ -33,11 +32,10 @@ _FAILED = "3  Harness or Cloud Storage kept failing: run it again later"
 class Command:
     name: str
     summary: str
-    settings: tuple[str, ...]  # what it reads; the rest stay at their defaults, unread
+    settings: tuple[str, ...]  # what it reads; the others stay at their defaults, unread
     exit_codes: tuple[str, ...]
-    arguments: Callable[[argparse.ArgumentParser], None]
-    # (arguments, configuration, clock, stdout) -> exit code
-    run: Callable[[argparse.Namespace, Config, Clock, TextIO], int]
+    arguments: Callable[[argparse.ArgumentParser], object]
+    run: Callable[[argparse.Namespace, Config, Clock, TextIO], int]  # -> exit code
     optional: tuple[str, ...] = ()  # settings it reads that may be missing
 
 
@@ -154,32 +152,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _StderrLines(logging.Handler):
+class _StderrLines(logging.StreamHandler):
     """The package's log lines (retries, warnings), short and redacted, on stderr: stdout
     carries the report."""
 
-    def __init__(self, stream: TextIO):
-        super().__init__(logging.WARNING)
-        self._stream = stream
-
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", {})
-        details = ", ".join(f"{key}={value}" for key, value in fields.items())
-        line = record.getMessage() + (f" ({details})" if details else "")
-        self._stream.write(clean(f"{record.levelname.lower()}: {line}") + "\n")
+        details = f" ({', '.join(f'{key}={value}' for key, value in fields.items())})"
+        line = record.getMessage() + (details if fields else "")
+        self.stream.write(clean(f"{record.levelname.lower()}: {line}") + "\n")
 
 
 @contextlib.contextmanager
 def _logs_to(stream: TextIO):
     logger = logging.getLogger(LOGGER_NAME)
-    saved = (logger.handlers[:], logger.level, logger.propagate)
+    saved = (logger.handlers, logger.level, logger.propagate)
     logger.handlers, logger.propagate = [_StderrLines(stream)], False
     logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
-        logger.handlers, level, logger.propagate = saved
-        logger.setLevel(level)
+        logger.handlers, _, logger.propagate = saved
+        logger.setLevel(saved[1])
 
 
 def main(

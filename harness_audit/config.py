@@ -1,12 +1,10 @@
-"""Configuration: every setting's name, default, rule and message, in one table.
+"""Every setting's name, default, rule and message, in one table (SETTINGS).
 
-The function, the operator commands and deploy.sh (through ``python -m harness_audit
-check-config``) all read the environment through ``load_config``, so they accept and refuse
-the same values with the same words. Every problem is reported at once, each naming the
-variable, what is wrong and the fix; no message quotes any part of the API key.
-
-A value is checked here whenever a bad one would otherwise fail every run (an object name
-GCS refuses, a URL urllib3 cannot use, a key that cannot travel in an HTTP header).
+The function, the operator commands and deploy.sh (``python -m harness_audit check-config``)
+all read the environment through ``load_config``: they accept and refuse the same values with
+the same words, each problem naming the variable and the fix, never quoting the API key. A
+value is checked whenever a bad one would fail every run (an object name GCS refuses, a URL
+urllib3 cannot use, a key that cannot travel in an HTTP header).
 """
 
 import ipaddress
@@ -30,15 +28,10 @@ MAX_OBJECT_MEGABYTES = 8
 STATIC_FILTERS = ("EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS")
 _ACME_PREFIX = ".well-known/acme-challenge/"  # reserved by GCS for domain verification
 _INTEGER = re.compile(r"[+-]?[0-9]+")  # int() also takes "1_000" and "٣"
-_BUCKET_PART = re.compile(r"[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?")
 
 
 class Invalid(Exception):
-    """A setting's value breaks its rule: one or more problems, each with its fix."""
-
-    def __init__(self, *problems: str):
-        super().__init__(*problems)
-        self.problems = problems
+    """A value breaks its setting's rule; ``args`` are the problems, each with its fix."""
 
 
 @dataclass(frozen=True)
@@ -77,53 +70,39 @@ def _account_id(s: Setting, raw: str) -> str:
 
 
 def _api_key(s: Setting, key: str) -> str:
-    """The key travels in the x-api-key header, which http.client encodes as Latin-1; Harness
-    tokens are printable ASCII. Positions are safe to show, the characters are not."""
-
-    def at(positions: list[int]) -> str:
-        more = f" and {len(positions) - 5} more" if len(positions) > 5 else ""
-        return ", ".join(map(str, positions[:5])) + more
-
-    spaces = [i for i, ch in enumerate(key, 1) if ch.isspace()]
-    others = [i for i, ch in enumerate(key, 1) if not ("!" <= ch <= "~" or ch.isspace())]
-    problems = []
-    if spaces:
-        problems.append(
-            f"{s.name} contains white space inside it (at position {at(spaces)}): store the "
-            "token alone, exactly as Harness showed it"
+    """It travels in the x-api-key header, which http.client encodes as Latin-1; Harness tokens
+    are printable ASCII. Positions are safe to show, the characters are not."""
+    bad = [i for i, ch in enumerate(key, 1) if not "!" <= ch <= "~"]
+    if bad:
+        at = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise Invalid(
+            f"{s.name} has white space or characters that are not printable ASCII inside it (at "
+            f"position {at}), so it cannot be sent in an HTTP header: copy the token again from "
+            "Harness, as plain text, and store it alone"
         )
-    if others:
-        problems.append(
-            f"{s.name} has characters that are not printable ASCII (at position {at(others)}), "
-            "so it cannot be sent in an HTTP header: copy the token again from Harness, as "
-            "plain text, and store it alone"
-        )
-    if problems:
-        raise Invalid(*problems)
     return key
 
 
 def _bucket(s: Setting, raw: str) -> str:
     """Cloud Storage's published rules (cloud.google.com/storage/docs/naming-buckets)."""
-    named = f"{s.name}={shown(raw)}"
     if raw.startswith("gs://"):
         raise Invalid(
-            f"{named}: give the bucket name only, without gs:// or a path (put the path in "
-            "GCS_PREFIX)"
+            f"{s.name}={shown(raw)}: give the bucket name only, without gs:// or a path (put "
+            "the path in GCS_PREFIX)"
         )
-    parts = raw.split(".")
     if (
-        not 3 <= len(raw) <= (222 if len(parts) > 1 else 63)
-        or not all(_BUCKET_PART.fullmatch(part) for part in parts)
-        or re.fullmatch(r"[0-9]+(\.[0-9]+){3}", raw)
-        or raw.startswith("goog")
-        or re.search(r"g[o0][o0]g[l1]e", raw)
+        not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", raw)
+        or max(map(len, raw.split("."))) > 63
+        or ".." in raw
+        or re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", raw)
+        or re.match("goog", raw)
+        or re.search("g[o0][o0]g[l1]e", raw)
     ):
         raise Invalid(
-            f"{named} is not a valid bucket name: use 3-63 lowercase letters, digits, '-', '_' "
-            "or '.', starting and ending with a letter or digit (up to 222 with dots, 63 "
-            "between dots); not an IP address, not starting with 'goog', not containing "
-            "'google'"
+            f"{s.name}={shown(raw)} is not a valid bucket name: use 3-63 lowercase letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit (up to 222 with "
+            "dots, 63 between dots); not an IP address, not starting with 'goog', not "
+            "containing 'google'"
         )
     return raw
 
@@ -213,11 +192,8 @@ def _static_filter(s: Setting, raw: str) -> str:
 
 
 def _object_bytes(s: Setting, raw: str) -> int:
-    try:
-        megabytes = float(raw)
-    except ValueError:
-        megabytes = math.nan  # fails both comparisons below
-    if not 0.001 <= megabytes <= MAX_OBJECT_MEGABYTES:
+    megabytes = float(raw) if re.fullmatch(r"[0-9]*\.?[0-9]+", raw) else math.nan
+    if not 0.001 <= megabytes <= MAX_OBJECT_MEGABYTES:  # NaN fails both
         raise Invalid(
             f"{s.name}={shown(raw)} must be a number of megabytes from 0.001 to "
             f"{MAX_OBJECT_MEGABYTES}, or unset for the default {s.default}"
@@ -229,7 +205,7 @@ def _output_format(s: Setting, raw: str) -> OutputFormat:
     try:
         return parse_output_format(raw)
     except ValueError as problem:
-        raise Invalid(f"{s.name}: {problem}") from None
+        raise Invalid(f"{s.name}: {problem} (default {s.default})") from None
 
 
 def _topic(s: Setting, raw: str) -> str:
@@ -311,7 +287,7 @@ def load_config(
         try:
             values[s.field] = s.parse(s, raw) if raw is not None else ("" if s.required else None)
         except Invalid as bad:
-            problems += bad.problems
+            problems += bad.args
     if problems:
         raise ConfigError(problems)
     prefix, state_key = values["prefix"], values["state_key"]

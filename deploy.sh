@@ -343,15 +343,10 @@ write_fingerprinted() {
 
 # exists_or_create WHAT 'DESCRIBE ARGS' CREATE ARGS...: create unless the describe finds it.
 exists_or_create() {
-  local what=$1
-  local -a look
-  read -ra look <<<"$2"
+  local what=$1 look=$2
   shift 2
-  if query "${look[@]}" >/dev/null; then
-    say "      $what exists"
-  else
-    mutate "$@"
-  fi
+  # shellcheck disable=SC2086 # the describe's words, split on purpose
+  if query $look >/dev/null; then say "      $what exists"; else mutate "$@"; fi
 }
 
 # Before any change, know where the key will come from: env, what is stored, or the terminal.
@@ -376,12 +371,10 @@ resolve_api_key() {
 
 step_apis() {
   step 1/10 "APIs"
-  local enabled api
-  local -a missing=()
+  local enabled
+  local -a missing
   enabled=$(query services list --enabled --format='value(config.name)') || enabled=''
-  for api in "${REQUIRED_APIS[@]}"; do
-    grep -Fxq -- "$api" <<<"$enabled" || missing+=("$api")
-  done
+  mapfile -t missing < <(printf '%s\n' "${REQUIRED_APIS[@]}" | grep -Fxv -e "$enabled")
   if ((${#missing[@]})); then
     mutate services enable "${missing[@]}"
   else
@@ -538,17 +531,11 @@ step_scheduler() {
 schedule_interval_minutes() {
   local -a fields
   read -ra fields <<<"$SCHEDULE"
-  if [[ "${fields[*]:2}" != '* * *' ]]; then
-    printf 1440
-  elif [[ ${fields[1]} == '*' && ${fields[0]} =~ ^\*/([0-9]+)$ ]]; then
-    printf '%d' "$((10#${BASH_REMATCH[1]}))"
-  elif [[ ${fields[1]} == '*' ]]; then
-    printf 60
-  elif [[ ${fields[1]} =~ ^\*/([0-9]+)$ ]]; then
-    printf '%d' "$((10#${BASH_REMATCH[1]} * 60))"
-  else
-    printf 1440
-  fi
+  case "${fields[*]:1}" in
+    '* * * *') if [[ ${fields[0]} =~ ^\*/([0-9]+)$ ]]; then echo "$((10#${BASH_REMATCH[1]}))"; else echo 60; fi ;;
+    '*/'[0-9]*' * * *') echo "$((10#${fields[1]#*/} * 60))" ;;
+    *) echo 1440 ;;
+  esac
 }
 
 # The alert's numbers, for the templates. Cloud Monitoring's windows are 23.5 h at most; when
@@ -578,15 +565,12 @@ alert_numbers() {
 # current when CURRENT ends with the fingerprint of the filled template.
 ensure_config() {
   local fingerprint
-  local -a create update
-  read -ra create <<<"$6"
-  read -ra update <<<"$7"
   fingerprint=$(write_fingerprinted "$3" "$4")
-  create[-1]+=$3 update[-1]+=$3
+  # shellcheck disable=SC2086 # the command's words, split on purpose
   if [[ -z $5 ]]; then
-    mutate "${create[@]}"
+    mutate $6"$3"
   elif [[ $5 != *"$fingerprint" && $5 != *"$fingerprint]" ]]; then
-    mutate "${update[@]}"
+    mutate $7"$3"
   else
     say "      $1 $2: exists, current"
   fi

@@ -6,11 +6,10 @@
 
 if [ -z "${BASH_VERSION-}" ]; then exec bash "$0" "$@"; fi # `sh deploy.sh`: go on in bash
 set -euo pipefail
-if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
-  printf 'deploy.sh: error: needs bash 4.4 or newer, this is %s (on macOS: brew install bash)\n' \
-    "$BASH_VERSION" >&2
+((BASH_VERSINFO[0] * 100 + BASH_VERSINFO[1] >= 404)) || {
+  echo "deploy.sh: error: needs bash 4.4 or newer, not $BASH_VERSION (macOS: brew install bash)" >&2
   exit 2
-fi
+}
 
 # Out of the environment first thing: no child process sees (or logs) the key through it.
 API_KEY=${HARNESS_API_KEY-}
@@ -51,14 +50,11 @@ declare -rA OPTIONS=([--project]=PROJECT_ID [--region]=REGION [--bucket]=GCS_BUC
 usage() {
   cat <<'EOF'
 Usage: ./deploy.sh [--dry-run] [--yes] [--destroy] [--OPTION=VALUE ...]
-
 Deploys the Harness audit collector: APIs, bucket, service account, the key in Secret Manager,
 topic, Cloud Run function, scheduler job, metrics and an alert policy, SecOps feed access.
-
   --dry-run   run read-only gcloud commands only; print a script of the changes
   --yes, -y   do not ask before the first change (needed without a terminal)
   --destroy   remove what deploy.sh created; never the bucket or its objects
-
 Environment variables [or option]:
   PROJECT_ID [--project], GCS_BUCKET [--bucket], HARNESS_ACCOUNT_ID [--account-id]: required
   HARNESS_API_KEY: stored when set and new; else the stored key is kept, or asked for
@@ -67,7 +63,6 @@ Environment variables [or option]:
   SECOPS_SERVICE_ACCOUNT [--secops-service-account]: optional, the feed's service account
   NOTIFICATION_CHANNEL [--notification-channel]: optional, projects/P/notificationChannels/ID
   The function's settings (python -m harness_audit check-config --help) pass through to it.
-
 Exit status: 0 done, 1 a step failed or you declined, 2 fix the input or the environment.
 EOF
 }
@@ -106,15 +101,13 @@ parse_args() {
 apply_defaults() {
   PROJECT_ID=${PROJECT_ID-} GCS_BUCKET=${GCS_BUCKET-} HARNESS_ACCOUNT_ID=${HARNESS_ACCOUNT_ID-}
   REGION=${REGION:-us-central1} SCHEDULE=${SCHEDULE:-0 * * * *}
-  FUNCTION_NAME=${FUNCTION_NAME:-harness-audit-collector}
-  RETRY_ON_FAILURE=${RETRY_ON_FAILURE:-false} NOTIFICATION_CHANNEL=${NOTIFICATION_CHANNEL-}
-  SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT-}
+  FUNCTION_NAME=${FUNCTION_NAME:-harness-audit-collector} NOTIFICATION_CHANNEL=${NOTIFICATION_CHANNEL-}
+  RETRY_ON_FAILURE=${RETRY_ON_FAILURE:-false} SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT-}
   SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT#serviceAccount:}
   # Names derived from the function's (two collectors can live in one project); full resource
   # names, as some commands resolve a short name before --project applies.
   TOPIC_NAME=${FUNCTION_NAME}-trigger JOB_NAME=${FUNCTION_NAME}-schedule
-  SECRET_NAME=${FUNCTION_NAME}-api-key
-  TOPIC_PATH=projects/${PROJECT_ID}/topics/${TOPIC_NAME}
+  SECRET_NAME=${FUNCTION_NAME}-api-key TOPIC_PATH=projects/${PROJECT_ID}/topics/${TOPIC_NAME}
   SECRET_PATH=projects/${PROJECT_ID}/secrets/${SECRET_NAME}
   # The function publishes its continuation to its own topic, whatever the environment says.
   TRIGGER_TOPIC=$TOPIC_PATH
@@ -128,9 +121,8 @@ apply_defaults() {
   # A service account id has 6-30 characters: shorten the function's name, keep the suffix.
   local sa_base=${FUNCTION_NAME:0:27}
   while [[ $sa_base == *- ]]; do sa_base=${sa_base%-}; done
-  SA_ID=${sa_base}-sa
-  SA_EMAIL=${SA_ID}@${PROJECT_ID}.iam.gserviceaccount.com
-  SA_MEMBER=serviceAccount:${SA_EMAIL}
+  SA_ID=${sa_base}-sa SA_EMAIL=${sa_base}-sa@${PROJECT_ID}.iam.gserviceaccount.com
+  SA_MEMBER=serviceAccount:${sa_base}-sa@${PROJECT_ID}.iam.gserviceaccount.com
 }
 
 # A 5-field cron expression: each field a comma list of *, N or N-M (numbers in the field's
@@ -654,14 +646,8 @@ print_summary() {
 
 deploy() {
   resolve_api_key
-  step_apis
-  step_runtime_identity
-  step_secret
-  step_function
-  step_scheduler
-  step_alerting
-  step_secops
-  print_summary
+  step_apis; step_runtime_identity; step_secret; step_function; step_scheduler
+  step_alerting; step_secops; print_summary
 }
 
 # --- destroy ----------------------------------------------------------------------------------

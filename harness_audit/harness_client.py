@@ -312,7 +312,8 @@ class HarnessClient:
             chunks.append(chunk)
 
     def _target(self, endpoint: str, cursor: PageCursor) -> str:
-        params: dict = {"accountIdentifier": self._account_id, "pageSize": self._page_size}
+        size = cursor.size or self._page_size
+        params: dict = {"accountIdentifier": self._account_id, "pageSize": size}
         if endpoint == LIST_V2:
             if cursor.token is not None:
                 params["pageToken"] = cursor.token

@@ -283,37 +283,33 @@ class _Run:
         self._report(step)
         self.summary.edge_rereads += step.repeats
         limit = self.config.max_object_bytes
-        index = 0
-        try:
-            for index, taken in enumerate(step.events):
-                if self._known(taken.audit_id):
+        for index, taken in enumerate(step.events):
+            if self._known(taken.audit_id):
+                self.summary.duplicates_dropped += 1
+                continue
+            try:
+                line = encode_line(self.layout(taken.event))
+            except ValueError:
+                self._reject(NOT_JSON, 1, taken.audit_id)
+                continue
+            if len(self.part) and self.part.size + len(line) + 1 > limit:
+                # Saved before this page: what it already put in parts is known when it
+                # is read again.
+                self.window.ahead.update((t.audit_id, t.timestamp) for t in step.events[:index])
+                self._write_part()
+                self._save()
+                if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
                     self.summary.duplicates_dropped += 1
                     continue
-                try:
-                    line = encode_line(self.layout(taken.event))
-                except ValueError:
-                    self._reject(NOT_JSON, 1, taken.audit_id)
-                    continue
-                if len(self.part) and self.part.size + len(line) + 1 > limit:
-                    self.position = step.position_after(index)
-                    self._write_part()
-                    self._save()
-                    if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
-                        self.summary.duplicates_dropped += 1
-                        continue
-                if len(line) + 1 > limit and "oversized" not in self.reported:
-                    self.reported.add("oversized")  # once a run: a hostile page repeats
-                    log(
-                        logging.WARNING,
-                        "an event larger than MAX_OBJECT_MB is written alone in its part",
-                        audit_id=taken.audit_id,
-                        bytes=len(line) + 1,
-                    )
-                self.part.add(line, taken.audit_id, taken.timestamp)
-        except BaseException:
-            # The part holds exactly the events before this one: keep the two in step.
-            self.position = step.position_after(index)
-            raise
+            if len(line) + 1 > limit and "oversized" not in self.reported:
+                self.reported.add("oversized")  # once a run: a hostile page repeats
+                log(
+                    logging.WARNING,
+                    "an event larger than MAX_OBJECT_MB is written alone in its part",
+                    audit_id=taken.audit_id,
+                    bytes=len(line) + 1,
+                )
+            self.part.add(line, taken.audit_id, taken.timestamp)
         self.position = step.position
 
     def _report(self, step: Step) -> None:
@@ -327,7 +323,6 @@ class _Run:
                 millisecond=iso(burst.ms),
                 timestamp_ms=burst.ms,
                 passes=burst.passes,
-                settled=burst.settled,
             )
 
     def _reject(self, reason: str, count: int, sample: str | None) -> None:

@@ -33,7 +33,7 @@ def test_rejected_key_fails_clearly_and_touches_nothing(
     clock.advance(-3600)
     assert instance.invoke().status == 200  # an earlier good run: there is a checkpoint
     clock.advance(3600)
-    before = snapshot(bucket)
+    before, earlier_requests = snapshot(bucket), len(harness.requests)
     harness.inject(fault)
     result = instance.invoke()
     assert result.status == 500
@@ -44,7 +44,7 @@ def test_rejected_key_fails_clearly_and_touches_nothing(
     for word in words:
         assert word in message
     assert snapshot(bucket) == before
-    assert len(harness.requests) == 2  # one page before, then no retry of a rejection
+    assert len(harness.requests) == earlier_requests + 1  # no retry of a rejection
 
 
 def test_rejected_key_from_the_start_names_the_status(start_instance, harness, environment, bucket):

@@ -63,7 +63,7 @@ class MalformedPage(ValueError):
     """A 2xx whose body is not the JSON envelope we expect: a failed request, so retried."""
 
 
-def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, page_size: int) -> Page:
+def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, size: int) -> Page:
     """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
     try:
         payload = json.loads(data)
@@ -88,7 +88,7 @@ def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, page_size: int
         usable = has_next and isinstance(token, str) and bool(token)
         return Page(items, has_next, PageCursor(token=token) if usable else None)
     # totalPages comes from a separate count on a secondary and can lag the pages: unused.
-    full = len(items) >= page_size
+    full = len(items) >= size
     if full:
         return Page(items, True, PageCursor(index=cursor.index + 1))
     # A short first page may be a cap, not the end: the probe asks for what follows it.
@@ -99,21 +99,15 @@ def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, page_size: int
 def error_summary(payload: object) -> str:
     """Harness's code and message from an error envelope, for logs and errors."""
     code, message, _ = error_fields(payload)
-    if code or message:
-        return f"{code}: {message}"
-    return "body is not a Harness error envelope"
+    return f"{code}: {message}" if code or message else "body is not a Harness error envelope"
 
 
 def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
     """(code, message, correlationId) of a decoded error envelope; Nones where absent."""
-    if not isinstance(payload, dict):
-        return None, None, None
-
-    def text(name: str) -> str | None:
-        value = payload.get(name)
-        return value if isinstance(value, str) else None
-
-    return text("code"), text("message"), text("correlationId")
+    fields = payload if isinstance(payload, dict) else {}
+    texts = [fields.get(name) for name in ("code", "message", "correlationId")]
+    code, message, correlation_id = [text if isinstance(text, str) else None for text in texts]
+    return code, message, correlation_id
 
 
 def timestamp_ms(value: object) -> int | None:

@@ -1,24 +1,17 @@
 """Paging by time: which range to ask Harness for next, and what a page means. Pure: no I/O.
 
-Harness sorts `list` by timestamp alone (ties come back in any order), its counts lag, a
-listV2 token means nothing known, and nothing says a page holds as many events as asked
-for. So paging goes by time, never by offset, token or count:
-
-- Ask for the first page of ``[lower, upper]`` (both inclusive). Newest first, ``upper``
-  drops to the page's oldest timestamp and the ids taken there (the *edge*) are carried, so
-  re-reading that millisecond writes nothing twice; oldest first, ``lower`` moves up.
-- A range ends only on an empty page, or on a page that brings nothing new, holds only the
-  edge's millisecond and is shorter than the page before it: a server capping its pages
-  would have served at least as many again. A short page alone proves nothing.
-- A page in one millisecond that cannot prove that (a *burst*, e.g. a role granted to 200
-  users at once) is read alone, with the endpoint's own cursor, in passes until a whole pass
-  brings no new id. A cursor missing, repeated or endless, a `list` page capped below
-  PAGE_SIZE (its indexes would skip), or a burst unsettled after MAX_BURST_PASSES raises
-  PagingInconsistent: nothing is ever called settled on hope.
-
-An order is learned from the first page with two distinct timestamps; until then a burst
-strictly inside the range leaves both sides to read (``pending``). A page in neither order,
-or an event whose time cannot be placed, raises PagingInconsistent.
+Harness sorts by timestamp alone (ties in any order), its counts lag, a listV2 token means
+nothing known, and a page may hold fewer events than asked. So paging goes by time: ask for
+the first page of ``[lower, upper]``; newest first, ``upper`` drops to the page's oldest
+timestamp and the ids taken there (the *edge*) are carried, so re-reading it writes nothing
+twice (oldest first, ``lower`` moves up). A range ends on an empty page, or on one that
+brings nothing new, holds only the edge's millisecond and is shorter than the page before:
+a capped page would have been as long. A millisecond that cannot be proven so (a *burst*)
+is read alone with the endpoint's cursor, in passes until one brings no new id. A cursor
+missing, repeated or endless, a capped `list` page, a burst unsettled after
+MAX_BURST_PASSES, a page in neither order or an event no millisecond can hold raises
+PagingInconsistent. Until a page shows the order, a burst inside the range leaves both
+sides to read (``pending``).
 """
 
 import itertools
@@ -169,14 +162,9 @@ def _screen(
 
 def _unplaceable(audit_id: str, value: object) -> str:
     """Why an event cannot be placed in time: its type, never its value (it is untrusted)."""
-    if value is None:
-        shape = "no timestamp"
-    elif isinstance(value, str):
-        shape = "a string timestamp that is not a whole number of milliseconds"
-    elif isinstance(value, float):
-        shape = "a fractional or non-finite number as its timestamp"
-    else:
-        shape = f"a JSON {type(value).__name__} as its timestamp"
+    shape = {type(None): "no timestamp", str: "a string timestamp that is not a whole number"}
+    shape[float] = "a fractional or non-finite number as its timestamp"
+    shape = shape.get(type(value), f"a JSON {type(value).__name__} as its timestamp")
     return (
         f"event {audit_id[:80]} has {shape}, where Harness's API documents epoch milliseconds: "
         "it can be neither deduplicated nor proven delivered, so the API may have changed and "
@@ -231,15 +219,15 @@ def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
             f"PAGE_SIZE, and had more: it caps its pages, and page indexes under a cap skip "
             f"events; set PAGE_SIZE to {probe}"
         )
+    if cursor is not None and cursor == position.burst_cursor:
+        raise PagingInconsistent(f"Harness repeated the page cursor it was sent, at {ms}")
+    if position.burst_pages + 1 >= MAX_BURST_PAGES:
+        raise PagingInconsistent(f"the {ms} millisecond ran past {MAX_BURST_PAGES} pages")
     if page.has_more and cursor is None:
         raise PagingInconsistent(
             f"a page of the {ms} millisecond says there is more but names no page token the "
             "collector can follow (the cursor's field may have changed name)"
         )
-    if cursor is not None and cursor == position.burst_cursor:
-        raise PagingInconsistent(f"Harness repeated the page cursor it was sent, at {ms}")
-    if position.burst_pages + 1 >= MAX_BURST_PAGES:
-        raise PagingInconsistent(f"the {ms} millisecond ran past {MAX_BURST_PAGES} pages")
     edge_ids = position.edge_ids.union(taken.audit_id for taken in new)
     burst_new = position.burst_new or bool(new)
     if cursor is not None:

@@ -433,20 +433,20 @@ def body(data: dict) -> bytes:
 
 def test_listv2_more_with_the_cursor_under_another_name_has_no_cursor():
     data = {"content": [ev(1, "a")], "hasNext": True, "nextPageToken": "abc"}
-    parsed = parse_page(body(data), endpoint=LIST_V2, cursor=FIRST_PAGE, page_size=100)
+    parsed = parse_page(body(data), endpoint=LIST_V2, cursor=FIRST_PAGE, size=100)
     assert parsed.has_more and parsed.next_cursor is None
     data = {"content": [ev(1, "a")] * 100, "hasNext": False, "pageToken": None}
-    parsed = parse_page(body(data), endpoint=LIST_V2, cursor=FIRST_PAGE, page_size=100)
+    parsed = parse_page(body(data), endpoint=LIST_V2, cursor=FIRST_PAGE, size=100)
     assert not parsed.has_more and parsed.next_cursor is None
 
 
 def test_a_short_first_list_page_names_a_probe_of_its_own_size():
     data = {"content": [ev(1, "a")] * 50, "totalPages": 1}
-    parsed = parse_page(body(data), endpoint=LIST, cursor=FIRST_PAGE, page_size=100)
+    parsed = parse_page(body(data), endpoint=LIST, cursor=FIRST_PAGE, size=100)
     assert not parsed.has_more and parsed.next_cursor == PageCursor(index=1, size=50)
-    later = parse_page(body(data), endpoint=LIST, cursor=PageCursor(index=3), page_size=100)
+    later = parse_page(body(data), endpoint=LIST, cursor=PageCursor(index=3), size=100)
     assert later.next_cursor is None  # after full pages: no cap, a short page is the end
-    empty = parse_page(body({"content": []}), endpoint=LIST, cursor=FIRST_PAGE, page_size=100)
+    empty = parse_page(body({"content": []}), endpoint=LIST, cursor=FIRST_PAGE, size=100)
     assert empty.next_cursor is None
 
 

@@ -200,6 +200,8 @@ class HarnessClient:
             if passed.is_set() or deadline.remaining() <= 0:
                 raise DeadlineReached("the deadline passed while Harness was answering") from None
             raise exc if isinstance(exc, _Failed | DeadlineReached) else _failure(exc) from None
+        if deadline.remaining() <= 0:  # an answer completed past the deadline is not used
+            raise DeadlineReached("the deadline passed while Harness's answer arrived")
         if 200 <= status < 300:
             return self._page(endpoint, cursor, status, headers.get("Content-Encoding"), data)
         if status in RETRYABLE_STATUSES:

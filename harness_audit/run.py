@@ -283,33 +283,39 @@ class _Run:
         self._report(step)
         self.summary.edge_rereads += step.repeats
         limit = self.config.max_object_bytes
-        for index, taken in enumerate(step.events):
-            if self._known(taken.audit_id):
-                self.summary.duplicates_dropped += 1
-                continue
-            try:
-                line = encode_line(self.layout(taken.event))
-            except ValueError:
-                self._reject(NOT_JSON, 1, taken.audit_id)
-                continue
-            if len(self.part) and self.part.size + len(line) + 1 > limit:
-                # Saved before this page: what it already put in parts is known when it
-                # is read again.
-                self.window.ahead.update((t.audit_id, t.timestamp) for t in step.events[:index])
-                self._write_part()
-                self._save()
-                if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
+        index = 0
+        try:
+            for index, taken in enumerate(step.events):
+                if self._known(taken.audit_id):
                     self.summary.duplicates_dropped += 1
                     continue
-            if len(line) + 1 > limit and "oversized" not in self.reported:
-                self.reported.add("oversized")  # once a run: a hostile page repeats
-                log(
-                    logging.WARNING,
-                    "an event larger than MAX_OBJECT_MB is written alone in its part",
-                    audit_id=taken.audit_id,
-                    bytes=len(line) + 1,
-                )
-            self.part.add(line, taken.audit_id, taken.timestamp)
+                try:
+                    line = encode_line(self.layout(taken.event))
+                except ValueError:
+                    self._reject(NOT_JSON, 1, taken.audit_id)
+                    continue
+                if len(self.part) and self.part.size + len(line) + 1 > limit:
+                    # Saved before this page: what it already put in parts is known when it
+                    # is read again.
+                    self.window.ahead.update((t.audit_id, t.timestamp) for t in step.events[:index])
+                    self._write_part()
+                    self._save()
+                    if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
+                        self.summary.duplicates_dropped += 1
+                        continue
+                if len(line) + 1 > limit and "oversized" not in self.reported:
+                    self.reported.add("oversized")  # once a run: a hostile page repeats
+                    log(
+                        logging.WARNING,
+                        "an event larger than MAX_OBJECT_MB is written alone in its part",
+                        audit_id=taken.audit_id,
+                        bytes=len(line) + 1,
+                    )
+                self.part.add(line, taken.audit_id, taken.timestamp)
+        except BaseException:
+            # Checkpointed before this page: what it put in parts is known when re-read.
+            self.window.ahead.update((t.audit_id, t.timestamp) for t in step.events[:index])
+            raise
         self.position = step.position
 
     def _report(self, step: Step) -> None:

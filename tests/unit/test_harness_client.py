@@ -568,3 +568,12 @@ def test_an_untrusted_certificate_is_refused(tmp_path, clock):
     finally:
         listener.close()
         server.join(5)
+
+
+def test_an_answer_completed_past_the_deadline_is_not_used(clock):
+    with HarnessSimulator(clock_ms=clock.now_ms, sleep=clock.sleep, latency_s=8.0) as slow:
+        slow.add_events([{"auditId": "a", "timestamp": T0 - 1}])
+        client = make_client(slow.url, clock)
+        with pytest.raises(DeadlineReached, match="answer arrived"):
+            client.fetch(QUERY, FIRST_PAGE, deadline(clock, 5))
+        assert client.retries == Counter() and len(slow.requests) == 1

@@ -23,20 +23,11 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import HTTPError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from harness_audit import listing
 from harness_audit.clock import Clock, Deadline
 from harness_audit.config import Config
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
-from harness_audit.listing import (
-    LIST,
-    LIST_V2,
-    AuditQuery,
-    MalformedPage,
-    Page,
-    PageCursor,
-    error_fields,
-    error_summary,
-    parse_page,
-)
+from harness_audit.listing import LIST, LIST_V2, AuditQuery, Page, PageCursor
 from harness_audit.logs import log
 from harness_audit.pacing import Pacer
 
@@ -205,10 +196,10 @@ class HarnessClient:
         if 200 <= status < 300:
             return self._page(endpoint, cursor, status, headers.get("Content-Encoding"), data)
         if status in RETRYABLE_STATUSES:
-            detail = f"HTTP {status} ({error_summary(_decoded(data))})"
+            detail = f"HTTP {status} ({listing.error_summary(_decoded(data))})"
             cause = "http_429" if status == 429 else "http_5xx"
             raise _Failed(cause, detail, _retry_after(headers.get("Retry-After")))
-        code, message, correlation_id = error_fields(_decoded(data))
+        code, message, correlation_id = listing.error_fields(_decoded(data))
         hint = _hint(status).format(account=self._config.account_id)
         raise HarnessRejected(status, code, message, correlation_id, hint)
 
@@ -249,9 +240,11 @@ class HarnessClient:
         encoding = (encoding or "identity").strip().lower()
         try:
             if encoding != "identity":
-                raise MalformedPage(f"Content-Encoding {encoding[:40]!r}, never asked for")
-            return parse_page(data, endpoint=endpoint, cursor=cursor, size=self._config.page_size)
-        except MalformedPage as exc:
+                raise listing.MalformedPage(f"Content-Encoding {encoding[:40]!r}, never asked for")
+            return listing.parse_page(
+                data, endpoint=endpoint, cursor=cursor, size=self._config.page_size
+            )
+        except listing.MalformedPage as exc:
             raise _Failed("malformed_body", f"HTTP {status} with a bad body: {exc}") from None
 
     def _target(self, endpoint: str, cursor: PageCursor) -> str:

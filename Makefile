@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run serve test lint bench clean deploy-check
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-ops.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)

@@ -37,6 +37,20 @@ simulator's original behaviour; CLI flags in brackets):
     answered 429 with an HTML body and no Retry-After, as Harness's Cloud Armor edge does.
     Rejected requests do not use up the allowance. ``throttled`` counts the 429s sent; they
     are recorded with ``fault="throttle"`` and consume no injected fault.
+``page_cap`` (int >= 1 or None) [--page-cap]
+    Serve at most this many events a page, whatever ``pageSize`` asked, and say nothing:
+    ``list`` still starts page i at i times the size asked (so a millisecond holding more
+    than the cap skips events), listV2 pages and tokens follow what was served.
+``cursor_field`` (str, default "pageToken") [--cursor-field]
+    The name of listV2's next-page token in ``data`` (e.g. "nextPageToken").
+``timestamps`` ("int" | "string" | "float" | "mixed") [--timestamps]
+    How ``timestamp`` is written in pages: an integer, a digit string, a whole float, or
+    those three in turn.
+``endless_cursor`` (bool) [--endless-cursor]
+    listV2 answers every page that has more with one same token, and that token with the
+    first page again: a cursor that never ends.
+``unique_ids`` (bool, default True) [--duplicate-ids]
+    False lets one auditId be stored at two timestamps.
 ``on_request`` (callable(n) or None)
     Called with n, the number of requests so far to the two listing paths (1 for the first),
     before each such request is answered; one call at a time, in order. It may call
@@ -91,6 +105,7 @@ __all__ = [
     "LIST_PATH",
     "ORDERS",
     "TIES",
+    "TIMESTAMPS",
     "HarnessSimulator",
     "RecordedRequest",
     "main",
@@ -105,6 +120,8 @@ LIST_PATH = "/audit/api/audits/list"
 ORDERS = ("newest_first", "oldest_first")
 TIES = ("stable", "shuffled")
 LISTV2_TOKENS = ("keyset", "offset")
+TIMESTAMPS = ("int", "string", "float", "mixed")
+_ENDLESS = "endless"
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -601,6 +618,11 @@ class HarnessSimulator:
         count_lag_ms: int = 0,
         throttle: tuple[int, float] | None = None,
         on_request: Callable[[int], None] | None = None,
+        page_cap: int | None = None,
+        cursor_field: str = "pageToken",
+        timestamps: str = "int",
+        endless_cursor: bool = False,
+        unique_ids: bool = True,
     ) -> None:
         if not account_id:
             raise ValueError("account_id must not be empty")
@@ -614,6 +636,12 @@ class HarnessSimulator:
             raise ValueError(f"ties must be one of {TIES}, got {ties!r}")
         if listv2_tokens not in LISTV2_TOKENS:
             raise ValueError(f"listv2_tokens must be one of {LISTV2_TOKENS}, got {listv2_tokens!r}")
+        if page_cap is not None and (isinstance(page_cap, bool) or int(page_cap) < 1):
+            raise ValueError("page_cap must be an int >= 1 or None")
+        if timestamps not in TIMESTAMPS:
+            raise ValueError(f"timestamps must be one of {TIMESTAMPS}, got {timestamps!r}")
+        if not cursor_field or not isinstance(cursor_field, str) or '"' in cursor_field:
+            raise ValueError("cursor_field must be a plain JSON field name")
         if isinstance(count_lag_ms, bool) or not isinstance(count_lag_ms, int) or count_lag_ms < 0:
             raise ValueError("count_lag_ms must be an int >= 0")
         if throttle is not None:
@@ -636,6 +664,11 @@ class HarnessSimulator:
         self.listv2_tokens = listv2_tokens
         self.count_lag_ms = count_lag_ms
         self.throttle = throttle
+        self.page_cap = page_cap
+        self.cursor_field = cursor_field
+        self.timestamps = timestamps
+        self.endless_cursor = endless_cursor
+        self.unique_ids = unique_ids
         self._oldest_first = order == "oldest_first"
         self._shuffled = ties == "shuffled"
         self._rng = random.Random(seed)
@@ -717,9 +750,10 @@ class HarnessSimulator:
             if gc_was_enabled:
                 gc.enable()
 
-    @staticmethod
-    def _encode(events: Iterable[dict], visible_at: int) -> tuple[list[_Rec], set[str]]:
+    def _encode(self, events: Iterable[dict], visible_at: int) -> tuple[list[_Rec], set[str]]:
         encode = _event_encoder()
+        shapes = {"int": (int,), "string": (str,), "float": (float,), "mixed": (int, str, float)}
+        shape = shapes[self.timestamps]
         new: list[_Rec] = []
         batch_ids: set[str] = set()
         for event in events:
@@ -729,7 +763,7 @@ class HarnessSimulator:
                 raise ValueError(f"event without a string auditId: {event!r:.200}")
             if isinstance(ts, bool) or not isinstance(ts, int):
                 raise ValueError(f"event {audit_id} without an integer timestamp")
-            if audit_id in batch_ids:
+            if audit_id in batch_ids and self.unique_ids:
                 raise ValueError(f"duplicate auditId {audit_id} in the batch")
             batch_ids.add(audit_id)
             principal = (event.get("authenticationInfo") or {}).get("principal") or {}
@@ -741,7 +775,7 @@ class HarnessSimulator:
                     event.get("module"),
                     event.get("action"),
                     principal.get("type"),
-                    encode(event),
+                    encode(dict(event, timestamp=shape[len(new) % len(shape)](ts))),
                 )
             )
         new.sort()
@@ -750,7 +784,7 @@ class HarnessSimulator:
     def _reserve(self, batch_ids: set[str]) -> None:
         """Claim the batch's auditIds (store lock held)."""
         clash = batch_ids & self._ids
-        if clash:
+        if clash and self.unique_ids:
             raise ValueError(f"auditId already stored: {sorted(clash)[:5]}")
         self._ids |= batch_ids
 
@@ -1090,6 +1124,8 @@ class HarnessSimulator:
         fhash = _filter_hash(body)
         offset_tokens = self.listv2_tokens == "offset"
         decoded: Any = None
+        if self.endless_cursor and token == _ENDLESS:
+            token = None  # the first page again, saying there is more
         if token:  # an empty pageToken= is treated as absent
             with self._tokens_lock:
                 known = token in self._issued_tokens
@@ -1107,14 +1143,15 @@ class HarnessSimulator:
             if decoded["f"] != fhash:
                 raise _BadRequest("pageToken does not match the request filter")
 
+        served = min(page_size, self.page_cap or page_size)
         if offset_tokens:
             view = self._offset_view(snap, flt, now)
             start = decoded["o"] if decoded else 0
-            page = [snap.recs[i] for i in self._page_slice(snap, view, start, page_size)]
-            has_next = start + page_size < len(view)
-            next_key = {"o": start + page_size} if has_next else None
+            page = [snap.recs[i] for i in self._page_slice(snap, view, start, served)]
+            has_next = start + served < len(view)
+            next_key = {"o": start + served} if has_next else None
         else:
-            page, has_next = self._keyset_page(snap, flt, now, decoded, page_size)
+            page, has_next = self._keyset_page(snap, flt, now, decoded, served)
             next_key = {"ts": page[-1].ts, "id": page[-1].audit_id} if has_next else None
             if self._shuffled:
                 page = self._shuffle_runs(page)
@@ -1125,14 +1162,17 @@ class HarnessSimulator:
             next_token = _b64url(_ENCODER.encode(next_key).encode())
             with self._tokens_lock:
                 self._issued_tokens.add(next_token)
+            if self.endless_cursor:
+                next_token = _ENDLESS
         out = b"".join(
             (
                 b'{"status":"SUCCESS","data":{"content":[',
                 b",".join([r.raw for r in page]),
-                b'],"pageSize":%d,"hasNext":%s,"pageToken":%s,"pageIndex":%d,"pageItemCount":%d}'
+                b'],"pageSize":%d,"hasNext":%s,"%s":%s,"pageIndex":%d,"pageItemCount":%d}'
                 % (
                     page_size,
                     b"true" if has_next else b"false",
+                    self.cursor_field.encode(),
                     b'"%s"' % next_token.encode() if next_token else b"null",
                     page_index,
                     len(page),
@@ -1246,7 +1286,8 @@ class HarnessSimulator:
         total = len(
             view if not self.count_lag_ms else self._offset_view(snap, flt, now - self.count_lag_ms)
         )
-        chosen = self._page_slice(snap, view, page_index * page_size, page_size)
+        served = min(page_size, self.page_cap or page_size)
+        chosen = self._page_slice(snap, view, page_index * page_size, served)
         recs = snap.recs
         out = b"".join(
             (
@@ -1288,6 +1329,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="answer 429 (no Retry-After) beyond N requests in any S seconds, e.g. 100/10",
     )
+    parser.add_argument("--page-cap", type=int, default=None, help="at most N events a page")
+    parser.add_argument("--cursor-field", default="pageToken", help="listV2's token field")
+    parser.add_argument("--timestamps", choices=TIMESTAMPS, default="int")
+    parser.add_argument("--endless-cursor", action="store_true", help="one token, for ever")
+    parser.add_argument("--duplicate-ids", action="store_true", help="allow an id twice")
     args = parser.parse_args(argv)
     if args.events < 0 or args.latency_ms < 0 or args.count_lag_ms < 0:
         parser.error("--events, --latency-ms and --count-lag-ms must be >= 0")
@@ -1312,6 +1358,11 @@ def main(argv: list[str] | None = None) -> int:
         listv2_tokens=args.listv2_tokens,
         count_lag_ms=args.count_lag_ms,
         throttle=throttle,
+        page_cap=args.page_cap,
+        cursor_field=args.cursor_field,
+        timestamps=args.timestamps,
+        endless_cursor=args.endless_cursor,
+        unique_ids=not args.duplicate_ids,
     )
     now = time.time_ns() // 1_000_000
     sim.add_events(

@@ -56,6 +56,9 @@ Modes and their keyword parameters (sizes in bytes; times in real seconds):
 ``nan``
     A normal page plus an event whose ``auditEventData`` holds ``NaN``, ``Infinity``,
     ``-Infinity`` and ``1e400``.
+``unplaceable_timestamp``
+    A normal page whose second event (when it has two) is stamped with an ISO date string
+    instead of epoch milliseconds: an item no millisecond can hold.
 
 ``requests`` records every request as a ``HostileRequest`` (n, path, query, body, hostile);
 ``hostile_count`` is how many got the mode.
@@ -109,6 +112,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "huge_error_message": {"status": 500, "size": 5_000_000},
     "out_of_window": {},
     "nan": {},
+    "unplaceable_timestamp": {},
 }
 
 _CHUNK = 64 * 1024
@@ -570,7 +574,9 @@ class HostileHarness:
 
     def _nan(self, handler: _HostileHandler, body: dict | None) -> None:
         def items(content: list) -> list[bytes]:
-            events = self._in_window(content, body)
+            if not content:  # an empty range stays empty: invented events would be written
+                return []
+            events = content
             bad = dict(events[0])
             bad["auditId"] = "9" * 24
             bad["auditEventData"] = None
@@ -580,5 +586,13 @@ class HostileHarness:
                 b'"floor":-Infinity,"big":1e400}',
             )
             return [odd, *(_dumps(e) for e in events)]
+
+        self._splice_page(handler, body, items)
+
+    def _unplaceable_timestamp(self, handler: _HostileHandler, body: dict | None) -> None:
+        def items(content: list) -> list[bytes]:
+            if len(content) > 1:
+                content[1] = dict(content[1], timestamp="2025-06-10T12:00:00Z")
+            return [_dumps(event) for event in content]
 
         self._splice_page(handler, body, items)

@@ -1,20 +1,9 @@
-"""Command line for operators: ``python -m harness_audit verify|status|feed|preflight``.
+"""Command line for operators: ``python -m harness_audit COMMAND``, one row of COMMANDS each.
 
-All read the function's own environment variables (``load_config``), so they look at
-exactly the bucket, prefix, checkpoint and filters the deployed collector uses. None takes
-the lease or writes the checkpoint; ``feed`` and ``preflight`` are deploy.sh's (see feed.py).
-
-Exit codes, for all:
-
-    0  all well
-    1  a problem was found (verify: events missing or written twice; status: lag over
-       ALERT_LAG_MINUTES, a checkpoint it cannot continue from, a feed missing or failing)
-    2  usage or configuration: a bad argument, an invalid setting, no Google login, access
-       refused by Cloud Storage or Harness, and for verify a checkpoint it cannot read (it
-       then cannot tell how far the collector got). A person must change something
-    3  could not finish: Harness or Cloud Storage kept failing; run it again later
-
-Every failure is one line on stderr, never a traceback, and never shows the API key.
+Each command reads only the settings it uses (``--help`` names them) through the function's
+own ``load_config``, so it sees what the deployed collector uses; none takes the lease or
+writes the checkpoint. Every failure is one line on stderr (check-config: one per problem),
+never a traceback, never the API key. A new command is a new row of COMMANDS.
 """
 
 import argparse
@@ -22,23 +11,144 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TextIO
 
 from harness_audit import feed, status, verify
-from harness_audit.cli_common import (
-    EXIT_FAILED,
-    EXIT_OK,
-    EXIT_USAGE,
-    UsageError,
-)
+from harness_audit.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from harness_audit.clock import Clock, SystemClock
-from harness_audit.config import Config, load_config
+from harness_audit.config import ALL, BY_NAME, Config, load_config
 from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageRejected
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 PROG = "python -m harness_audit"
-COMMANDS = ("verify", "status", "feed", "preflight")
+_USAGE = "2  a bad argument or setting, no Google login, access refused"
+_FAILED = "3  Harness or Cloud Storage kept failing: run it again later"
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    settings: tuple[str, ...]  # what it reads; the others stay at their defaults, unread
+    exit_codes: tuple[str, ...]
+    arguments: Callable[[argparse.ArgumentParser], object]
+    # (args, config, clock, stdout, environ) -> exit code
+    run: Callable[[argparse.Namespace, Config, Clock, TextIO, Mapping[str, str]], int]
+    optional: tuple[str, ...] = ()  # settings it reads that may be missing
+
+
+def open_bucket(config: Config):
+    """The configured bucket: anonymous against a local fake-gcs-server
+    (STORAGE_EMULATOR_HOST), Application Default Credentials otherwise."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import storage
+
+    if os.environ.get("STORAGE_EMULATOR_HOST"):
+        return storage.Client("local", AnonymousCredentials()).bucket(config.bucket)
+    try:
+        return storage.Client().bucket(config.bucket)
+    except DefaultCredentialsError:
+        raise StorageRejected(
+            "no Google credentials found: run 'gcloud auth application-default login' "
+            "(or set STORAGE_EMULATOR_HOST to use a local fake-gcs-server)"
+        ) from None
+
+
+def _verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--since", required=True, help="start, ISO 8601 UTC (inclusive)")
+    parser.add_argument("--until", required=True, help="end, ISO 8601 UTC (exclusive)")
+    parser.add_argument("--repair", action="store_true", help="write what is missing")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--force", action="store_true", help="allow a range over 31 days")
+
+
+def _feed_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("ensure", "destroy"))
+    parser.add_argument("--dry-run", action="store_true", help="say what, change nothing")
+
+
+def _check_config(args, config: Config, clock: Clock, out: TextIO, environ) -> int:
+    """Print each setting as the function will use it, NAME=value (the key left out)."""
+    for setting in BY_NAME.values():
+        value = getattr(config, setting.field)
+        if setting.name == "MAX_OBJECT_MB":
+            value = f"{value / 1e6:g}"
+        elif isinstance(value, tuple):
+            value = ",".join(value)
+        if setting.name != "HARNESS_API_KEY":
+            out.write(f"{setting.name}={getattr(value, 'value', value) or ''}\n")
+    return EXIT_OK
+
+
+COMMANDS = (
+    Command(
+        "verify",
+        "compare Harness with the bucket hour by hour over [--since, --until), up to the "
+        "checkpoint's watermark less OVERLAP_SECONDS; --repair writes what is missing into new "
+        "create-only repair objects",
+        ALL,
+        ("1  events missing or written twice", _USAGE + ", an unreadable checkpoint", _FAILED),
+        _verify_arguments,
+        lambda args, config, clock, out, environ: verify.run(
+            config, open_bucket(config), clock, verify.request_from(args), out
+        ),
+    ),
+    Command(
+        "status",
+        "read the checkpoint (read-only): watermark and lag, window in progress, lease",
+        (
+            "GCS_BUCKET",
+            "GCS_PREFIX",
+            "STATE_KEY",
+            "MAX_RUN_SECONDS",
+            "OVERLAP_SECONDS",
+            "ALERT_LAG_MINUTES",
+        ),
+        ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
+        lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
+        lambda args, config, clock, out, environ: status.run(
+            config,
+            open_bucket(config),
+            clock,
+            out,
+            json_output=args.json,
+            feed=feed.status_section(environ, config),
+        ),
+    ),
+    Command(
+        "check-config",
+        "check the function's settings as it will at load (deploy.sh runs this first); print "
+        "each as NAME=value, or each problem on a line of its own",
+        ALL,
+        ("2  a setting the function would refuse",),
+        lambda parser: parser.add_argument(
+            "--api-key-stdin", action="store_true", help="read HARNESS_API_KEY from stdin"
+        ),
+        _check_config,
+        optional=("HARNESS_API_KEY",),
+    ),
+    Command(
+        "feed",
+        "ensure or destroy the Google SecOps feed that reads GCS_PREFIX (SECOPS_* settings; "
+        "deploy.sh runs it)",
+        ("GCS_BUCKET", "GCS_PREFIX"),
+        ("1  a SecOps API call failed: run it again later", _USAGE),
+        _feed_arguments,
+        lambda args, config, clock, out, environ: feed.command(args, config, environ, out),
+    ),
+    Command(
+        "preflight",
+        "one listing request to Harness for the last minute: is the key accepted?",
+        ALL,
+        ("2  Harness refused the key (401, 403) or a setting is invalid", _FAILED),
+        lambda parser: None,
+        lambda args, config, clock, out, environ: feed.preflight(config, clock, out),
+    ),
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,90 +156,52 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def open_bucket(config: Config):
-    """The configured bucket. With STORAGE_EMULATOR_HOST set (a local fake-gcs-server),
-    anonymous credentials; otherwise Application Default Credentials."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Operate the Harness audit collector.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        reads = ", ".join(
+            name
+            + (" (required)" if BY_NAME[name].required and name not in command.optional else "")
+            for name in command.settings
+        )
+        epilog = textwrap.fill(f"reads the environment variables {reads}", 78)
+        epilog += "\n\nexit codes:\n  0  all well\n" + "".join(
+            f"  {line}\n" for line in command.exit_codes
+        )
+        sub = commands.add_parser(
+            command.name,
+            help=command.summary,
+            description=textwrap.fill(command.summary, 78),
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.arguments(sub)
+    return parser
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        client = storage.Client(project="local", credentials=AnonymousCredentials())
-    else:
-        try:
-            client = storage.Client()
-        except DefaultCredentialsError:
-            raise StorageRejected(
-                "no Google credentials found: run 'gcloud auth application-default login' "
-                "(or set STORAGE_EMULATOR_HOST to use a local fake-gcs-server)"
-            ) from None
-    return client.bucket(config.bucket)
 
-
-class _StderrLines(logging.Handler):
+class _StderrLines(logging.StreamHandler):
     """The package's log lines (retries, warnings), short and redacted, on stderr: stdout
     carries the report."""
 
-    def __init__(self, stream: TextIO):
-        super().__init__(logging.WARNING)
-        self._stream = stream
-
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", {})
-        details = ", ".join(f"{key}={value}" for key, value in fields.items())
-        line = record.getMessage() + (f" ({details})" if details else "")
-        self._stream.write(clean(f"{record.levelname.lower()}: {line}") + "\n")
+        details = f" ({', '.join(f'{key}={value}' for key, value in fields.items())})"
+        line = record.getMessage() + (details if fields else "")
+        self.stream.write(clean(f"{record.levelname.lower()}: {line}") + "\n")
 
 
 @contextlib.contextmanager
-def _logs_to(stream: TextIO) -> Iterator[None]:
+def _logs_to(stream: TextIO):
     logger = logging.getLogger(LOGGER_NAME)
-    saved = (logger.handlers[:], logger.level, logger.propagate)
-    logger.handlers = [_StderrLines(stream)]
+    saved = (logger.handlers, logger.level, logger.propagate)
+    logger.handlers, logger.propagate = [_StderrLines(stream)], False
     logger.setLevel(logging.WARNING)
-    logger.propagate = False
     try:
         yield
     finally:
-        logger.handlers, level, logger.propagate = saved[0], saved[1], saved[2]
-        logger.setLevel(level)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Check what the Harness audit collector has delivered, and how it is doing.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    verify = commands.add_parser(
-        "verify",
-        help="compare Harness with the bucket hour by hour; --repair writes what is missing",
-        description=(
-            "Compare, hour by hour over [--since, --until), the events Harness lists with the "
-            "ids in the bucket. Only what the collector has finished is checked: from the "
-            "checkpoint's watermark less OVERLAP_SECONDS on, hours are 'in progress'."
-        ),
-    )
-    verify.add_argument("--since", required=True, help="start, ISO 8601 UTC (inclusive)")
-    verify.add_argument("--until", required=True, help="end, ISO 8601 UTC (exclusive)")
-    verify.add_argument(
-        "--repair",
-        action="store_true",
-        help="write the missing events into new create-only repair objects",
-    )
-    verify.add_argument("--json", action="store_true", help="one JSON object per line")
-    verify.add_argument("--force", action="store_true", help="allow a range over 31 days")
-    status = commands.add_parser(
-        "status",
-        help="the checkpoint: watermark and lag, window in progress, lease, last objects",
-        description="Read the checkpoint (read-only) and say how the collector is doing.",
-    )
-    status.add_argument("--json", action="store_true", help="one JSON object")
-    secops = commands.add_parser("feed", help="the Google SecOps feed (SECOPS_* settings)")
-    secops.add_argument("action", choices=("ensure", "destroy"))
-    secops.add_argument("--dry-run", action="store_true", help="say what, change nothing")
-    commands.add_parser("preflight", help="one listing request to Harness with the key")
-    return parser
+        logger.handlers, _, logger.propagate = saved
+        logger.setLevel(saved[1])
 
 
 def main(
@@ -140,53 +212,42 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    stdout = stdout or sys.stdout
-    stderr = stderr or sys.stderr
+    stdout, stderr = stdout or sys.stdout, stderr or sys.stderr
     environ = os.environ if environ is None else environ
-    clock = clock or SystemClock()
     argv = sys.argv[1:] if argv is None else list(argv)
-    named = next((word for word in argv if not word.startswith("-")), None)
-    command = f"harness_audit {named}" if named in COMMANDS else "harness_audit"
+    named = next((word for word in argv if not word.startswith("-")), "")
+    command = next((c for c in COMMANDS if c.name == named), None)
+    title = f"harness_audit {named}" if command else "harness_audit"
     try:
         try:
             args = build_parser().parse_args(argv)
         except UsageError as problem:
-            raise UsageError(f"{problem} (see {PROG}{command[13:]} --help)") from None
-        request = verify.request_from(args) if args.command == "verify" else None
-        if args.command in ("feed", "preflight"):
-            with _logs_to(stderr):
-                return feed.command(args, environ, clock, stdout)
-        config = load_config(environ)
+            raise UsageError(f"{problem} (see {PROG}{title[13:]} --help)") from None
+        if getattr(args, "api_key_stdin", False):
+            environ = {**environ, "HARNESS_API_KEY": sys.stdin.read()}
+        config = load_config(environ, command.settings, command.optional)
         register_secret(config.api_key)
         with _logs_to(stderr):
             for warning in config.warnings:
                 stderr.write(clean(f"warning: {warning}") + "\n")
-            bucket = open_bucket(config)
-            if request is not None:
-                return verify.run(config, bucket, clock, request, stdout)
-            section = feed.status_section(environ, config)
-            return status.run(config, bucket, clock, stdout, json_output=args.json, feed=section)
+            return command.run(args, config, clock or SystemClock(), stdout, environ)
     except SystemExit as exit_:  # --help
         return exit_.code if isinstance(exit_.code, int) else EXIT_OK
-    except (UsageError, ConfigError) as problem:
-        return _fail(stderr, command, str(problem), EXIT_USAGE)
-    except NeedsFix as problem:  # also a rejected key, refused access, a corrupt checkpoint
-        return _fail(stderr, command, str(problem), EXIT_USAGE)
+    except ConfigError as problem:
+        lines = problem.problems if named == "check-config" else [str(problem)]
+        return max(_fail(stderr, title, line, EXIT_USAGE) for line in lines)
+    except (UsageError, NeedsFix) as problem:  # NeedsFix: a rejected key, refused access, ...
+        return _fail(stderr, title, str(problem), EXIT_USAGE)
     except CollectorError as problem:
-        return _fail(stderr, command, str(problem), EXIT_FAILED)
+        return _fail(stderr, title, str(problem), EXIT_FAILED)
     except KeyboardInterrupt:
-        return _fail(stderr, command, "interrupted", 130)
+        return _fail(stderr, title, "interrupted", 130)
     except Exception as unexpected:  # a defect: still one line
-        return _fail(
-            stderr,
-            command,
-            f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}; please report it",
-            EXIT_FAILED,
-        )
+        message = f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}"
+        return _fail(stderr, title, message + "; please report it", EXIT_FAILED)
 
 
-def _fail(stderr: TextIO, command: str, message: str, code: int) -> int:
-    one_line = " ".join(clean(message).split())
-    stderr.write(f"{command}: error: {one_line}\n")
+def _fail(stderr: TextIO, title: str, message: str, code: int) -> int:
+    stderr.write(f"{title}: error: {' '.join(clean(message).split())}\n")
     stderr.flush()
     return code

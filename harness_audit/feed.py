@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from harness_audit.clock import Clock, Deadline, iso
-from harness_audit.config import HARNESS_ACCOUNT_ID, HARNESS_API_KEY, Config, load_config
+from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
 from harness_audit.listing import FIRST_PAGE, AuditQuery
-from harness_audit.logs import register_secret
 
 # Google's client bounds each call itself (30-300 s by method); the preflight gets a minute.
 PREFLIGHT_SECONDS = 60.0
@@ -193,7 +192,7 @@ def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
     return section
 
 
-def preflight(config: Config, clock: Clock) -> str:
+def preflight(config: Config, clock: Clock, out) -> int:
     """One listing request for the last minute: a rejected key stops deploy.sh at once."""
     from harness_audit.harness_client import EndpointChoice, HarnessClient
     from harness_audit.pacing import Pacer
@@ -209,7 +208,8 @@ def preflight(config: Config, clock: Clock) -> str:
         raise TryLater(f"Harness did not answer within {PREFLIGHT_SECONDS:.0f} s") from None
     finally:
         client.close()
-    return f"Harness accepted the key: {len(page.items)} event(s) in the last minute"
+    out.write(f"Harness accepted the key: {len(page.items)} event(s) in the last minute\n")
+    return 0
 
 
 @contextlib.contextmanager
@@ -229,18 +229,11 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
         raise NeedsFix(f"{text}. {_FIXES[code].format(settings.project)}") from None
 
 
-def command(args, environ: Mapping[str, str], clock: Clock, out) -> int:
-    """``feed ensure|destroy`` and ``preflight``, for deploy.sh."""
-    if args.command == "preflight":
-        config = load_config(environ)
-        register_secret(config.api_key)
-        lines = [preflight(config, clock)]
-    else:  # the feed needs the bucket and prefix, never Harness's key or account
-        config = load_config({HARNESS_API_KEY: "-", HARNESS_ACCOUNT_ID: "-", **environ})
-        settings = feed_settings(environ, config)
-        if settings is None:
-            raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
-        act = ensure if args.action == "ensure" else destroy
-        lines = act(open_client(settings), settings, dry_run=args.dry_run)
-    out.write("\n".join(lines) + "\n")
+def command(args, config: Config, environ: Mapping[str, str], out) -> int:
+    """``feed ensure|destroy``: needs the bucket and prefix, never Harness's key or account."""
+    settings = feed_settings(environ, config)
+    if settings is None:
+        raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
+    act = ensure if args.action == "ensure" else destroy
+    out.write("\n".join(act(open_client(settings), settings, dry_run=args.dry_run)) + "\n")
     return 0

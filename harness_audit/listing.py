@@ -44,6 +44,9 @@ class PageCursor:
 
     token: str | None = None
     index: int = 0
+    # list only: a page size other than PAGE_SIZE. After a first page of k < PAGE_SIZE,
+    # page 1 of size k starts right after it whether or not Harness capped that page.
+    size: int | None = None
 
 
 FIRST_PAGE = PageCursor()
@@ -52,7 +55,7 @@ FIRST_PAGE = PageCursor()
 @dataclass(frozen=True)
 class Page:
     items: list  # data.content as sent: normally AuditEvent objects, but nothing is trusted
-    has_more: bool  # a full page, or listV2's hasNext: the range may hold more
+    has_more: bool  # list: a full page; listV2: hasNext. Pages may be short all the same
     next_cursor: PageCursor | None  # the endpoint's own next page, when it names one
 
 
@@ -60,7 +63,7 @@ class MalformedPage(ValueError):
     """A 2xx whose body is not the JSON envelope we expect: a failed request, so retried."""
 
 
-def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, page_size: int) -> Page:
+def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, size: int) -> Page:
     """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
     try:
         payload = json.loads(data)
@@ -79,34 +82,42 @@ def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, page_size: int
     items = page.get("content") if isinstance(page, dict) else None
     if not isinstance(items, list):
         raise MalformedPage("data.content is not a list")
-    full = len(items) >= page_size
     if endpoint == LIST_V2:
-        token = page.get("pageToken")
-        has_next = page.get("hasNext") is True
-        named = has_next and isinstance(token, str) and bool(token)
-        return Page(items, full or has_next, PageCursor(token=token) if named else None)
+        # Only hasNext says there is more; a token under any other name is no cursor.
+        token, has_next = page.get("pageToken"), page.get("hasNext") is True
+        usable = has_next and isinstance(token, str) and bool(token)
+        return Page(items, has_next, PageCursor(token=token) if usable else None)
     # totalPages comes from a separate count on a secondary and can lag the pages: unused.
-    return Page(items, full, PageCursor(index=cursor.index + 1) if full else None)
+    full = len(items) >= size
+    if full:
+        return Page(items, True, PageCursor(index=cursor.index + 1))
+    # A short first page may be a cap, not the end: the probe asks for what follows it.
+    probe = cursor == FIRST_PAGE and bool(items)
+    return Page(items, False, PageCursor(index=1, size=len(items)) if probe else None)
 
 
 def error_summary(payload: object) -> str:
     """Harness's code and message from an error envelope, for logs and errors."""
     code, message, _ = error_fields(payload)
-    if code or message:
-        return f"{code}: {message}"
-    return "body is not a Harness error envelope"
+    return f"{code}: {message}" if code or message else "body is not a Harness error envelope"
 
 
 def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
     """(code, message, correlationId) of a decoded error envelope; Nones where absent."""
-    if not isinstance(payload, dict):
-        return None, None, None
+    fields = payload if isinstance(payload, dict) else {}
+    texts = [fields.get(name) for name in ("code", "message", "correlationId")]
+    code, message, correlation_id = [text if isinstance(text, str) else None for text in texts]
+    return code, message, correlation_id
 
-    def text(name: str) -> str | None:
-        value = payload.get(name)
-        return value if isinstance(value, str) else None
 
-    return text("code"), text("message"), text("correlationId")
+def timestamp_ms(value: object) -> int | None:
+    """Epoch ms from an int, a digit string or a whole float (the same millisecond); None
+    for anything that cannot be placed in time."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def event_identity(event: dict, fallback_ms: int) -> tuple[str, int]:
@@ -119,9 +130,5 @@ def event_identity(event: dict, fallback_ms: int) -> tuple[str, int]:
     if not isinstance(audit_id, str) or not audit_id:
         digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()
         audit_id = "sha256:" + digest[:32]
-    timestamp = event.get("timestamp", event.get("auditEventTime"))
-    if isinstance(timestamp, str) and timestamp.isdigit():
-        timestamp = int(timestamp)
-    if not isinstance(timestamp, int) or isinstance(timestamp, bool):
-        timestamp = fallback_ms
-    return audit_id, timestamp
+    timestamp = timestamp_ms(event.get("timestamp", event.get("auditEventTime")))
+    return audit_id, fallback_ms if timestamp is None else timestamp

@@ -1,10 +1,8 @@
 """Pacing: requests to Harness spaced evenly below its rate limit.
 
-Harness publishes 400 calls a minute per API key, enforced at its edge with a 429 that
-carries no Retry-After. Bouncing off that limit costs a backoff per 429; spacing requests
-``60 / MAX_REQUESTS_PER_MINUTE`` seconds apart never meets it, retries included, so a long
-backlog drains at the full allowed pace. One pacer serves an instance: a run that starts
-right after another on the same instance keeps the spacing.
+Harness allows 400 calls a minute per key, enforced by a 429 without Retry-After: spacing
+requests ``60 / MAX_REQUESTS_PER_MINUTE`` s apart, retries included, never meets it, so a
+backlog drains at the full pace. One pacer per instance: back-to-back runs keep the spacing.
 """
 
 import threading

@@ -1,43 +1,42 @@
 """Paging by time: which range to ask Harness for next, and what a page means. Pure: no I/O.
 
-Harness's code sorts `list` by timestamp alone, so events sharing a millisecond come back in
-any order; its total count is read from a secondary and can lag; and nothing says what a
-listV2 page token is. Paging by offset or token can therefore skip or repeat events. Paging
-by time cannot:
-
-- Ask for the first page of ``[lower, upper]`` (both inclusive).
-- Newest first: ``upper`` drops to the oldest timestamp on the page, and the ids taken at
-  that millisecond (the *edge*) are carried, so re-reading it writes nothing twice. Oldest
-  first: ``lower`` moves up instead.
-- A page with fewer than PAGE_SIZE events that does not say there is more ends the range.
-- A full page whose events all share one millisecond cannot move the edge: that
-  millisecond (a *burst*, e.g. a role granted to 200 users at once) is read alone, page by
-  page with the endpoint's own cursor, in passes until a pass brings no new id.
-
-An order is learned from the first page with two distinct timestamps. Until then a burst
-strictly inside the range leaves both sides of it to read, so the other side is kept in
-``pending``. A page in neither order cannot be paged safely and raises PagingInconsistent.
+Harness sorts by timestamp alone (ties in any order), its counts lag, a listV2 token means
+nothing known, and a page may hold fewer events than asked. So paging goes by time: ask for
+the first page of ``[lower, upper]``; newest first, ``upper`` drops to the page's oldest
+timestamp and the ids taken there (the *edge*) are carried, so re-reading it writes nothing
+twice (oldest first, ``lower`` moves up). A range ends on an empty page, or on one that
+brings nothing new, holds only the edge's millisecond and is shorter than the page before:
+a capped page would have been as long. A millisecond that cannot be proven so (a *burst*)
+is read alone with the endpoint's cursor, in passes until one brings no new id. A cursor
+missing, repeated or endless, a capped `list` page, a burst unsettled after
+MAX_BURST_PASSES, a page in neither order or an event no millisecond can hold raises
+PagingInconsistent. Until a page shows the order, a burst inside the range leaves both
+sides to read (``pending``).
 """
 
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from harness_audit.listing import FIRST_PAGE, Page, PageCursor, event_identity
+from harness_audit.listing import FIRST_PAGE, Page, PageCursor, event_identity, timestamp_ms
 
 NEWEST_FIRST = "newest_first"
 OLDEST_FIRST = "oldest_first"
 ORDERS = (NEWEST_FIRST, OLDEST_FIRST)
-MAX_BURST_PASSES = 5
+MAX_BURST_PASSES = 20
+MAX_BURST_PAGES = 500  # in one pass: 50,000 events in one millisecond at 100 a page
 
 NOT_AN_OBJECT = "not_an_object"
-NO_TIMESTAMP = "no_timestamp"
 OUT_OF_RANGE = "out_of_range"
 REPEATED_IN_PAGE = "repeated_in_page"
 
 
 class PagingInconsistent(ValueError):
     """A page that time-driven paging cannot trust: nothing from it may be written."""
+
+
+class Unplaceable(PagingInconsistent):
+    """An event whose timestamp cannot be placed in time (verify counts it as missing)."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +51,12 @@ class Position:
     burst_ms: int | None = None
     burst_pass: int = 1
     burst_new: bool = False  # the current pass brought an id not seen before
-    # Not saved in the checkpoint: a resumed run restarts the pass, which is safe.
-    burst_cursor: PageCursor = FIRST_PAGE
     pending: tuple[tuple[int, int], ...] = ()
+    # Not saved in the checkpoint, nor compared: a resumed run restarts the pass, or needs
+    # one more page to end a range, which is safe.
+    burst_cursor: PageCursor = field(default=FIRST_PAGE, compare=False)
+    burst_pages: int = field(default=0, compare=False)  # pages read in this pass
+    last_count: int = field(default=0, compare=False)  # items on the page before
 
     @property
     def done(self) -> bool:
@@ -79,12 +81,11 @@ class Taken:
 
 @dataclass(frozen=True)
 class Burst:
-    """A millisecond read alone: for the WARNING that names it."""
+    """A millisecond read alone, settled by a pass that brought no new id: for the log."""
 
     ms: int
     events: int
     passes: int
-    settled: bool  # the last pass brought no new id
 
 
 @dataclass(frozen=True)
@@ -95,55 +96,41 @@ class Step:
     repeats: int  # events already taken at the edge, or twice in this page
     rejected: dict[str, int]  # items not written, by reason
     rejected_sample: str | None  # one rejected item's auditId (or a description), for the log
-    before: Position  # the position the page answered, with any order the page taught
     position: Position
     burst_done: Burst | None = None
-    _direction: str | None = field(default=None, repr=False)
-
-    def position_after(self, count: int) -> Position:
-        """The position once the first ``count`` of ``events`` are delivered (a part that
-        ends inside this page is checkpointed here)."""
-        taken = self.events[:count]
-        before = self.before
-        if before.burst_ms is not None or self._direction is None:
-            ms = before.burst_ms if before.burst_ms is not None else self.position.burst_ms
-            return _burst_position(before, ms, taken, keep_pass=before.burst_ms is not None)
-        return _move_edge(before, self._direction, taken)
 
 
 def read_page(position: Position, page: Page) -> Step:
     """Interpret ``page``, the answer to ``position.request()``."""
     start, end, _ = position.request()
     in_range, rejected, sample = _screen(page.items, start, end)
-    doubled = rejected.pop(REPEATED_IN_PAGE, 0)
+    new, repeats = _split_new(in_range, position.edge_ids, rejected.pop(REPEATED_IN_PAGE, 0))
     if position.burst_ms is not None:
-        return _burst_page(position, page, in_range, rejected, sample, doubled)
+        after, burst = _burst_page(position, page, new)
+        return Step(new, repeats, rejected, sample, after, burst)
     direction = _page_order(in_range)
     if position.order and direction and direction != position.order:
         raise PagingInconsistent(
             f"a page came {direction.replace('_', ' ')} after pages that came "
             f"{position.order.replace('_', ' ')}"
         )
-    order = position.order or direction
+    learned = replace(position, order=position.order or direction, last_count=len(page.items))
     distinct = {taken.timestamp for taken in in_range}
-    if page.has_more and len(distinct) <= 1:
-        if not distinct:
+    if not distinct:
+        if page.has_more:
             raise PagingInconsistent(
-                f"a full page held no event stamped inside the range asked for "
-                f"[{start}, {end}] ({sum(rejected.values())} items outside it)"
+                f"a page that says there is more held no event stamped inside the range asked "
+                f"for [{start}, {end}] ({sum(rejected.values())} items outside it)"
             )
-        # Time cannot move past this millisecond: read it alone.
-        (ms,) = distinct
-        learned = replace(position, order=order)
-        edge = position.edge_ids if ms == learned.edge_ms() else frozenset()
-        new, repeats = _split_new(in_range, edge, doubled)
-        after = _burst_position(learned, ms, new, keep_pass=False)
-        return Step(new, repeats, rejected, sample, learned, after, None, None)
-    moving = order or NEWEST_FIRST
-    new, repeats = _split_new(in_range, position.edge_ids, doubled)
-    learned = replace(position, order=order)
-    after = _move_edge(learned, moving, new) if page.has_more else _next_range(learned)
-    return Step(new, repeats, rejected, sample, learned, after, None, moving)
+        after = _next_range(learned)
+    elif len(distinct) > 1:
+        after = _move_edge(learned, learned.order, in_range)
+    elif new or page.has_more or len(page.items) >= position.last_count:
+        # One millisecond, and nothing proves it was served whole: read it alone.
+        after = _burst_position(learned, distinct.pop(), in_range)
+    else:
+        after = _next_range(learned)
+    return Step(new, repeats, rejected, sample, after)
 
 
 def _screen(
@@ -160,11 +147,11 @@ def _screen(
         if not isinstance(item, dict):
             reason, description = NOT_AN_OBJECT, f"a JSON {type(item).__name__}"
         else:
-            timestamp = item.get("timestamp")
             audit_id, _ = event_identity(item, fallback_ms=0)
-            if type(timestamp) is not int:
-                reason, description = NO_TIMESTAMP, audit_id
-            elif audit_id in seen:
+            timestamp = timestamp_ms(item.get("timestamp"))
+            if timestamp is None:
+                raise Unplaceable(_unplaceable(audit_id, item.get("timestamp")))
+            if audit_id in seen:
                 reason, description = REPEATED_IN_PAGE, audit_id
             elif start <= timestamp <= end:
                 seen.add(audit_id)
@@ -177,91 +164,99 @@ def _screen(
     return in_range, rejected, sample
 
 
+def _unplaceable(audit_id: str, value: object) -> str:
+    """Why an event cannot be placed in time: its type, never its value (it is untrusted)."""
+    shape = {type(None): "no timestamp", str: "a string timestamp that is not a whole number"}
+    shape[float] = "a fractional or non-finite number as its timestamp"
+    shape = shape.get(type(value), f"a JSON {type(value).__name__} as its timestamp")
+    return (
+        f"event {audit_id[:80]} has {shape}, where Harness's API documents epoch milliseconds: "
+        "it can be neither deduplicated nor proven delivered, so the API may have changed and "
+        "a person must look"
+    )
+
+
 def _page_order(in_range: list[Taken]) -> str | None:
     """The page's order, None when one timestamp (or none) cannot tell."""
-    stamps = [taken.timestamp for taken in in_range]
-    pairs = list(itertools.pairwise(stamps))
+    pairs = list(itertools.pairwise(taken.timestamp for taken in in_range))
     newest_first = all(a >= b for a, b in pairs)
     oldest_first = all(a <= b for a, b in pairs)
-    if newest_first and oldest_first:
-        return None
+    if newest_first != oldest_first:
+        return NEWEST_FIRST if newest_first else OLDEST_FIRST
     if newest_first:
-        return NEWEST_FIRST
-    if oldest_first:
-        return OLDEST_FIRST
+        return None
     raise PagingInconsistent(
         "a page came in neither timestamp order (newest first nor oldest first), so paging "
         "by time cannot tell what it has read"
     )
 
 
-def _split_new(
-    in_range: list[Taken], edge_ids: frozenset[str], doubled: int = 0
-) -> tuple[list[Taken], int]:
-    seen = set(edge_ids)
-    new: list[Taken] = []
-    for taken in in_range:
-        if taken.audit_id in seen:
-            continue
-        seen.add(taken.audit_id)
-        new.append(taken)
+def _split_new(in_range: list[Taken], edge_ids: frozenset[str], doubled: int) -> tuple:
+    new = [taken for taken in in_range if taken.audit_id not in edge_ids]
     return new, len(in_range) - len(new) + doubled
 
 
 def _move_edge(position: Position, direction: str, taken: list[Taken]) -> Position:
-    edge_ms = position.lower_ms if direction == OLDEST_FIRST else position.upper_ms
+    edge_ms = position.edge_ms()
     edge_ids = set(position.edge_ids)
     for item in taken:
         if item.timestamp != edge_ms:
             edge_ms, edge_ids = item.timestamp, set()
         edge_ids.add(item.audit_id)
-    if direction == OLDEST_FIRST:
-        return replace(position, lower_ms=edge_ms, edge_ids=frozenset(edge_ids))
-    return replace(position, upper_ms=edge_ms, edge_ids=frozenset(edge_ids))
+    bound = "lower_ms" if direction == OLDEST_FIRST else "upper_ms"
+    return replace(position, **{bound: edge_ms}, edge_ids=frozenset(edge_ids))
 
 
-def _burst_position(position: Position, ms: int, taken: list[Taken], *, keep_pass: bool):
-    base = position.edge_ids if ms == position.burst_ms or ms == position.edge_ms() else ()
-    edge_ids = frozenset(base).union(item.audit_id for item in taken)
-    if keep_pass:
-        return replace(position, edge_ids=edge_ids, burst_cursor=FIRST_PAGE)
-    return replace(
-        position,
-        edge_ids=edge_ids,
-        burst_ms=ms,
-        burst_pass=1,
-        burst_new=False,
-        burst_cursor=FIRST_PAGE,
-    )
+def _burst_position(position: Position, ms: int, taken: list[Taken]) -> Position:
+    base = position.edge_ids if ms == position.edge_ms() else frozenset()
+    edge_ids = base.union(item.audit_id for item in taken)
+    return replace(position, edge_ids=edge_ids, burst_ms=ms, burst_pass=1, burst_new=False)
 
 
-def _burst_page(position, page, in_range, rejected, sample, doubled) -> Step:
-    new, repeats = _split_new(in_range, position.edge_ids, doubled)
+def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
+    """The burst's position after one of its pages, and the Burst once it is settled."""
+    ms, cursor = position.burst_ms, page.next_cursor
+    probe = position.burst_cursor.size
+    if probe is not None and page.items:
+        raise PagingInconsistent(
+            f"Harness served {probe} events of the {ms} millisecond on a page that asked for "
+            f"PAGE_SIZE, and had more: it caps its pages, and page indexes under a cap skip "
+            f"events; set PAGE_SIZE to {probe}"
+        )
+    if cursor is not None and cursor == position.burst_cursor:
+        raise PagingInconsistent(f"Harness repeated the page cursor it was sent, at {ms}")
+    if position.burst_pages + 1 >= MAX_BURST_PAGES:
+        raise PagingInconsistent(f"the {ms} millisecond ran past {MAX_BURST_PAGES} pages")
+    if page.has_more and cursor is None:
+        raise PagingInconsistent(
+            f"a page of the {ms} millisecond says there is more but names no page token the "
+            "collector can follow (the cursor's field may have changed name)"
+        )
     edge_ids = position.edge_ids.union(taken.audit_id for taken in new)
     burst_new = position.burst_new or bool(new)
-    if page.has_more and page.next_cursor is not None:
-        after = replace(
-            position, edge_ids=edge_ids, burst_new=burst_new, burst_cursor=page.next_cursor
-        )
-        return Step(new, repeats, rejected, sample, position, after)
-    if burst_new and position.burst_pass < MAX_BURST_PASSES:
-        after = replace(
-            position,
-            edge_ids=edge_ids,
-            burst_pass=position.burst_pass + 1,
-            burst_new=False,
-            burst_cursor=FIRST_PAGE,
-        )
-        return Step(new, repeats, rejected, sample, position, after)
-    done = Burst(position.burst_ms, len(edge_ids), position.burst_pass, settled=not burst_new)
-    return Step(new, repeats, rejected, sample, position, _after_burst(position), done)
+    if cursor is not None:
+        pages = position.burst_pages + 1
+        after = replace(position, edge_ids=edge_ids, burst_new=burst_new, burst_cursor=cursor)
+        return replace(after, burst_pages=pages), None
+    if burst_new:
+        if position.burst_pass >= MAX_BURST_PASSES:
+            raise PagingInconsistent(
+                f"the {ms} millisecond still brought new events after {MAX_BURST_PASSES} passes"
+            )
+        after = replace(position, edge_ids=edge_ids, burst_pass=position.burst_pass + 1)
+        return _new_pass(after), None
+    return _after_burst(position), Burst(ms, len(edge_ids), position.burst_pass)
+
+
+def _new_pass(position: Position) -> Position:
+    return replace(position, burst_new=False, burst_cursor=FIRST_PAGE, burst_pages=0)
 
 
 def _after_burst(position: Position) -> Position:
     """The range left once the burst's millisecond is read in full."""
     ms, lower, upper = position.burst_ms, position.lower_ms, position.upper_ms
-    base = replace(position, edge_ids=frozenset(), burst_ms=None, burst_pass=1, burst_new=False)
-    base = replace(base, burst_cursor=FIRST_PAGE)
+    base = replace(_new_pass(position), edge_ids=frozenset(), burst_ms=None, burst_pass=1)
+    base = replace(base, last_count=0)
     if position.order == NEWEST_FIRST or (position.order is None and ms == upper):
         return _or_pending(replace(base, upper_ms=ms - 1))
     if position.order == OLDEST_FIRST or ms == lower:
@@ -280,7 +275,8 @@ def _or_pending(position: Position) -> Position:
 
 
 def _next_range(position: Position) -> Position:
+    position = replace(position, edge_ids=frozenset(), last_count=0)
     if position.pending:
         (lower, upper), rest = position.pending[-1], position.pending[:-1]
-        return replace(position, lower_ms=lower, upper_ms=upper, edge_ids=frozenset(), pending=rest)
-    return replace(position, upper_ms=position.lower_ms - 1, edge_ids=frozenset())
+        return replace(position, lower_ms=lower, upper_ms=upper, pending=rest)
+    return replace(position, upper_ms=position.lower_ms - 1)

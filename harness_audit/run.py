@@ -259,7 +259,7 @@ class _Run:
         if burst := step.burst_done:
             message = f"{burst.events} events share one millisecond; it was read alone"
             fields = {"millisecond": iso(burst.ms), "passes": burst.passes}
-            log(logging.WARNING, message, **fields, settled=burst.settled)
+            log(logging.WARNING, message, **fields)
         self.summary.edge_rereads += step.repeats
         lines = [(line, taken) for taken in step.events if (line := self._line(taken))]
         limit = self.config.max_object_bytes

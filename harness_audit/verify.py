@@ -27,7 +27,7 @@ from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
-from harness_audit.paging import NO_TIMESTAMP, PagingInconsistent, Position, Taken, read_page
+from harness_audit.paging import PagingInconsistent, Position, Taken, Unplaceable, read_page
 from harness_audit.sink import ObjectSink, PartBuffer, line_identities, object_name
 from harness_audit.state import State
 
@@ -214,22 +214,24 @@ def listed_events(
 ) -> tuple[dict[str, Taken], int]:
     """Every event Harness lists stamped in ``[start_ms, limit_ms)`` by auditId, and the
     number of items it listed there without a usable timestamp."""
-    position, events, unplaceable = Position(start_ms, limit_ms - 1), {}, 0
+    position, events = Position(start_ms, limit_ms - 1), {}
     try:
         while not position.done:
             low, high, cursor = position.request()
             query = AuditQuery(low, high, config.modules, config.actions, config.static_filter)
             step = read_page(position, harness.fetch(query, cursor, deadline))
-            unplaceable += step.rejected.get(NO_TIMESTAMP, 0)
             for taken in step.events:
                 events.setdefault(taken.audit_id, taken)
             position = step.position
+    except Unplaceable:
+        # Listed but not placeable in time: counted as missing, so the hour is never "OK".
+        return events, 1
     except PagingInconsistent as exc:
         raise HarnessInconsistent(
             f"Harness sent a page for {iso(start_ms)} that paging by time cannot trust: {exc}. "
             "Nothing there can be called complete; try again later"
         ) from None
-    return events, unplaceable
+    return events, 0
 
 
 def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:

@@ -1,11 +1,11 @@
 """A sandbox for running deploy.sh against the fake gcloud (fake_gcloud.py), offline.
 
-Each Sandbox is a directory holding a copy of the collector's source tree (deploy.sh and a
-stub function, or with ``real_source=True`` the real function next to decoys that must never be
-uploaded), a bin directory whose ``gcloud`` is the fake, and a tools
-directory linking the few other programs deploy.sh runs. PATH is those two directories and
-nothing else, so a real gcloud installed on the machine can never be reached. ``run`` returns
-the exit code, the output and the gcloud calls made during that run.
+Each Sandbox is a directory holding a copy of the collector's source tree (deploy.sh, its
+templates, the function, the Makefile and requirement files, the repository's .venv linked in,
+and with ``real_source=True`` decoys that must never be uploaded), a bin directory whose
+``gcloud`` is the fake, and a tools directory linking the few other programs deploy.sh runs.
+PATH is those two directories and nothing else, so a real gcloud installed on the machine can
+never be reached. ``run`` returns the exit code, the output and the gcloud calls of that run.
 """
 
 import json
@@ -33,12 +33,10 @@ DECOYS = (
     "tests/unit/test_config.py",
     "devtools/run_local.py",
     "benchmarks/run.py",
-    ".venv/bin/python",
     ".git/config",
     ".env",
     "local.env",
     "README.md",
-    "Makefile",
     "harness_audit/__pycache__/run.cpython-312.pyc",
     "__pycache__/main.cpython-312.pyc",
 )
@@ -94,6 +92,7 @@ TOOLS = (
     "env",
     "find",
     "grep",
+    "make",
     "mkdir",
     "rm",
     "sed",
@@ -201,19 +200,23 @@ class Sandbox:
             found = shutil.which(tool)
             assert found, f"{tool} is needed to run deploy.sh"
             (self.tools / tool).symlink_to(found)
-        shutil.copy2(DEPLOY_SCRIPT, self.repo / "deploy.sh")
-        shutil.copy2(GCLOUDIGNORE, self.repo / ".gcloudignore")
-        if real_source:
-            for name in FUNCTION_FILES:
-                (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO_ROOT / name, self.repo / name)
-            for name in DECOYS:
-                (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
-                (self.repo / name).write_text("must not be uploaded\n")
-        else:
-            (self.repo / "main.py").write_text("def main(cloud_event):\n    return None\n")
-            (self.repo / "requirements.txt").write_text("functions-framework==3.10.2\n")
-            (self.repo / "harness_audit" / "__init__.py").write_text("")
+        shutil.copytree(REPO_ROOT / "deploy", self.repo / "deploy")
+        # copy2 keeps the times, so that make finds the linked .venv up to date.
+        for name in (
+            "deploy.sh",
+            ".gcloudignore",
+            "Makefile",
+            "requirements-dev.txt",
+            "requirements-ops.txt",
+        ):
+            shutil.copy2(REPO_ROOT / name, self.repo / name)
+        for name in FUNCTION_FILES:
+            (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, self.repo / name)
+        (self.repo / ".venv").symlink_to(REPO_ROOT / ".venv")
+        for name in DECOYS if real_source else ():
+            (self.repo / name).parent.mkdir(parents=True, exist_ok=True)
+            (self.repo / name).write_text("must not be uploaded\n")
         # A shim importing a copy of the module, so that Python caches its compiled form here
         # (a script run directly is compiled again on every call, some thirty per deploy).
         shutil.copy2(FAKE_GCLOUD, self.bin / "fake_gcloud.py")

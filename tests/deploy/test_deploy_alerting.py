@@ -1,6 +1,7 @@
 """The log-based metrics and the alert policy deploy.sh sets up: what the files it passes to gcloud
 say (filters, extractor, buckets, windows, thresholds, channel), how the windows follow the
-schedule, and that they are created once, updated when they differ, and removed by --destroy."""
+schedule (by the rule of schedule_interval_minutes), and that they are created once, updated
+when they differ, and removed by --destroy."""
 
 import json
 
@@ -109,7 +110,8 @@ def test_policy_alerts_on_absence_lag_and_repeated_failures(first_run):
     [
         ("*/15 * * * *", 30, 15, True),
         ("0 */6 * * *", 720, 360, True),
-        ("0,10 * * * *", 100, 50, True),  # the longest gap counts: 10 to 60
+        ("0,10 * * * *", 120, 60, True),  # hour "*": at most an hour apart
+        ("5,35 */2 * * *", 240, 120, True),  # hour "*/2": at most two hours apart
         ("0 9 * * MON-FRI", 1410, 1410, False),  # Friday to Monday: longer than any window
         ("0 0 1 * *", 1410, 1410, False),
     ],

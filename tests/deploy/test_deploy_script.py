@@ -175,7 +175,7 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
     assert re.fullmatch(r"python3(\d+)", flags["runtime"])
     assert int(flags["runtime"][len("python3") :]) >= 12
     assert flags["source"] == str(first_sandbox.repo / ".deploy" / FUNCTION / "source")
-    assert deploy.source_files == ["harness_audit/__init__.py", "main.py", "requirements.txt"]
+    assert deploy.source_files == FUNCTION_FILES
     assert flags["entry-point"] == "main"
     assert flags["trigger-topic"] == TOPIC
     assert flags["service-account"] == RUNTIME_SA
@@ -240,7 +240,8 @@ def test_second_run_without_the_key_keeps_the_stored_one(deployed):
 
 
 def test_changed_source_redeploys_the_function_only(deployed):
-    (deployed.repo / "harness_audit" / "__init__.py").write_text('"""Changed."""\n')
+    with (deployed.repo / "harness_audit" / "__init__.py").open("a") as init:
+        init.write("# changed\n")
     result = deployed.run("--yes")
     assert result.returncode == 0, result.output
     assert result.changes == [f"functions deploy {FUNCTION}"]
@@ -285,7 +286,7 @@ def test_new_settings_reach_the_function_and_trigger_topic_is_always_its_own(dep
 
 
 def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
-    quoted_value = "https://harness.example.com/gateway#it's: here"
+    quoted_value = "https://harness.example.com/it's:gateway"
     result = deployed.run(
         "--yes",
         env={
@@ -414,33 +415,48 @@ def test_dry_run_output_is_a_script_that_can_be_run_as_it_is(tmp_path, deployed,
         }
         # The key: read from the terminal, hidden, and piped; never in the script.
         (key_line,) = [line for line in commands if line.startswith("read ")]
-        assert key_line.startswith("read -rsp 'Harness API key (input hidden): ' key && ")
+        assert key_line.startswith("read -rsp 'Harness API key (input hidden): ' key </dev/tty && ")
         assert ' printf %s "$key" | gcloud secrets versions add ' in key_line
         assert key_line.endswith("--data-file=- --project=acme-secops --quiet")
     assert API_KEY not in result.output
 
 
-def test_dry_run_key_step_pipes_what_is_typed_to_gcloud(tmp_path):
-    # Run the printed key step with a stand-in gcloud that counts what it reads on stdin.
+def test_dry_run_key_step_reads_the_terminal_not_the_script_s_next_line(tmp_path):
+    # The printed key step, run as a script (bash reading it on stdin) with a stand-in gcloud
+    # that counts what it reads: the key comes from the terminal, and the next line still runs.
     result = Sandbox(tmp_path).run("--dry-run")
     (key_line,) = [line for line in result.stdout.splitlines() if line.startswith("read ")]
     stand_in = tmp_path / "stand-in" / "gcloud"
     stand_in.parent.mkdir(exist_ok=True)
     stand_in.write_text('#!/bin/sh\nprintf "%s|" "$*"; wc -c\n')
     stand_in.chmod(0o755)
-    ran = subprocess.run(
-        ["bash", "-c", key_line],
-        input=API_KEY + "\n",
-        capture_output=True,
-        text=True,
-        timeout=30,
+    main_fd, terminal_fd = pty.openpty()
+    process = subprocess.Popen(
+        ["bash"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         env={"PATH": f"{stand_in.parent}:/usr/bin:/bin"},
+        start_new_session=True,
+        pass_fds=(terminal_fd,),
+        preexec_fn=lambda: fcntl.ioctl(terminal_fd, termios.TIOCSCTTY, 0),
     )
-    assert ran.returncode == 0, ran.stderr
-    arguments, _, count = ran.stdout.partition("|")
+    os.close(terminal_fd)
+    try:
+        process.stdin.write(f"{key_line}\necho next line ran\n".encode())
+        process.stdin.close()
+        wait_for_echo_off(main_fd, time.monotonic() + 30)
+        os.write(main_fd, (API_KEY + "\n").encode())
+        output = process.stdout.read().decode()
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        os.close(main_fd)
+    arguments, _, rest = output.partition("|")
     assert API_KEY not in arguments
     assert arguments.startswith("secrets versions add projects/acme-secops/secrets/")
-    assert int(count) == len(API_KEY)
+    assert rest.split() == [str(len(API_KEY)), "next", "line", "ran"]
 
 
 def test_dry_run_without_a_key_does_not_ask_for_one(tmp_path):

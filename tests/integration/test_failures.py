@@ -46,6 +46,7 @@ def test_rejected_key_fails_clearly_and_touches_nothing(
     assert instance.invoke().status == 200  # an earlier good run: there is a checkpoint
     clock.advance(3600)
     before = content_of(bucket), data_objects(bucket)
+    earlier_requests = len(harness.requests)
     harness.inject(fault)
     result = instance.invoke()
     assert result.status == 500
@@ -58,7 +59,7 @@ def test_rejected_key_fails_clearly_and_touches_nothing(
     # The lease was taken before the request, and released with the checkpoint as it was.
     assert (content_of(bucket), data_objects(bucket)) == before
     assert state_of(bucket)["lease"] is None
-    assert len(harness.requests) == 2  # one page before, then no retry of a rejection
+    assert len(harness.requests) == earlier_requests + 1  # no retry of a rejection
 
 
 def test_rejected_key_from_the_start_names_the_status(start_instance, harness, environment, bucket):

@@ -176,9 +176,11 @@ def test_a_200_saying_error_carries_harness_code_and_message(
     start_instance, harness, hostile, clock, bucket
 ):
     publish(harness, generate_events(10, clock.now_ms() - MIN_MS, clock.now_ms(), seed=75))
-    hostile("status_error_200", code="INTERNAL_SERVER_ERROR", message="Oops from Harness")
+    server = hostile("status_error_200", code="INTERNAL_SERVER_ERROR", message="Oops from Harness")
     result = start_instance(MAX_RETRIES=1).invoke()
     assert_one_clean_failure(result, "HarnessUnavailable")
+    # Retried like the 5xx whose envelope it carries, then failed: never taken as a page.
+    assert server.hostile_count == 2
     assert "INTERNAL_SERVER_ERROR" in result.summary["message"]
     assert "Oops from Harness" in result.summary["message"]
 

@@ -1,10 +1,13 @@
-"""The CLI's pure parts: times, the hours checked, object names and what they can hold."""
+"""The CLI's pure parts: times, the hours checked, object names and what they can hold; and
+what each command reads and says."""
 
+import io
 from types import SimpleNamespace
 
 import pytest
 
 from harness_audit.checkpoint import MAX_LOOKBACK_MS
+from harness_audit.cli import main
 from harness_audit.cli_common import UsageError, parse_time
 from harness_audit.clock import iso
 from harness_audit.sink import line_identities, object_name
@@ -118,3 +121,47 @@ def test_lines_are_read_in_either_layout_and_bad_lines_skipped():
 
 def test_windows_are_looked_for_a_lookback_and_an_overlap_back():
     assert MAX_WINDOW_MS == MAX_LOOKBACK_MS + 86_400_000
+
+
+@pytest.mark.parametrize(
+    ("command", "reads", "codes"),
+    [
+        ("status", ["GCS_BUCKET (required)", "STATE_KEY", "ALERT_LAG_MINUTES"], ["0", "1", "2"]),
+        ("verify", ["HARNESS_API_KEY (required)", "PAGE_SIZE"], ["0", "1", "2", "3"]),
+        ("check-config", ["GCS_BUCKET (required)", "HARNESS_API_KEY,"], ["0", "2"]),
+    ],
+)
+def test_help_names_the_settings_read_and_the_exit_codes(command, reads, codes, capsys):
+    assert main([command, "--help"], environ={}) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    settings, _, exits = text.partition("exit codes:")
+    for name in reads:
+        assert name in settings
+    assert [word for word in exits.split() if word.isdigit()] == codes
+    if command == "status":
+        assert "HARNESS_API_KEY" not in settings and "HARNESS_ACCOUNT_ID" not in settings
+
+
+def test_status_needs_neither_the_key_nor_the_account(monkeypatch, tmp_path):
+    # Past the configuration with only the bucket set: it stops at the Google login instead.
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "absent.json"))
+    err = io.StringIO()
+    code = main(["status"], environ={"GCS_BUCKET": "harness-io-logs"}, stderr=err)
+    assert code == 2
+    assert "not set" not in err.getvalue()
+    assert "credentials" in err.getvalue()
+
+
+def test_check_config_prints_each_problem_on_its_own_line():
+    out, err = io.StringIO(), io.StringIO()
+    environ = {"GCS_BUCKET": "Bad_Bucket", "PAGE_SIZE": "500", "HARNESS_ACCOUNT_ID": "acct"}
+    assert main(["check-config"], environ=environ, stdout=out, stderr=err) == 2
+    lines = err.getvalue().splitlines()
+    assert len(lines) == 2 and all(
+        line.startswith("harness_audit check-config: error: ") for line in lines
+    )
+    assert "GCS_BUCKET='Bad_Bucket'" in lines[0] and "PAGE_SIZE=500" in lines[1]
+    environ.update(GCS_BUCKET="harness-io-logs", PAGE_SIZE="50", GCS_PREFIX="/audit/")
+    assert main(["check-config"], environ=environ, stdout=out, stderr=err) == 0
+    assert "PAGE_SIZE=50\n" in out.getvalue() and "GCS_PREFIX=audit\n" in out.getvalue()

@@ -1,10 +1,10 @@
 import pytest
 
 from harness_audit.config import (
-    DEFAULT_STATE_KEY,
+    BY_NAME,
     MAX_OBJECT_NAME_BYTES,
     MAX_PREFIX_BYTES,
-    Config,
+    SETTINGS,
     load_config,
 )
 from harness_audit.errors import ConfigError
@@ -34,7 +34,7 @@ def test_defaults():
     config = config_with()
     assert config.api_base == "https://app.harness.io"
     assert config.prefix == "harness/audit"
-    assert config.state_key == DEFAULT_STATE_KEY
+    assert config.state_key == BY_NAME["STATE_KEY"].default
     assert not config.state_key.startswith(config.prefix + "/")
     assert (config.page_size, config.start_minutes_back, config.max_run_seconds) == (100, 60, 480)
     assert (config.overlap_seconds, config.max_object_bytes) == (600, 8_000_000)
@@ -45,11 +45,29 @@ def test_defaults():
     assert config.warnings == ()
 
 
-def test_defaults_are_defined_once():
-    # The dataclass's defaults are the ones load_config applies: one source of truth.
-    assert config_with() == Config(
-        account_id=BASE["HARNESS_ACCOUNT_ID"], api_key=KEY, bucket=BASE["GCS_BUCKET"]
+def test_a_setting_left_unset_is_its_default_in_the_table():
+    config = config_with()
+    for setting in SETTINGS:
+        if setting.default is not None:
+            assert getattr(config, setting.field) == setting.parse(setting, setting.default)
+
+
+def test_a_command_reads_only_its_settings():
+    # status reads the bucket and the checkpoint's name: no key, no account, and a PAGE_SIZE
+    # it does not use cannot stop it.
+    env = {"GCS_BUCKET": "harness-io-logs", "STATE_KEY": "/s/state.json", "PAGE_SIZE": "500"}
+    config = load_config(env, ("GCS_BUCKET", "STATE_KEY"))
+    assert (config.bucket, config.state_key, config.page_size) == (
+        "harness-io-logs",
+        "s/state.json",
+        100,
     )
+    assert (config.account_id, config.api_key) == ("", "")
+    with pytest.raises(ConfigError, match="PAGE_SIZE=500"):
+        load_config(env, ("GCS_BUCKET", "PAGE_SIZE"))
+    with pytest.raises(ConfigError, match="HARNESS_API_KEY is not set"):
+        load_config(env, ("GCS_BUCKET", "HARNESS_API_KEY"))
+    assert load_config(env, ("GCS_BUCKET", "HARNESS_API_KEY"), ("HARNESS_API_KEY",)).api_key == ""
 
 
 def test_api_key_is_hidden_from_repr_and_stripped():
@@ -88,10 +106,10 @@ def test_all_problems_reported_at_once_and_key_never_echoed():
         ("GCS_BUCKET", "Bad_Bucket", "not a valid bucket name"),
         ("GCS_BUCKET", "ab", "not a valid bucket name"),
         ("HARNESS_ACCOUNT_ID", "https://app.harness.io/ng/account/x", "not a URL"),
-        ("HARNESS_API_BASE", "http://app.harness.io", "unencrypted"),
-        ("HARNESS_API_BASE", "ftp://app.harness.io", "not an http(s) URL"),
-        ("HARNESS_API_BASE", "https://app.harness.io/?x=1", "must not carry"),
-        ("HARNESS_API_BASE", "https://user:pw@app.harness.io", "must not carry"),
+        ("HARNESS_API_BASE", "http://app.harness.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "ftp://app.harness.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io/?x=1", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://user:pw@app.harness.io", "is not a usable Harness URL"),
         ("FILTER_MODULES", "cd,CI", "'cd'"),
         ("FILTER_ACTIONS", "CREATE,up date", "'up date'"),
         ("STATIC_FILTER", "EXCLUDE_EVERYTHING", "EXCLUDE_LOGIN_EVENTS, EXCLUDE_SYSTEM_EVENTS"),
@@ -202,71 +220,79 @@ def test_accepted_values(name, value, attribute, expected):
         ("ALERT_LAG_MINUTES", "0", "from 1 to 525600 minutes"),
         ("ALERT_LAG_MINUTES", "525601", "from 1 to 525600 minutes"),
         ("ALERT_LAG_MINUTES", "three hours", "not a whole number"),
-        ("TRIGGER_TOPIC", "harness-trigger", "projects/<project-id>/topics/<topic-id>"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/", "projects/<project-id>/topics/<topic-id>"),
-        ("TRIGGER_TOPIC", "projects/my-proj/subscriptions/abc", "not a full topic name"),
-        ("TRIGGER_TOPIC", "//pubsub.googleapis.com/projects/my-proj/topics/abc", "full topic"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/a/b", "not a full topic name"),
-        ("TRIGGER_TOPIC", "projects/short/topics/abc", "invalid project id"),
-        ("TRIGGER_TOPIC", "projects/" + "a" * 31 + "/topics/abc", "invalid project id"),
-        ("TRIGGER_TOPIC", "projects/My-Proj/topics/abc", "invalid project id"),
-        ("TRIGGER_TOPIC", "projects/1project/topics/abc", "invalid project id"),
-        ("TRIGGER_TOPIC", "projects/my-proj-/topics/abc", "invalid project id"),
-        ("TRIGGER_TOPIC", "projects/my_proj/topics/abc", "invalid project id"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab", "invalid topic id"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/" + "t" * 256, "invalid topic id"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/1abc", "invalid topic id"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab c", "invalid topic id"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab$c", "invalid topic id"),
-        ("TRIGGER_TOPIC", "projects/my-proj/topics/google-audit", "reserves"),
+        ("TRIGGER_TOPIC", "harness-trigger", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/subscriptions/abc", "is not a full topic name"),
+        (
+            "TRIGGER_TOPIC",
+            "//pubsub.googleapis.com/projects/my-proj/topics/abc",
+            "is not a full topic name",
+        ),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/a/b", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/short/topics/abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/" + "a" * 31 + "/topics/abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/My-Proj/topics/abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/1project/topics/abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj-/topics/abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my_proj/topics/abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/" + "t" * 256, "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/1abc", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab c", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/ab$c", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/google-audit", "is not a full topic name"),
         # GCS object naming rules for the prefix.
         ("GCS_PREFIX", "a" * (MAX_PREFIX_BYTES + 1), "keep it to 900 bytes"),
         ("GCS_PREFIX", "é" * (MAX_PREFIX_BYTES // 2 + 1), "902 bytes long"),
-        ("GCS_PREFIX", "audit\nharness", "control character"),
-        ("GCS_PREFIX", "audit\rharness", "control character"),
-        ("GCS_PREFIX", "audit\x00harness", "control character"),
-        ("GCS_PREFIX", "audit\tharness", "control character"),
-        ("GCS_PREFIX", "audit\x7fharness", "control character"),
-        ("GCS_PREFIX", "audit\u200bharness", "control character"),
-        ("GCS_PREFIX", "audit\udcffharness", "not valid UTF-8"),
-        ("GCS_PREFIX", "audit/../harness", "'..' path segment"),
-        ("GCS_PREFIX", "./audit", "'..' path segment"),
-        ("GCS_PREFIX", "..", "'..' path segment"),
-        ("GCS_PREFIX", ".well-known/acme-challenge", "reserves"),
-        ("GCS_PREFIX", "/.well-known/acme-challenge/x/", "reserves"),
+        ("GCS_PREFIX", "audit\nharness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit\rharness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit\x00harness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit\tharness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit\x7fharness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit\u200bharness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit\udcffharness", "is not a usable object name"),
+        ("GCS_PREFIX", "audit/../harness", "is not a usable object name"),
+        ("GCS_PREFIX", "./audit", "is not a usable object name"),
+        ("GCS_PREFIX", "..", "is not a usable object name"),
+        ("GCS_PREFIX", ".well-known/acme-challenge", "is not a usable object name"),
+        ("GCS_PREFIX", "/.well-known/acme-challenge/x/", "is not a usable object name"),
         # ... and for the state key, which must also name an object.
         ("STATE_KEY", "/", "names a folder"),
         ("STATE_KEY", "///", "names a folder"),
         ("STATE_KEY", "harness/state/", "names a folder"),
-        ("STATE_KEY", "..", "'..' path segment"),
-        ("STATE_KEY", ".", "'..' path segment"),
-        ("STATE_KEY", "harness/./state.json", "'..' path segment"),
-        ("STATE_KEY", "harness/../state.json", "'..' path segment"),
+        ("STATE_KEY", "..", "is not a usable object name"),
+        ("STATE_KEY", ".", "is not a usable object name"),
+        ("STATE_KEY", "harness/./state.json", "is not a usable object name"),
+        ("STATE_KEY", "harness/../state.json", "is not a usable object name"),
         ("STATE_KEY", "s" * (MAX_OBJECT_NAME_BYTES + 1), "keep it to 1024 bytes"),
-        ("STATE_KEY", "state\n.json", "control character"),
-        ("STATE_KEY", "state\x00.json", "control character"),
-        ("STATE_KEY", "state\udc80.json", "not valid UTF-8"),
-        ("STATE_KEY", ".well-known/acme-challenge/state.json", "reserves"),
+        ("STATE_KEY", "state\n.json", "is not a usable object name"),
+        ("STATE_KEY", "state\x00.json", "is not a usable object name"),
+        ("STATE_KEY", "state\udc80.json", "is not a usable object name"),
+        ("STATE_KEY", ".well-known/acme-challenge/state.json", "is not a usable object name"),
         # HARNESS_API_BASE: ports, characters, query, fragment, userinfo.
-        ("HARNESS_API_BASE", "https://app.harness.io:99999", "ports run from 1 to 65535"),
-        ("HARNESS_API_BASE", "https://app.harness.io:0", "ports run from 1 to 65535"),
-        ("HARNESS_API_BASE", "https://app.harness.io:http", "ports run from 1 to 65535"),
-        ("HARNESS_API_BASE", "https://[::1", "invalid host or port"),
-        ("HARNESS_API_BASE", "https://app.har\tness.io", "white space or control"),
-        ("HARNESS_API_BASE", "https://app.harness.io/ga teway", "white space or control"),
-        ("HARNESS_API_BASE", "https://app.harness.io\n/x", "white space or control"),
-        ("HARNESS_API_BASE", "https://app.harness.io\x00", "white space or control"),
-        ("HARNESS_API_BASE", "https://app.harness.io?", "must not carry"),
-        ("HARNESS_API_BASE", "https://app.harness.io/#", "must not carry"),
-        ("HARNESS_API_BASE", "https://app.harness.io/#top", "must not carry"),
-        ("HARNESS_API_BASE", "https://@app.harness.io", "must not carry"),
-        ("HARNESS_API_BASE", "https://user@app.harness.io", "must not carry"),
-        ("HARNESS_API_BASE", "https://app.harness.io\\@evil.example", "backslash"),
-        ("HARNESS_API_BASE", "https://app_harness!.io", "DNS name"),
-        ("HARNESS_API_BASE", "https://äpp.harness.io", "xn--"),
-        ("HARNESS_API_BASE", "https://", "not an http(s) URL"),
-        ("HARNESS_API_BASE", "app.harness.io", "not an http(s) URL"),
-        ("HARNESS_API_BASE", "http://10.0.0.1", "unencrypted"),
+        ("HARNESS_API_BASE", "https://app.harness.io:99999", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io:0", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io:http", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://[::1", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.har\tness.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io/ga teway", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io\n/x", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io\x00", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io?", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io/#", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://app.harness.io/#top", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://@app.harness.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://user@app.harness.io", "is not a usable Harness URL"),
+        (
+            "HARNESS_API_BASE",
+            "https://app.harness.io\\@evil.example",
+            "is not a usable Harness URL",
+        ),
+        ("HARNESS_API_BASE", "https://app_harness!.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://äpp.harness.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "https://", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "app.harness.io", "is not a usable Harness URL"),
+        ("HARNESS_API_BASE", "http://10.0.0.1", "is not a usable Harness URL"),
         # Account id and filters: control characters.
         ("HARNESS_ACCOUNT_ID", "Xk3pQ9\x00rTSv", "never has"),
         ("HARNESS_ACCOUNT_ID", "Xk3pQ9\u200brTSv", "never has"),
@@ -305,18 +331,18 @@ SECRET_HEAD, SECRET_TAIL = "pat.Qz7Wk9Xv.Jm4R", "t8YpLn2HcB6g"
 @pytest.mark.parametrize(
     ("bad", "expected"),
     [
-        ("é", "not printable ASCII (at position 18)"),
-        ("\u00a0", "white space inside it (at position 18)"),
+        ("é", "inside it (at position 18)"),
+        ("\u00a0", "inside it (at position 18)"),
         ("\u2019", "not printable ASCII"),
         ("中", "not printable ASCII"),
         ("\u200b", "not printable ASCII"),
         ("\x00", "not printable ASCII"),
         ("\x7f", "not printable ASCII"),
         ("\udcff", "not printable ASCII"),
-        ("\t", "white space inside it"),
-        (" ", "white space inside it"),
-        ("\n", "white space inside it"),
-        ("éé\n\x01\x02\x03\x04\x05", "at position 18, 19, 21, 22, 23 and 2 more"),
+        ("\t", "white space or characters that are not printable ASCII"),
+        (" ", "white space or characters that are not printable ASCII"),
+        ("\n", "white space or characters that are not printable ASCII"),
+        ("éé\n\x01\x02\x03\x04\x05", "at position 18, 19, 20, 21, 22 and 3 more"),
     ],
 )
 def test_api_key_errors_never_quote_the_key(bad, expected):

@@ -957,3 +957,77 @@ def test_events_released_by_request_reach_the_lagging_count_later(clock: FakeClo
         clock.now_ms = NOW + 5_000
         assert list_page(c, window(0, 5000), 0, 10)["totalItems"] == 2
         c.close()
+
+
+# --- modes for what the real API may do (issue 19) ------------------------------------------------
+
+
+def serve(**mode: object) -> Iterator[tuple[HarnessSimulator, Client]]:
+    clock = FakeClock()
+    with HarnessSimulator(clock_ms=clock, sleep=clock.sleep, **mode) as sim:
+        client = Client(sim)
+        yield sim, client
+        client.close()
+
+
+def test_a_page_cap_serves_fewer_than_asked_and_list_skips_by_the_size_asked() -> None:
+    for sim, client in serve(page_cap=3):
+        events = [ev(START + n, f"e{n:02}") for n in range(10)]
+        sim.add_events(events)
+        data = client.page(window(), pageSize=5)["data"]
+        assert len(data["content"]) == 3 and data["hasNext"] is True
+        assert [e["auditId"] for e in client.all_v2(window(), 5)] == [
+            e["auditId"] for e in newest_first(events)
+        ]
+        pages = []
+        for index in range(2):
+            _, _, body = client.post(LIST_PATH, window(), pageSize=5, pageIndex=index)
+            pages.append([e["auditId"] for e in json.loads(body)["data"]["content"]])
+        assert pages == [["e09", "e08", "e07"], ["e04", "e03", "e02"]]  # e06, e05 skipped
+
+
+def test_the_cursor_under_another_field() -> None:
+    for sim, client in serve(cursor_field="nextPageToken"):
+        sim.add_events([ev(START + n, f"e{n}") for n in range(5)])
+        data = client.page(window(), pageSize=2)["data"]
+        assert data["hasNext"] is True and "pageToken" not in data
+        later = client.page(window(), pageSize=2, pageToken=data["nextPageToken"])["data"]
+        assert [e["auditId"] for e in later["content"]] == ["e2", "e1"]
+
+
+def test_timestamps_as_strings_floats_or_in_turn() -> None:
+    for mode, kinds in [("string", {str}), ("float", {float}), ("mixed", {int, str, float})]:
+        for sim, client in serve(timestamps=mode):
+            sim.add_events([ev(START + n, f"e{n}") for n in range(6)])
+            content = client.page(window(), pageSize=10)["data"]["content"]
+            assert {type(e["timestamp"]) for e in content} == kinds
+            assert sorted(int(float(e["timestamp"])) for e in content) == [
+                START + n for n in range(6)
+            ]
+
+
+def test_an_endless_cursor_answers_the_same_token_for_ever() -> None:
+    for sim, client in serve(endless_cursor=True):
+        sim.add_events(generate_burst(5, START, seed=1))
+        token, seen = None, []
+        for _ in range(4):
+            data = client.page(window(), pageSize=2, pageToken=token)["data"]
+            assert data["hasNext"] is True
+            seen.append(data["pageToken"])
+            token = data["pageToken"]
+        assert len(set(seen)) == 1
+
+
+def test_one_audit_id_at_two_timestamps() -> None:
+    for sim, client in serve(unique_ids=False):
+        sim.add_events([ev(START, "twice"), ev(START + 5, "twice"), ev(START + 2, "once")])
+        content = client.page(window(), pageSize=10)["data"]["content"]
+        assert [(e["auditId"], e["timestamp"]) for e in content] == [
+            ("twice", START + 5),
+            ("once", START + 2),
+            ("twice", START),
+        ]
+    sim = HarnessSimulator()
+    sim.add_events([ev(START, "twice")])
+    with pytest.raises(ValueError, match="already stored"):
+        sim.add_events([ev(START + 5, "twice")])

@@ -45,13 +45,14 @@ PROBLEMS=() SETTING_NAMES=()
 declare -A SETTING=()
 declare -rA OPTIONS=([--project]=PROJECT_ID [--region]=REGION [--bucket]=GCS_BUCKET
   [--account-id]=HARNESS_ACCOUNT_ID [--function-name]=FUNCTION_NAME [--schedule]=SCHEDULE
+  [--verify-schedule]=VERIFY_SCHEDULE
   [--secops-service-account]=SECOPS_SERVICE_ACCOUNT [--notification-channel]=NOTIFICATION_CHANNEL)
 
 usage() {
   cat <<'EOF'
 Usage: ./deploy.sh [--dry-run] [--yes] [--destroy] [--OPTION=VALUE ...]
 Deploys the Harness audit collector: APIs, bucket, service account, the key in Secret Manager,
-topic, Cloud Run function, scheduler job, metrics and an alert policy, SecOps feed access.
+topic, Cloud Run function, two scheduler jobs, metrics, alert policy, dashboard, SecOps feed access.
   --dry-run   run read-only gcloud commands only; print a script of the changes
   --yes, -y   do not ask before the first change (needed without a terminal)
   --destroy   remove what deploy.sh created; never the bucket or its objects
@@ -60,6 +61,7 @@ Environment variables [or option]:
   PROJECT_ID [--project], GCS_BUCKET [--bucket], HARNESS_ACCOUNT_ID [--account-id]: required
   HARNESS_API_KEY: stored when set and new; else the stored key is kept, or asked for
   REGION [--region] us-central1; SCHEDULE [--schedule] "0 * * * *" (cron, UTC)
+  VERIFY_SCHEDULE [--verify-schedule] "17 4 * * *": the verify of the last settled day (UTC)
   FUNCTION_NAME [--function-name] harness-audit-collector; RETRY_ON_FAILURE false
   SECOPS_INSTANCE: optional, the SecOps customer id: deploy.sh then creates the feed, with
     SECOPS_REGION (us, eu, europe-west2...) and SECOPS_PROJECT (default PROJECT_ID)
@@ -104,13 +106,14 @@ parse_args() {
 
 apply_defaults() {
   PROJECT_ID=${PROJECT_ID-} GCS_BUCKET=${GCS_BUCKET-} HARNESS_ACCOUNT_ID=${HARNESS_ACCOUNT_ID-}
-  REGION=${REGION:-us-central1} SCHEDULE=${SCHEDULE:-0 * * * *}
+  REGION=${REGION:-us-central1} SCHEDULE=${SCHEDULE:-0 * * * *} VERIFY_SCHEDULE=${VERIFY_SCHEDULE:-17 4 * * *}
   FUNCTION_NAME=${FUNCTION_NAME:-harness-audit-collector} NOTIFICATION_CHANNEL=${NOTIFICATION_CHANNEL-}
   RETRY_ON_FAILURE=${RETRY_ON_FAILURE:-false} SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT-}
   SECOPS_SERVICE_ACCOUNT=${SECOPS_SERVICE_ACCOUNT#serviceAccount:}
   # Names derived from the function's (two collectors can live in one project); full resource
   # names, as some commands resolve a short name before --project applies.
   TOPIC_NAME=${FUNCTION_NAME}-trigger JOB_NAME=${FUNCTION_NAME}-schedule
+  VERIFY_JOB_NAME=${FUNCTION_NAME}-verify PROMQL_PREFIX=logging_googleapis_com:user_${FUNCTION_NAME//-/_}
   SECRET_NAME=${FUNCTION_NAME}-api-key TOPIC_PATH=projects/${PROJECT_ID}/topics/${TOPIC_NAME}
   SECRET_PATH=projects/${PROJECT_ID}/secrets/${SECRET_NAME}
   # The function publishes its continuation to its own topic, whatever the environment says.
@@ -180,6 +183,9 @@ check_deploy_settings() {
   valid_cron "$SCHEDULE" ||
     problem "SCHEDULE='$SCHEDULE' is not a cron expression: give 5 fields, minute hour" \
       "day-of-month month day-of-week, e.g. '0 * * * *' (hourly) or '*/15 * * * *' (UTC)"
+  valid_cron "$VERIFY_SCHEDULE" ||
+    problem "VERIFY_SCHEDULE='$VERIFY_SCHEDULE' is not a cron expression: give 5 fields," \
+      "e.g. '17 4 * * *' (daily at 04:17 UTC, a quiet hour)"
   [[ $RETRY_ON_FAILURE == true || $RETRY_ON_FAILURE == false ]] ||
     problem "RETRY_ON_FAILURE='$RETRY_ON_FAILURE' must be true or false (default false)"
   [[ -z $NOTIFICATION_CHANNEL || $NOTIFICATION_CHANNEL =~ \
@@ -508,20 +514,29 @@ step_function() {
 }
 
 step_scheduler() {
-  step 7/10 "Scheduler job $JOB_NAME ('$SCHEDULE' $TIME_ZONE, region $REGION)"
-  local current
-  current=$(query scheduler jobs describe "$JOB_NAME" --location="$REGION" \
-    --format='value(schedule,timeZone,pubsubTarget.topicName)') || current=''
-  local -a job_args=(--location="$REGION" --schedule="$SCHEDULE" --time-zone="$TIME_ZONE"
+  step 7/10 "Scheduler jobs $JOB_NAME ('$SCHEDULE') and $VERIFY_JOB_NAME ('$VERIFY_SCHEDULE'), $TIME_ZONE"
+  ensure_job "$JOB_NAME" "$SCHEDULE" "" "Triggers $FUNCTION_NAME: publishes {} to $TOPIC_NAME"
+  ensure_job "$VERIFY_JOB_NAME" "$VERIFY_SCHEDULE" command=verify \
+    "Verifies the last settled day of $FUNCTION_NAME against Harness: command=verify to $TOPIC_NAME"
+}
+
+# ensure_job NAME SCHEDULE ATTRIBUTE DESCRIPTION: a job publishing {} (with ATTRIBUTE, KEY=VALUE,
+# when given) to the function's topic.
+ensure_job() {
+  local current want=$2$'\t'$TIME_ZONE$'\t'$TOPIC_PATH${3:+$'\t'$3}
+  current=$(query scheduler jobs describe "$1" --location="$REGION" \
+    --format="value(schedule,timeZone,pubsubTarget.topicName${3:+,pubsubTarget.attributes})") ||
+    current=''
+  local -a job_args=(--location="$REGION" --schedule="$2" --time-zone="$TIME_ZONE"
     --topic="$TOPIC_PATH" --message-body='{}')
   if [[ -z $current ]]; then
-    mutate scheduler jobs create pubsub "$JOB_NAME" "${job_args[@]}" \
-      --description="Triggers $FUNCTION_NAME: publishes {} to $TOPIC_NAME"
-  elif [[ $current != "$SCHEDULE"$'\t'"$TIME_ZONE"$'\t'"$TOPIC_PATH" ]]; then
-    say "      exists as '${current//$'\t'/ }': updating"
-    mutate scheduler jobs update pubsub "$JOB_NAME" "${job_args[@]}"
+    mutate scheduler jobs create pubsub "$1" "${job_args[@]}" ${3:+"--attributes=$3"} \
+      --description="$4"
+  elif [[ $current != "$want" ]]; then
+    say "      $1 exists as '${current//$'\t'/ }': updating"
+    mutate scheduler jobs update pubsub "$1" "${job_args[@]}" ${3:+"--update-attributes=$3"}
   else
-    say "      exists, schedule unchanged"
+    say "      $1 exists, schedule unchanged"
   fi
 }
 
@@ -548,8 +563,10 @@ alert_numbers() {
   LAG_WINDOW_SECONDS=$((interval < max ? interval * 60 : max * 60))
   TWO_INTERVALS_MINUTES=$((2 * interval < max ? 2 * interval : max))
   TWO_INTERVALS_SECONDS=$((TWO_INTERVALS_MINUTES * 60))
-  FAILURES_THRESHOLD=$((2 * interval <= max)) ABSENCE_CONDITION=''
+  FAILURES_THRESHOLD=$((2 * interval <= max)) ABSENCE_CONDITION='' VERIFY_ABSENCE=''
   if ((FAILURES_THRESHOLD)); then ABSENCE_CONDITION=$'\n'$(fill condition-absent.json); fi
+  # Two days: 23.5 h with no summary in a 23.5 h window. Only for a verify run every day.
+  [[ $VERIFY_SCHEDULE != *' * * *' ]] || VERIFY_ABSENCE=$(fill condition-verify-absent.json)
   CHANNELS=${NOTIFICATION_CHANNEL:+\"$NOTIFICATION_CHANNEL\"}
   # The threshold is a bucket bound, so that the 99th percentile Monitoring interpolates lies
   # above it exactly when a run's lag does.
@@ -576,14 +593,26 @@ ensure_config() {
   fi
 }
 
+# The log-based metrics, from fields of the summary lines: "NAME TEMPLATE FIELD VALUE", a count
+# of the lines whose FIELD is VALUE (metric-counter), or the distribution of FIELD's values.
+metric_table() {
+  printf '%s\n' "$METRIC_OK metric-counter.json outcome ok" \
+    "$METRIC_FAILED metric-counter.json outcome failed" "$METRIC_LAG metric-lag.json lag_seconds -" \
+    "${FUNCTION_NAME}_continuations metric-counter.json continuation published" \
+    "${FUNCTION_NAME}_verify_failed metric-counter.json outcome verify_failed" \
+    "${FUNCTION_NAME}_events_written metric-value.json events_written -" \
+    "${FUNCTION_NAME}_verify_missing metric-value.json verify_missing -" \
+    "${FUNCTION_NAME}_verify_repaired metric-value.json verify_repaired -"
+}
+
 step_alerting() {
-  step 8/10 "Alerting: log-based metrics and an alert policy"
-  local name template OUTCOME current
+  step 8/10 "Alerting: log-based metrics, an alert policy and a dashboard"
+  local name template FIELD VALUE current row
+  local -a rows
   alert_numbers
-  for name in "$METRIC_OK" "$METRIC_FAILED" "$METRIC_LAG"; do
-    template=metric-counter.json OUTCOME=ok
-    [[ $name != "$METRIC_FAILED" ]] || OUTCOME=failed
-    [[ $name != "$METRIC_LAG" ]] || template=metric-lag.json
+  mapfile -t rows < <(metric_table)
+  for row in "${rows[@]}"; do
+    read -r name template FIELD VALUE <<<"$row"
     current=$(query logging metrics describe "$name" --format='value(description)') || current=''
     ensure_config metric "$name" "$DEPLOY_DIR/metric-$name.json" "$template" "$current" \
       "logging metrics create $name --config-from-file=" \
@@ -596,6 +625,12 @@ step_alerting() {
     "alpha monitoring policies update ${current%%$'\t'*} --policy-from-file="
   say "      alerts on a lag over $ALERT_LAG_MINUTES min, on $((FAILURES_THRESHOLD + 1)) failed" \
     "run(s) within $TWO_INTERVALS_MINUTES min, ${ABSENCE_CONDITION:+and on no successful run}"
+  say "      and on a verify that finds events missing or fails${VERIFY_ABSENCE:+, or none for two days}"
+  current=$(query monitoring dashboards list --format='value(name,labels.deploy_hash)' \
+    --filter="labels.$POLICY_LABEL=$FUNCTION_NAME" | sed -n 1p) || current=''
+  ensure_config dashboard "${current%%$'\t'*}" "$DEPLOY_DIR/dashboard.json" dashboard.json \
+    "$current" "monitoring dashboards create --config-from-file=" \
+    "monitoring dashboards update ${current%%$'\t'*} --config-from-file="
   [[ -n $ABSENCE_CONDITION ]] ||
     say "      (runs lie further apart than Cloud Monitoring waits: a schedule that stops is not noticed)"
   [[ -z $NOTIFICATION_CHANNEL ]] || say "      notifies $NOTIFICATION_CHANNEL"
@@ -693,6 +728,8 @@ print_summary() {
   if ((CHANGES)); then say "Done: $CHANGES change(s) made."; else say "Nothing changed."; fi
   say "Force a run now:"
   say "  gcloud scheduler jobs run $JOB_NAME --location=$REGION --project=$PROJECT_ID"
+  say "Verify the last settled day now (and repair it; VERIFY_REPAIR=false only reports):"
+  say "  gcloud scheduler jobs run $VERIFY_JOB_NAME --location=$REGION --project=$PROJECT_ID"
   say "Read the function's logs:"
   say "  gcloud functions logs read $FUNCTION_NAME --gen2 --region=$REGION" \
     "--project=$PROJECT_ID --limit=50"
@@ -724,9 +761,11 @@ destroy_table() {
   done
   printf '%s\n' \
     "scheduler job $JOB_NAME|scheduler jobs describe $JOB_NAME --location=$REGION --format=value(name)||scheduler jobs delete $JOB_NAME --location=$REGION" \
+    "scheduler job $VERIFY_JOB_NAME|scheduler jobs describe $VERIFY_JOB_NAME --location=$REGION --format=value(name)||scheduler jobs delete $VERIFY_JOB_NAME --location=$REGION" \
     "function $FUNCTION_NAME (with its Cloud Run service and Eventarc trigger)|functions describe $FUNCTION_NAME --gen2 --region=$REGION --format=value(name)||functions delete $FUNCTION_NAME --gen2 --region=$REGION" \
-    "alert policy {}|alpha monitoring policies list --filter=userLabels.$POLICY_LABEL=$FUNCTION_NAME --format=value(name)||alpha monitoring policies delete {}"
-  for item in "$METRIC_OK" "$METRIC_FAILED" "$METRIC_LAG"; do
+    "alert policy {}|alpha monitoring policies list --filter=userLabels.$POLICY_LABEL=$FUNCTION_NAME --format=value(name)||alpha monitoring policies delete {}" \
+    "dashboard {}|monitoring dashboards list --filter=labels.$POLICY_LABEL=$FUNCTION_NAME --format=value(name)||monitoring dashboards delete {}"
+  for item in $(metric_table | cut -d' ' -f1); do
     printf '%s\n' "log-based metric $item|logging metrics describe $item --format=value(name)||logging metrics delete $item"
   done
   printf '%s\n' \

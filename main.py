@@ -1,9 +1,8 @@
 """Cloud Run function entry point: one Pub/Sub-triggered run of the Harness audit collector.
 
-Scheduler, Force run, continuation and redelivery all arrive as the same CloudEvent, whose
-body is not used; the attribute ``command=verify`` runs verify instead (scheduled.py). Clients
-are built on the first invocation and reused by later ones. Each invocation logs one summary
-line; a failure is answered with HTTP 500 (no traceback).
+Scheduler, Force run, continuation and redelivery arrive as one CloudEvent, body unused; its
+attribute ``command=verify`` runs verify instead (scheduled.py). Clients are built once per
+instance. Each invocation logs one summary line; a failure is HTTP 500 (no traceback).
 """
 
 import functools
@@ -88,26 +87,25 @@ def main(cloud_event) -> None:
 
 
 def _command(command: str, invocation: dict) -> None:
-    """``verify``: one summary line; INFO all well, WARNING nothing checked or cut short,
-    ERROR and HTTP 500 when events are missing, duplicated, or verify failed."""
+    """``command=verify``: one summary line (scheduled.summary_line), HTTP 500 with an ERROR.
+    Any other command fails loudly, named: the verify job is the only sender of one."""
     invocation = {"command": command[:40], **invocation}
-    if command != "verify":  # a collector's failure, for its alert: nothing ran
-        unknown = f"unknown command {command[:40]!r} in the message's attributes: the function "
-        unknown += "knows only command=verify (without the attribute it collects)"
-        log(logging.ERROR, unknown, outcome="failed", error="UnknownCommand", **invocation)
-        raise InternalServerError("UnknownCommand")
     try:
+        if command != "verify":
+            raise NeedsFix(
+                f"unknown command {command[:40]!r} in the message's attributes: the "
+                "function knows only command=verify (without the attribute it collects)"
+            )
         severity, message, fields = summary_line(_get_instance()[2]())
     except LeaseHeld as held:
         return log(logging.INFO, str(held), outcome="skipped", **invocation)
-    except Exception as exc:  # the configuration, the credentials, Harness, the bucket
-        error = collector_error(exc)
-        fields = {"error": type(error).__name__, **invocation}
-        log(logging.ERROR, f"verify failed: {error}", outcome="verify_failed", **fields)
-        raise InternalServerError(type(error).__name__) from None
+    except Exception as exc:  # the command, configuration, credentials, Harness, the bucket
+        severity, error = logging.ERROR, collector_error(exc)
+        message, fields = f"verify failed: {error}", {"outcome": "verify_failed"}
+        fields["error"] = type(error).__name__
     log(severity, message, **invocation, **fields)
     if severity >= logging.ERROR:
-        raise InternalServerError("verify found events missing or duplicated")
+        raise InternalServerError(fields.get("error", "verify found events missing"))
 
 
 def _attributes(cloud_event) -> dict:

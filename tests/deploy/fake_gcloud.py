@@ -54,6 +54,7 @@ EMPTY_STATE = {
     "jobs": {},
     "metrics": {},
     "policies": {},
+    "dashboards": {},
     "iam": {},
     "failures": {},
 }
@@ -331,7 +332,11 @@ class Gcloud:
 
     def job_describe(self, args):
         job = self.job(args[0])
-        self.out.append(f"{job['schedule']}\t{job['time_zone']}\t{job['topic']}")
+        line = f"{job['schedule']}\t{job['time_zone']}\t{job['topic']}"
+        if "pubsubTarget.attributes" in str(self.flags.get("format")):
+            # gcloud's value() prints a map as KEY=VALUE pairs joined by ";".
+            line += "\t" + ";".join(f"{k}={v}" for k, v in sorted(job["attributes"].items()))
+        self.out.append(line)
 
     def job_write(self, args, job):
         topic = str(self.flags.get("topic"))
@@ -340,11 +345,14 @@ class Gcloud:
             raise Failed("fake gcloud: scheduler --topic must be projects/P/topics/T", 3)
         if self.short(topic, "topics") not in self.state["topics"]:
             raise Failed("ERROR: the target topic does not exist")
+        pairs = str(self.flags.get("attributes") or self.flags.get("update-attributes") or "")
+        attributes = dict(pair.split("=", 1) for pair in pairs.split(",") if pair)
         job.update(
             schedule=self.flags["schedule"],
             time_zone=self.flags["time-zone"],
             topic=topic,
             message_body=self.flags["message-body"],
+            attributes=job.get("attributes", {}) | attributes,
         )
 
     def job_create(self, args):
@@ -432,6 +440,41 @@ class Gcloud:
         self.policy(args[0])
         del self.state["policies"][args[0]]
 
+    def dashboard(self, name):
+        self.need_api("monitoring")
+        if name not in self.state["dashboards"]:
+            not_found(f"dashboard {name}")
+        return self.state["dashboards"][name]
+
+    def dashboard_write(self, name):
+        import json
+
+        dashboard = json.loads(self.read_file("config-from-file"))
+        self.state["dashboards"][name] = {
+            "labels": dashboard.get("labels", {}),
+            "config": dashboard,
+        }
+
+    def dashboard_list(self, _args):
+        self.need_api("monitoring")
+        key, _, value = str(self.flags.get("filter", "")).removeprefix("labels.").partition("=")
+        for name, dashboard in self.state["dashboards"].items():
+            if dashboard["labels"].get(key) == value:
+                self.out.append(f"{name}\t{dashboard['labels'].get('deploy_hash', '')}")
+
+    def dashboard_create(self, _args):
+        self.need_api("monitoring")
+        self.state["dashboard_serial"] = self.state.get("dashboard_serial", 2000) + 1
+        self.dashboard_write(f"projects/{self.project}/dashboards/{self.state['dashboard_serial']}")
+
+    def dashboard_update(self, args):
+        self.dashboard(args[0])
+        self.dashboard_write(args[0])
+
+    def dashboard_delete(self, args):
+        self.dashboard(args[0])
+        del self.state["dashboards"][args[0]]
+
     # --- dispatch --------------------------------------------------------------------------
 
     def commands(self):
@@ -489,6 +532,10 @@ class Gcloud:
             ("alpha", "monitoring", "policies", "create"): self.policy_create,
             ("alpha", "monitoring", "policies", "update"): self.policy_update,
             ("alpha", "monitoring", "policies", "delete"): self.policy_delete,
+            ("monitoring", "dashboards", "list"): self.dashboard_list,
+            ("monitoring", "dashboards", "create"): self.dashboard_create,
+            ("monitoring", "dashboards", "update"): self.dashboard_update,
+            ("monitoring", "dashboards", "delete"): self.dashboard_delete,
         }
 
     def run(self):

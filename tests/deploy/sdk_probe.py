@@ -7,9 +7,10 @@
         entries with null.
     python3 sdk_probe.py SDK_ROOT messages KIND FILE [KIND FILE ...]
         Parses each file as gcloud does for ``logging metrics create --config-from-file``
-        (KIND metric) or ``alpha monitoring policies create --policy-from-file`` (KIND policy),
-        and prints JSON {"FILE": [fields gcloud did not recognise]}. gcloud itself keeps such
-        fields silently and sends them, and only the API refuses them.
+        (KIND metric), ``alpha monitoring policies create --policy-from-file`` (KIND policy) or
+        ``monitoring dashboards create --config-from-file`` (KIND dashboard), and prints JSON
+        {"FILE": [fields gcloud did not recognise]}. gcloud itself keeps such fields silently
+        and sends them, and only the API refuses them.
 
 No credentials are needed or read: nothing here talks to Google.
 """
@@ -67,6 +68,9 @@ def parse_messages(pairs):
             text = file.read()
         if kind == "policy":
             message = monitoring_util.MessageFromString(text, monitoring.AlertPolicy, "AlertPolicy")
+        elif kind == "dashboard":  # the v1 API; gcloud loads the file as YAML
+            dashboards = apis.GetMessagesModule("monitoring", "v1")
+            message = encoding.DictToMessage(yaml.load(text), dashboards.Dashboard)
         else:
             message = encoding.DictToMessage(yaml.load(text), logging_util.GetMessages().LogMetric)
         result[path] = unrecognised(message)

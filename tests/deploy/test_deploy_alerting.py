@@ -79,6 +79,9 @@ def test_policy_alerts_on_absence_lag_and_repeated_failures(first_run):
         f"conditionAbsent:{FUNCTION}_runs_ok",
         f"conditionThreshold:{FUNCTION}_lag_seconds",
         f"conditionThreshold:{FUNCTION}_runs_failed",
+        f"conditionThreshold:{FUNCTION}_verify_missing",
+        f"conditionThreshold:{FUNCTION}_verify_failed",
+        f"conditionAbsent:{FUNCTION}_verify_missing",
     }
     group = ["resource.label.service_name"]
 
@@ -142,6 +145,8 @@ def test_a_channel_and_a_new_lag_threshold_update_the_policy_and_the_lag_metric(
         f"functions deploy {FUNCTION}",  # ALERT_LAG_MINUTES reaches the function too
         f"logging metrics update {FUNCTION}_lag_seconds",
         f"alpha monitoring policies update projects/{PROJECT}/alertPolicies/1001",
+        # The lag chart names the threshold.
+        f"monitoring dashboards update projects/{PROJECT}/dashboards/2001",
     ]
     policy = policy_of(result)
     assert policy["notificationChannels"] == [CHANNEL]

@@ -19,11 +19,18 @@ SECOPS_MEMBER = f"serviceAccount:{SECOPS_SA}"
 
 DESTROY_CHANGES = [
     f"scheduler jobs delete {JOB}",
+    f"scheduler jobs delete {FUNCTION}-verify",
     f"functions delete {FUNCTION}",
     f"alpha monitoring policies delete projects/{PROJECT}/alertPolicies/1001",
+    f"monitoring dashboards delete projects/{PROJECT}/dashboards/2001",
     f"logging metrics delete {FUNCTION}_runs_ok",
     f"logging metrics delete {FUNCTION}_runs_failed",
     f"logging metrics delete {FUNCTION}_lag_seconds",
+    f"logging metrics delete {FUNCTION}_continuations",
+    f"logging metrics delete {FUNCTION}_verify_failed",
+    f"logging metrics delete {FUNCTION}_events_written",
+    f"logging metrics delete {FUNCTION}_verify_missing",
+    f"logging metrics delete {FUNCTION}_verify_repaired",
     f"pubsub topics delete projects/{PROJECT}/topics/{TOPIC}",
     f"secrets delete projects/{PROJECT}/secrets/{SECRET}",
     f"storage buckets remove-iam-policy-binding gs://{BUCKET} roles/storage.objectUser "
@@ -46,7 +53,7 @@ def test_destroy_removes_everything_but_the_bucket_and_then_has_nothing_to_do(de
     assert state["iam"][f"bucket:gs://{BUCKET}"] == []
     assert (state["jobs"], state["functions"], state["topics"]) == ({}, {}, [])
     assert (state["secrets"], state["service_accounts"]) == ({}, [])
-    assert (state["metrics"], state["policies"]) == ({}, {})
+    assert (state["metrics"], state["policies"], state["dashboards"]) == ({}, {}, {})
     # The topic's IAM policy (the publisher role) went with the topic.
     assert not any(key.startswith("topic:") for key in state["iam"])
     assert f"Kept: gs://{BUCKET} and every object in it" in result.stdout

@@ -42,6 +42,7 @@ def lifecycle(tmp_path_factory):
             env={
                 "HARNESS_API_KEY": API_KEY + "-rotated",
                 "SCHEDULE": "*/20 * * * 1-5",
+                "VERIFY_SCHEDULE": "41 3 * * *",
                 "ALERT_LAG_MINUTES": "100",
                 "MAX_REQUESTS_PER_MINUTE": "120",
                 "NOTIFICATION_CHANNEL": CHANNEL,
@@ -82,10 +83,9 @@ def test_the_gcloudignore_uploads_exactly_the_function_from_the_checkout(sdk, li
 def test_metric_and_policy_files_parse_into_the_api_messages(sdk, lifecycle):
     sandbox, _ = lifecycle
     files = sorted((sandbox.repo / ".deploy" / FUNCTION).glob("*.json"))
-    assert len(files) == 4
-    pairs = [
-        ("policy" if path.name == "alert-policy.json" else "metric", str(path)) for path in files
-    ]
+    assert len(files) == 10  # eight metrics, the policy, the dashboard
+    kinds = {"alert-policy.json": "policy", "dashboard.json": "dashboard"}
+    pairs = [(kinds.get(path.name, "metric"), str(path)) for path in files]
     unrecognised = probe(sdk, "messages", *[item for pair in pairs for item in pair])
     assert unrecognised == {str(path): [] for path in files}
 
@@ -109,7 +109,14 @@ def test_every_gcloud_command_parses_in_the_real_gcloud(sdk, lifecycle):
     # The key travels on stdin only, so no command line replayed here can carry it.
     assert not any(API_KEY in arg for argv in commands for arg in argv)
     verbs = {" ".join(call.positionals[:3]) for result in runs for call in result.calls}
-    for needed in ("scheduler jobs create", "scheduler jobs update", "logging metrics update"):
+    needed_verbs = (
+        "scheduler jobs create",
+        "scheduler jobs update",
+        "logging metrics update",
+        "monitoring dashboards create",
+        "monitoring dashboards update",
+    )
+    for needed in needed_verbs:
         assert needed in verbs, f"the replay does not cover {needed}"
 
     started = time.monotonic()

@@ -200,6 +200,10 @@ def test_state_key_under_prefix_warns(prefix, state_key, warns):
         ("HARNESS_API_BASE", "https://h.example:65535", "api_base", None),
         ("HARNESS_API_BASE", "http://127.0.0.2:1", "api_base", None),
         ("HARNESS_API_KEY", "pat.a!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", "api_key", None),
+        ("VERIFY_REPAIR", "false", "verify_repair", False),
+        ("VERIFY_REPAIR", " FALSE ", "verify_repair", False),
+        ("VERIFY_REPAIR", "true", "verify_repair", True),
+        ("VERIFY_REPAIR", "", "verify_repair", True),
     ],
 )
 def test_accepted_values(name, value, attribute, expected):
@@ -302,6 +306,7 @@ def test_accepted_values(name, value, attribute, expected):
         ("FILTER_ACTIONS", "CREATE\nDELETE", "'CREATE\\nDELETE'"),
         ("STATIC_FILTER", "EXCLUDE_LOGIN_EVENTS\x00", "EXCLUDE_LOGIN_EVENTS\\x00"),
         ("PAGE_SIZE", "٣", "not a whole number"),
+        ("VERIFY_REPAIR", "no", "set it to true or false"),
     ],
 )
 def test_rejected_values_name_the_variable_the_problem_and_the_fix(name, value, expected):

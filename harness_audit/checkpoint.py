@@ -91,17 +91,6 @@ class CheckpointStore:
                 "more; this invocation exits without changes"
             )
 
-    def acquire(self, snapshot: Snapshot, owner: str, now_ms: int) -> Snapshot:
-        """Take the lease by writing ``snapshot.state`` under its generation (the caller has
-        checked it is free)."""
-        state = self.renewed(snapshot.state, owner, now_ms)
-        try:
-            return Snapshot(state, self.save(state, snapshot.generation, now_ms))
-        except LeaseLost:
-            raise LeaseHeld(
-                f"another run wrote {self.uri} first; this invocation exits without changes"
-            ) from None
-
     def renewed(self, state: State, owner: str, now_ms: int) -> State:
         return replace(state, lease=Lease(owner, now_ms + self._lease_ms))
 

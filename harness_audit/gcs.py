@@ -12,8 +12,6 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from harness_audit.errors import StorageRejected, StorageUnavailable
 
-__all__ = ["NotFound", "PreconditionFailed", "call_options", "storage_errors"]
-
 ATTEMPT_SECONDS = 60.0  # one attempt's connect and read timeout: the library's default
 MIN_CALL_SECONDS = 1.0  # so that a run at its very end still gets an answer
 

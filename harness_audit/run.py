@@ -76,13 +76,11 @@ class RunSummary:
         """The summary as logged: times in ISO 8601, the continuation once it is decided."""
         renamed = ("window_start_ms", "window_end_ms", "watermark_ms", "stopped", "continuation")
         fields = {name: value for name, value in vars(self).items() if name not in renamed}
-        fields |= {
-            "window_start": iso(self.window_start_ms) if self.window_start_ms else None,
-            "window_end": iso(self.window_end_ms) if self.window_end_ms else None,
-            "checkpoint": iso(self.watermark_ms) if self.watermark_ms else None,
-            "window_complete": self.window_complete,
-            "stopped_by": self.stopped.value if self.stopped else None,
-        }
+        times = {"window_start": self.window_start_ms, "window_end": self.window_end_ms}
+        times["checkpoint"] = self.watermark_ms
+        fields |= {name: iso(ms) if ms else None for name, ms in times.items()}
+        fields["window_complete"] = self.window_complete
+        fields["stopped_by"] = self.stopped.value if self.stopped else None
         if self.continuation is not None:
             fields["continuation"] = self.continuation
         return fields
@@ -179,8 +177,13 @@ class _Run:
         summary.watermark_ms = state.watermark_ms or window.start_ms
         self.loaded, self.planned, self.window = state, window, window
         # Saved with the lease: a run taking over after a crash resumes this very window.
-        taking = Snapshot(replace(state, window=window), loaded.generation)
-        self.saved = self.checkpoints.acquire(taking, self.owner, self.clock.now_ms())
+        self.saved = Snapshot(state, loaded.generation)
+        try:
+            self._save()
+        except LeaseLost:
+            uri = self.checkpoints.uri
+            held = f"another run wrote {uri} first; this invocation exits without changes"
+            raise LeaseHeld(held) from None
         bounds = {"window_start": iso(window.start_ms), "window_end": iso(window.end_ms)}
         started = {"resumed": summary.resumed, "next_part": window.next_part}
         log(logging.INFO, "run started", **bounds, **started, checkpoint=self.checkpoints.uri)
@@ -201,12 +204,10 @@ class _Run:
     def _collect(self) -> tuple[Stopped, CollectorError | None]:
         """Page until the window is read, the deadline comes, or Harness fails. A Harness
         failure comes between pages, and is returned: what was read before it is kept."""
-        config = self.config
+        filters = (self.config.modules, self.config.actions, self.config.static_filter)
         while not self.window.position.done:
             start_ms, end_ms, cursor = self.window.position.request()
-            query = AuditQuery(
-                start_ms, end_ms, config.modules, config.actions, config.static_filter
-            )
+            query = AuditQuery(start_ms, end_ms, *filters)
             try:
                 page = self.harness.fetch(query, cursor, self.deadline)
                 step = read_page(self.window.position, page)
@@ -235,7 +236,9 @@ class _Run:
         return any(audit_id in ids for ids in known)
 
     def _take(self, step: Step) -> None:
-        """Add the page's new events to the part (the module's docstring, 3)."""
+        """Add the page's new events to the part. Parts end at page boundaries, unless the
+        page alone is larger than a part: then the checkpoint moves past it once it is all
+        written."""
         for reason, count in step.rejected.items():
             self._reject(reason, count, step.rejected_sample)
         if burst := step.burst_done:

@@ -9,7 +9,7 @@ from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}
+_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}  # a window's, and their lowest
 _POSITION_FIELDS = ("lower_ms", "upper_ms", "order", "burst_ms", "burst_pass", "burst_new")
 ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"

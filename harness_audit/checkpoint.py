@@ -1,10 +1,5 @@
-"""The checkpoint object in GCS: read with its generation, written back under it.
-
-Writing under the generation read makes the checkpoint a lease as well: two runs cannot
-both advance it. A 412 on a write means our own retried write had landed (the object holds
-exactly our bytes), the checkpoint was deleted (a reset, a lifecycle rule: it is re-created
-from what the run holds), or another run took over.
-"""
+"""The checkpoint object in GCS, read with its generation and written back under it: a
+lease as well, since two runs cannot both advance it."""
 
 import contextlib
 import logging
@@ -76,8 +71,9 @@ class CheckpointStore:
             f"START_MINUTES_BACK minutes back, or replace it with {RESET_RECIPE}"
         )
 
-    def ensure_free(self, state: State, owner: str, now_ms: int) -> None:
-        """Raise LeaseHeld when another run holds a live lease."""
+    def ensure_free(self, state: State, now_ms: int) -> None:
+        """Raise LeaseHeld when a live lease is held: loaded before this run took one, it
+        is another run's."""
         lease = state.lease
         if lease is not None and lease.expires_ms > now_ms + self._lease_ms + CLOCK_SKEW_MS:
             # No run of this configuration can hold a lease that long: a hand edit, a clock
@@ -88,30 +84,20 @@ class CheckpointStore:
             }
             log(logging.WARNING, LEASE_TOO_LONG, **expiry)
             return
-        if lease is not None and lease.owner != owner and lease.is_live(now_ms):
+        if lease is not None and lease.is_live(now_ms):
             seconds = (lease.expires_ms - now_ms) / 1000
             raise LeaseHeld(
                 f"another run holds the lease on {self.uri} for {seconds:.0f} s "
                 "more; this invocation exits without changes"
             )
 
-    def acquire(self, snapshot: Snapshot, owner: str, now_ms: int) -> Snapshot:
-        """Take the lease by writing ``snapshot.state`` under its generation (the caller has
-        checked it is free)."""
-        state = self.renewed(snapshot.state, owner, now_ms)
-        try:
-            return Snapshot(state, self.save(state, snapshot.generation, now_ms))
-        except LeaseLost:
-            raise LeaseHeld(
-                f"another run wrote {self.uri} first; this invocation exits without changes"
-            ) from None
-
     def renewed(self, state: State, owner: str, now_ms: int) -> State:
         return replace(state, lease=Lease(owner, now_ms + self._lease_ms))
 
     def save(self, state: State, generation: int, now_ms: int, *, release: bool = False) -> int:
         """Write ``state`` if the object is still at ``generation``; return the new one.
-        ``release``: the last write of a failed run, allowed the reserve's last half."""
+        ``release``: the last write of a failed run, allowed the reserve's last half. A 412
+        means our retried write had landed, a deleted checkpoint, or another run's write."""
         data = encode_state(state, updated_ms=now_ms, version=__version__)
         with storage_errors("write the checkpoint", self._bucket.name):
             try:

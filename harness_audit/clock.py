@@ -6,11 +6,9 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    def now_ms(self) -> int:
-        """Wall-clock time, epoch milliseconds (what Harness timestamps are in)."""
+    def now_ms(self) -> int: ...  # wall-clock time, epoch milliseconds, as Harness stamps
 
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes back, for deadlines."""
+    def monotonic(self) -> float: ...  # seconds that never go back, for deadlines
 
     def sleep(self, seconds: float) -> None: ...
 
@@ -33,7 +31,7 @@ class Deadline:
     def __init__(self, clock: Clock, budget_seconds: float, reserve_seconds: float):
         self._clock = clock
         self._end = clock.monotonic() + budget_seconds
-        self._reserve = min(reserve_seconds, budget_seconds)
+        self._reserve = reserve_seconds  # within the budget: MAX_RUN_SECONDS is 10 s or more
 
     def remaining(self) -> float:
         """Seconds left for paging."""
@@ -50,9 +48,8 @@ class Deadline:
 
 
 def write_reserve_seconds(max_run_seconds: int) -> float:
-    """Time kept back from paging: half for the last upload and checkpoint, half for
-    releasing the lease after a failure. 10% of the budget, between 5 and 30 seconds,
-    leaves room for google-cloud-storage's own retries within each half."""
+    """Time kept back from paging: half for the last upload and checkpoint, half for releasing
+    the lease after a failure, with room for the library's retries within each half."""
     return min(30.0, max(5.0, max_run_seconds * 0.1))
 
 

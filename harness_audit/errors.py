@@ -19,8 +19,7 @@ CollectorError
 """
 
 
-class CollectorError(Exception):
-    """Base of every error this package raises on purpose."""
+class CollectorError(Exception): ...
 
 
 class NeedsFix(CollectorError): ...

@@ -1,10 +1,6 @@
-"""What the checkpoint store and the object sink share about Cloud Storage.
-
-Every write is create-only or under the generation read, so google-cloud-storage's retry is
-safe for all of them: a retry whose first attempt had landed gets 412, and the caller
-decides on purpose what that 412 means. Every call is bounded by the run's remaining time,
-the library's own retry included.
-"""
+"""What the checkpoint store and the object sink share about Cloud Storage. Every write is
+create-only or under the generation read, so the library's retry is safe for all of them:
+a retry whose first attempt had landed gets 412, which the caller interprets."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +12,8 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from harness_audit.errors import StorageRejected, StorageUnavailable
 
-__all__ = ["NotFound", "PreconditionFailed", "call_options", "storage_errors"]
-
-# One attempt's connect and read timeout: the library's own default.
-ATTEMPT_SECONDS = 60.0
-# A call is given at least this long, so that a run at its very end still gets an answer.
-MIN_CALL_SECONDS = 1.0
+ATTEMPT_SECONDS = 60.0  # one attempt's connect and read timeout: the library's default
+MIN_CALL_SECONDS = 1.0  # so that a run at its very end still gets an answer
 
 
 def call_options(seconds: float | None) -> dict:

@@ -1,10 +1,5 @@
-"""Taking over from the guide's function: what its objects already hold.
-
-The guide keeps ``{"since": ms, "pageToken": ...}`` (read by ``state``) and writes objects
-under the same date folders. A first run from that checkpoint starts OVERLAP_SECONDS before
-``since`` and learns the ids the guide's objects already hold there, so the overlap is not
-written twice.
-"""
+"""Taking over from the guide's function: a first run from its checkpoint learns the ids its
+objects already hold within the overlap, so the overlap is not written twice."""
 
 import logging
 from dataclasses import replace
@@ -13,7 +8,7 @@ from harness_audit.clock import Deadline, iso, utc
 from harness_audit.errors import StorageUnavailable
 from harness_audit.gcs import call_options, storage_errors
 from harness_audit.logs import log
-from harness_audit.sink import ObjectSink
+from harness_audit.sink import ObjectSink, folder
 from harness_audit.state import State
 
 
@@ -31,22 +26,17 @@ def adopt_guide_state(
                 f"reading the objects written since {iso(since_ms)} did not finish "
                 "before MAX_RUN_SECONDS; the next run tries again"
             )
-        folder = f"{sink.prefix}/{day:%Y/%m/%d}/" if sink.prefix else f"{day:%Y/%m/%d}/"
+        prefix = f"{folder(sink.prefix)}{day:%Y/%m/%d}/"
         with storage_errors("list earlier objects", sink.bucket.name):
-            blobs = list(
-                sink.bucket.list_blobs(prefix=folder, **call_options(deadline.storage_seconds()))
-            )
+            options = call_options(deadline.storage_seconds())
+            blobs = list(sink.bucket.list_blobs(prefix=prefix, **options))
         for blob in blobs:
             created = blob.time_created
             if created is None or created.timestamp() * 1000 >= since_ms:
                 ids = sink.ids_of(blob, seconds=deadline.storage_seconds())
                 delivered.update((i, ts) for i, ts in ids.items() if ts >= since_ms)
         day = day.fromordinal(day.toordinal() + 1)
-    log(
-        logging.INFO,
-        "continuing from the guide's checkpoint",
-        since=iso(state.watermark_ms),
-        window_start=iso(since_ms),
-        ids_found_in_earlier_objects=len(delivered),
-    )
+    message = "continuing from the guide's checkpoint"
+    found = {"since": iso(state.watermark_ms), "window_start": iso(since_ms)}
+    log(logging.INFO, message, **found, ids_found_in_earlier_objects=len(delivered))
     return replace(state, delivered=delivered)

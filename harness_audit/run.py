@@ -1,17 +1,9 @@
-"""One run, in a straight line: load the checkpoint, take the lease, read pages, write
-parts, save, release. Its order of effects makes a crash at any point lossless and
-duplicate-free:
-
-1. Read the checkpoint; a live lease held by another run ends this one, untouched.
-2. Take the lease (a write under the generation read in 1), before any request to Harness.
-3. Page by time. A part that a page would take past MAX_OBJECT_MB is written first
-   (create-only), then the checkpoint saved where the page begins: parts end at page
-   boundaries. Only a page larger than a part is cut inside, and its parts are all written
-   before the checkpoint moves past it. A crash in between leaves parts beyond the
-   checkpoint; the run that resumes finds them and writes only what they lack.
-4. At the end of the window, at the deadline, or when Harness fails, write the rest and
-   save with the lease released: the window's end becomes the watermark, or the position
-   is kept for the next run. Any other failure releases the lease on the last state saved.
+"""One run in a straight line: load the checkpoint, take the lease, read pages, write parts,
+save, release. The lease is taken before any request to Harness; a part is written
+(create-only) before the checkpoint moves past its events, and parts end at page boundaries
+unless a page is larger than a part. So a crash at any point loses nothing and writes
+nothing twice: the run that resumes finds the parts beyond the checkpoint and writes only
+what they lack. A failure releases the lease on the last state saved.
 """
 
 import enum
@@ -35,11 +27,11 @@ from harness_audit.errors import (
 )
 from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.layout import encode_line, layout_function
-from harness_audit.listing import FIRST_PAGE, AuditQuery
+from harness_audit.listing import AuditQuery
 from harness_audit.logs import log
 from harness_audit.migration import adopt_guide_state
 from harness_audit.pacing import Pacer
-from harness_audit.paging import PagingInconsistent, Position, Step, read_page
+from harness_audit.paging import PagingInconsistent, Step, read_page
 from harness_audit.sink import ObjectSink, PartBuffer, object_name
 from harness_audit.state import ORIGIN_GUIDE, State
 from harness_audit.window import complete_window, plan_window, tail_ids
@@ -64,8 +56,7 @@ class RunSummary:
     resumed: bool = False
     events_written: int = 0
     duplicates_dropped: int = 0  # already delivered: in the overlap, or in a found part
-    # Re-read at the edge that paging by time moves: about one per page, by design.
-    edge_rereads: int = 0
+    edge_rereads: int = 0  # re-read at paging's moving edge: about one per page, by design
     events_rejected: Counter = field(default_factory=Counter)
     pages: int = 0
     requests: int = 0
@@ -74,10 +65,8 @@ class RunSummary:
     watermark_ms: int | None = None
     lag_seconds: float | None = None
     stopped: Stopped | None = None
-    # The checkpoint saved reads less than the one loaded: what pays for a continuation.
-    position_moved: bool = False
-    # Set once the run has returned: published, not needed, failed or not configured.
-    continuation: str | None = None
+    position_moved: bool = False  # the checkpoint saved reads less: a continuation pays
+    continuation: str | None = None  # set by main once the run has returned
 
     @property
     def window_complete(self) -> bool:
@@ -87,13 +76,11 @@ class RunSummary:
         """The summary as logged: times in ISO 8601, the continuation once it is decided."""
         renamed = ("window_start_ms", "window_end_ms", "watermark_ms", "stopped", "continuation")
         fields = {name: value for name, value in vars(self).items() if name not in renamed}
-        fields |= {
-            "window_start": iso(self.window_start_ms) if self.window_start_ms else None,
-            "window_end": iso(self.window_end_ms) if self.window_end_ms else None,
-            "checkpoint": iso(self.watermark_ms) if self.watermark_ms else None,
-            "window_complete": self.window_complete,
-            "stopped_by": self.stopped.value if self.stopped else None,
-        }
+        times = {"window_start": self.window_start_ms, "window_end": self.window_end_ms}
+        times["checkpoint"] = self.watermark_ms
+        fields |= {name: iso(ms) if ms else None for name, ms in times.items()}
+        fields["window_complete"] = self.window_complete
+        fields["stopped_by"] = self.stopped.value if self.stopped else None
         if self.continuation is not None:
             fields["continuation"] = self.continuation
         return fields
@@ -126,11 +113,10 @@ class Collector:
 
     def run(self) -> RunResult:
         """One run. Safe to call from several threads at once: each run has its own state."""
-        config, clock = self.config, self._clock
-        client = {"clock": clock, "pacer": self._pacer, "endpoint": self._endpoint}
-        harness = HarnessClient.from_config(config, **client)
+        client = {"clock": self._clock, "pacer": self._pacer, "endpoint": self._endpoint}
+        harness = HarnessClient.from_config(self.config, **client)
         try:
-            return _Run(config, self._bucket, harness, clock).execute()
+            return _Run(self.config, self._bucket, harness, self._clock).execute()
         finally:
             harness.close()
 
@@ -172,10 +158,8 @@ class _Run:
     def _start(self) -> None:
         """Load the checkpoint, plan the window, take the lease."""
         loaded = self.checkpoints.load(self.clock.now_ms())
-        now_ms = self.clock.now_ms()
-        # Checked before any other request: a second invocation touches nothing.
-        self.checkpoints.ensure_free(loaded.state, self.owner, now_ms)
-        state = loaded.state
+        state, now_ms = loaded.state, self.clock.now_ms()
+        self.checkpoints.ensure_free(state, now_ms)  # before any other request
         if loaded.generation == 0:
             self._refuse_fresh_start()
         if state.origin == ORIGIN_GUIDE:
@@ -189,14 +173,17 @@ class _Run:
         summary = self.summary
         summary.window_start_ms, summary.window_end_ms = window.start_ms, window.end_ms
         summary.resumed = state.window is not None
-        # Until this window completes, everything is delivered up to the last watermark
-        # (or, on a first run, up to nothing before the window's start).
+        # Delivered until the window completes: up to the last watermark (a first run: none).
         summary.watermark_ms = state.watermark_ms or window.start_ms
         self.loaded, self.planned, self.window = state, window, window
-        # The window is saved with the lease, so that a run taking over after a crash
-        # resumes this very window and finds the parts already written.
-        taking = Snapshot(replace(state, window=window), loaded.generation)
-        self.saved = self.checkpoints.acquire(taking, self.owner, self.clock.now_ms())
+        # Saved with the lease: a run taking over after a crash resumes this very window.
+        self.saved = Snapshot(state, loaded.generation)
+        try:
+            self._save()
+        except LeaseLost:
+            uri = self.checkpoints.uri
+            held = f"another run wrote {uri} first; this invocation exits without changes"
+            raise LeaseHeld(held) from None
         bounds = {"window_start": iso(window.start_ms), "window_end": iso(window.end_ms)}
         started = {"resumed": summary.resumed, "next_part": window.next_part}
         log(logging.INFO, "run started", **bounds, **started, checkpoint=self.checkpoints.uri)
@@ -217,12 +204,10 @@ class _Run:
     def _collect(self) -> tuple[Stopped, CollectorError | None]:
         """Page until the window is read, the deadline comes, or Harness fails. A Harness
         failure comes between pages, and is returned: what was read before it is kept."""
-        config = self.config
+        filters = (self.config.modules, self.config.actions, self.config.static_filter)
         while not self.window.position.done:
             start_ms, end_ms, cursor = self.window.position.request()
-            query = AuditQuery(
-                start_ms, end_ms, config.modules, config.actions, config.static_filter
-            )
+            query = AuditQuery(start_ms, end_ms, *filters)
             try:
                 page = self.harness.fetch(query, cursor, self.deadline)
                 step = read_page(self.window.position, page)
@@ -247,13 +232,13 @@ class _Run:
         return Stopped.COMPLETE, None
 
     def _known(self, audit_id: str) -> bool:
-        window = self.window
-        return any(
-            audit_id in ids for ids in (self.loaded.delivered, window.committed, window.ahead)
-        )
+        known = (self.loaded.delivered, self.window.committed, self.window.ahead)
+        return any(audit_id in ids for ids in known)
 
     def _take(self, step: Step) -> None:
-        """Add the page's new events to the part (the module's docstring, 3)."""
+        """Add the page's new events to the part. Parts end at page boundaries, unless the
+        page alone is larger than a part: then the checkpoint moves past it once it is all
+        written."""
         for reason, count in step.rejected.items():
             self._reject(reason, count, step.rejected_sample)
         if burst := step.burst_done:
@@ -374,14 +359,10 @@ class _Run:
         summary.requests = self.harness.requests
         summary.retries = Counter(self.harness.retries)
         saved = self.saved and self.saved.state.window
+        # Position does not compare the burst's cursor, which the checkpoint does not keep.
         summary.position_moved = summary.window_complete or (
-            saved is not None and _unread(saved.position) != _unread(self.planned.position)
+            saved is not None and saved.position != self.planned.position
         )
         if summary.watermark_ms is not None:
             summary.lag_seconds = round((self.clock.now_ms() - summary.watermark_ms) / 1000, 3)
         return RunResult(summary, error)
-
-
-def _unread(position: Position) -> Position:
-    """What a checkpoint says is left to read (the burst's cursor is not saved)."""
-    return replace(position, burst_cursor=FIRST_PAGE)

@@ -1,14 +1,9 @@
-"""Data objects in GCS: deterministic names, create-only uploads, metadata in the same request.
-
-A part's name depends only on its window and its number, and it is created only if absent
-(``if_generation_match=0``). So an attempt that resumes a window after a crash finds the
-part the crashed attempt wrote, instead of writing its events a second time next to it.
-"""
+"""Data objects in GCS. A part's name depends only on its window and number, and it is
+created only if absent: an attempt resuming after a crash finds the crashed one's part."""
 
 import io
 import json
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 
 from harness_audit import __version__
 from harness_audit.clock import iso, utc
@@ -23,22 +18,25 @@ CONTENT_TYPE = "application/x-ndjson"
 MAX_PART_BYTES = MAX_PAGE_BYTES
 
 
-def compact_stamp(moment: datetime) -> str:
+def _stamp(epoch_ms: int) -> str:
     """``20250610T130000123Z``: a time in object names, sorting as it reads."""
+    moment = utc(epoch_ms)
     return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def folder(prefix: str) -> str:
+    return f"{prefix}/" if prefix else ""
 
 
 def object_name(prefix: str, start_ms: int, end_ms: int, part: int) -> str:
     """``<prefix>/YYYY/MM/DD/harness-audit-<start>-<end>-<part>.jsonl``, sorting by time."""
-    start, end = utc(start_ms), utc(end_ms)
-    folder = f"{prefix}/" if prefix else ""
-    stamps = f"{compact_stamp(start)}-{compact_stamp(end)}"
-    return f"{folder}{start:%Y/%m/%d}/harness-audit-{stamps}-{part:04d}.jsonl"
+    stamps = f"{_stamp(start_ms)}-{_stamp(end_ms)}-{part:04d}"
+    return f"{folder(prefix)}{utc(start_ms):%Y/%m/%d}/harness-audit-{stamps}.jsonl"
 
 
 class PartBuffer:
     """Encoded lines waiting to be written, with the ids they carry. getvalue() hands the
-    BytesIO's buffer over uncopied: with the upload's own copy, a part costs twice its size."""
+    buffer over uncopied: with the upload's own copy, a part costs twice its size."""
 
     def __init__(self):
         self._data = io.BytesIO()
@@ -66,9 +64,7 @@ class PartBuffer:
 
 class ObjectSink:
     def __init__(self, bucket, *, prefix: str, output_format: str):
-        self.bucket = bucket
-        self.prefix = prefix
-        self._output_format = output_format
+        self.bucket, self.prefix, self._output_format = bucket, prefix, output_format
 
     def uri(self, name: str) -> str:
         return f"gs://{self.bucket.name}/{name}"
@@ -85,13 +81,9 @@ class ObjectSink:
             "collector-version": __version__,
         }
         with storage_errors(f"write {name}", self.bucket.name):
+            data, options = buffer.data(), call_options(seconds)
             try:
-                blob.upload_from_string(
-                    buffer.data(),
-                    content_type=CONTENT_TYPE,
-                    if_generation_match=0,
-                    **call_options(seconds),
-                )
+                blob.upload_from_string(data, CONTENT_TYPE, if_generation_match=0, **options)
             except PreconditionFailed:
                 return False
         return True
@@ -117,9 +109,9 @@ class ObjectSink:
 
     def first_object(self, *, seconds: float | None = None) -> str | None:
         """The name of one object under the prefix, if there is any: one list call."""
-        folder = f"{self.prefix}/" if self.prefix else ""
         with storage_errors("list the objects under the prefix", self.bucket.name):
-            found = self.bucket.list_blobs(prefix=folder, max_results=1, **call_options(seconds))
+            listed = {"prefix": folder(self.prefix), "max_results": 1, **call_options(seconds)}
+            found = self.bucket.list_blobs(**listed)
             return next((blob.name for blob in found), None)
 
 

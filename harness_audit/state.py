@@ -1,12 +1,5 @@
-"""The checkpoint's content and its encoding. Pure: no I/O here.
-
-One JSON object holds what a run needs to continue exactly where the last one stopped:
-``watermark_ms`` (the end of the last completed window; the next starts OVERLAP_SECONDS
-before it), ``delivered`` (``{auditId: timestamp}`` delivered within that overlap, so it is
-not written twice), ``window`` (one still being paged: its fixed bounds, how far paging by
-time has read it, its next part) and ``lease`` (which run owns the checkpoint, until when).
-The guide's format (``{"since": ms, "pageToken": ...}``) is read too.
-"""
+"""The checkpoint's content and its encoding, ours and the guide's. Pure: no I/O here.
+Every field is untrusted on the way in: each is checked, and a failure names the field."""
 
 import json
 from collections.abc import Mapping
@@ -16,8 +9,7 @@ from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-# A window's saved counts, with their lowest value; and the position's plain fields.
-_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}
+_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}  # a window's, and their lowest
 _POSITION_FIELDS = ("lower_ms", "upper_ms", "order", "burst_ms", "burst_pass", "burst_new")
 ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
@@ -45,9 +37,9 @@ class WindowProgress:
     next_part: int = 1
     pages: int = 0
     events_written: int = 0
-    # Ids (with timestamps) written by this window and stamped within the last overlap.
+    # {auditId: timestamp} written by this window within its last overlap; found in parts
+    # an earlier attempt wrote beyond the checkpoint.
     committed: dict[str, int] = field(default_factory=dict)
-    # Ids found in parts that an earlier attempt wrote beyond our checkpoint (crash recovery).
     ahead: dict[str, int] = field(default_factory=dict)
 
 
@@ -57,6 +49,7 @@ def new_window(start_ms: int, end_ms: int) -> WindowProgress:
 
 @dataclass(frozen=True)
 class State:
+    # The end of the last completed window, and the ids delivered within the overlap before it.
     watermark_ms: int | None = None
     delivered: Mapping[str, int] = field(default_factory=dict)
     window: WindowProgress | None = None
@@ -118,9 +111,8 @@ def decode_state(data: bytes) -> State:
 
 
 def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
-    """Refuse times no run of this collector can have saved: resuming from a future one
-    would skip every event until then; from one beyond the longest lookback (no run reads
-    further back) deliver the account's history again."""
+    """Refuse times no run of this collector can have saved: one beyond the longest
+    lookback would deliver the account's history again."""
     window = state.window
     times = {"watermark_ms": state.watermark_ms, "window's start_ms": window and window.start_ms}
     for name, value in {**times, "window's end_ms": window and window.end_ms}.items():
@@ -128,17 +120,14 @@ def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
             skip = "resuming from it would skip every event until then"
             raise StateCorrupt(f"its {name} {value} lies after now ({now_ms}): {skip}")
         if value is not None and value < now_ms - max_lookback_ms:
-            days = (
-                f"the longest lookback this collector reads ({max_lookback_ms // 86_400_000} days)"
-            )
-            raise StateCorrupt(f"its {name} {value} is older than {days}")
+            days = max_lookback_ms // 86_400_000
+            lookback = f"the longest lookback this collector reads ({days} days)"
+            raise StateCorrupt(f"its {name} {value} is older than {lookback}")
 
 
 def _decode_guide(document: dict) -> State:
     """The guide's ``{"since": ms, "pageToken": ...}``. Its pageToken belongs to a request
-    body that cannot be rebuilt (its endTime moved on every page): the window restarts at
-    ``since`` minus the overlap instead, and migration.adopt_guide_state learns what the
-    guide's objects already hold there."""
+    that cannot be rebuilt: the window restarts at ``since`` minus the overlap instead."""
     since = document.get("since")
     if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
         raise StateCorrupt(

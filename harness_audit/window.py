@@ -1,10 +1,6 @@
-"""Which time window a run reads, and what it passes on when done. Pure: no I/O here.
-
-A window is ``[previous end - OVERLAP, now]``, chosen once and kept for every run that
-resumes it. The overlap re-reads the tail of the previous window so that records which
-became visible late are still fetched; the ids delivered in that tail are carried in the
-checkpoint so that re-reading writes nothing twice.
-"""
+"""Which time window a run reads, ``[previous end - OVERLAP, now]`` chosen once, and what it
+passes on when done: the ids delivered within the overlap, so re-reading it writes nothing
+twice. Pure: no I/O here."""
 
 from collections.abc import Iterable
 
@@ -30,12 +26,8 @@ def tail_ids(ids: Iterable[tuple[str, int]], since_ms: int) -> dict[str, int]:
 
 
 def complete_window(state: State, window: WindowProgress, *, overlap_ms: int) -> State:
-    """The state after ``window`` has been read to its end.
-
-    The next window starts at ``end - overlap``, so every id stamped since then is kept,
-    whether this window wrote it, skipped it as already delivered, or found it in a part
-    an earlier attempt wrote: a window shorter than the overlap passes older ids on too.
-    """
+    """The state after ``window`` has been read to its end. The next window starts at
+    ``end - overlap``: every id stamped since then is kept, written, skipped or found."""
     since_ms = window.end_ms - overlap_ms
     delivered = tail_ids(state.delivered.items(), since_ms)
     delivered.update(tail_ids(window.ahead.items(), since_ms))

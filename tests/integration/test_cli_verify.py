@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from support import HOUR_MS, MIN_MS, STATE_KEY, assert_exactly_once, publish, state_of
 
+from devtools.hostile_harness import HostileHarness
 from devtools.sample_events import generate_events
 from harness_audit.cli import main
 from harness_audit.clock import Deadline, SystemClock, iso
@@ -389,3 +390,17 @@ def test_a_deadline_cuts_verify_short_and_says_so(collected, clock, bucket):
     result = verify_range(config, bucket, clock, t0 - 2 * HOUR_MS, t0, repair=True, deadline=whole)
     assert not result.cut_short and result.problem is None and result.hours_checked == 2
     assert result.in_harness == result.in_bucket > 0 and result.missing_ids == ()
+
+
+def test_an_event_harness_lists_without_a_usable_timestamp_is_never_ok(
+    collected, clock, harness, environment
+):
+    """The collector fails loudly on such an event; verify counts it as missing (exit 1)."""
+    _, t0, _ = collected
+    with HostileHarness("unplaceable_timestamp", delegate=harness) as hostile:
+        environment.setenv("HARNESS_API_BASE", hostile.url)
+        code, out, err = verify(clock, "--since", iso(t0 - 2 * HOUR_MS), "--until", iso(t0))
+    assert code == 1, out + err
+    assert "OK:" not in out
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert int(total.split()[3]) >= 1  # missing

@@ -10,6 +10,7 @@ import ssl
 import subprocess
 import threading
 from collections import Counter, deque
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from devtools.fake_clock import FakeClock
 from devtools.harness_simulator import DEFAULT_ACCOUNT_ID, DEFAULT_API_KEY, HarnessSimulator
 from harness_audit import harness_client
 from harness_audit.clock import Deadline
-from harness_audit.config import Config
+from harness_audit.config import load_config
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
 from harness_audit.harness_client import (
     BACKOFF_MAX_SECONDS,
@@ -64,12 +65,13 @@ def logged(monkeypatch):
 
 def make_client(url, clock, **overrides) -> HarnessClient:
     """As a run builds it; pacer and endpoint choice as an instance keeps them."""
-    config = {"account_id": DEFAULT_ACCOUNT_ID, "api_key": DEFAULT_API_KEY, "bucket": "b"}
+    config = {"account_id": DEFAULT_ACCOUNT_ID, "api_key": DEFAULT_API_KEY}
     config |= {"api_base": url, "page_size": PAGE_SIZE, "max_retries": 5}
     config |= {name: overrides.pop(name) for name in list(overrides) if name in config}
+    defaults = load_config({"HARNESS_ACCOUNT_ID": "a", "HARNESS_API_KEY": "k", "GCS_BUCKET": "bkt"})
     instance = {"clock": clock, "pacer": Pacer(0, clock), "endpoint": EndpointChoice()}
     return HarnessClient.from_config(
-        Config(**config), **instance | {"jitter": lambda: 0.0} | overrides
+        replace(defaults, **config), **instance | {"jitter": lambda: 0.0} | overrides
     )
 
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from harness_audit import verify
 from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
 from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
-from harness_audit.errors import CollectorError
+from harness_audit.errors import CollectorError, LeaseHeld, LeaseLost
 from harness_audit.logs import log
 from harness_audit.pacing import Pacer
 from harness_audit.state import ORIGIN_GUIDE
@@ -33,16 +33,19 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
     if not ours:  # no checkpoint of ours, or nothing settled: nothing to lease or check
         hours = tuple(verify.plan_hours(since, until, None))
         return verify.VerifyResult(since, until, loaded.state.watermark_ms, None, hours)
-    owner = f"verify-{uuid.uuid4().hex}"
-    store.ensure_free(loaded.state, owner, clock.now_ms())
-    taken = store.acquire(loaded, owner, clock.now_ms())
+    store.ensure_free(loaded.state, clock.now_ms())
+    taking = store.renewed(loaded.state, f"verify-{uuid.uuid4().hex}", clock.now_ms())
+    try:
+        generation = store.save(taking, loaded.generation, clock.now_ms())
+    except LeaseLost:
+        raise LeaseHeld(f"another run wrote {store.uri} first; verify exits unchanged") from None
     try:
         options = {"repair": config.verify_repair, "deadline": deadline, "pacer": pacer}
         return verify.verify_range(config, bucket, clock, since, until, **options)
     finally:
         try:  # the state as loaded: only the lease was ours to write
             free = replace(loaded.state, lease=None)
-            store.save(free, taken.generation, clock.now_ms(), release=True)
+            store.save(free, generation, clock.now_ms(), release=True)
         except CollectorError as failure:
             message = "could not release the lease; it expires on its own"
             log(logging.WARNING, message, error=str(failure), command="verify")

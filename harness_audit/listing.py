@@ -23,12 +23,9 @@ class AuditQuery:
     @property
     def body(self) -> bytes:
         body: dict = {"filterType": "Audit", "startTime": self.start_ms, "endTime": self.end_ms}
-        if self.modules:
-            body["modules"] = list(self.modules)
-        if self.actions:
-            body["actions"] = list(self.actions)
-        if self.static_filter:
-            body["staticFilter"] = self.static_filter
+        optional = {"modules": list(self.modules), "actions": list(self.actions)}
+        optional["staticFilter"] = self.static_filter
+        body |= {name: value for name, value in optional.items() if value}
         return json.dumps(body, separators=(",", ":")).encode()
 
 

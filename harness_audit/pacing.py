@@ -1,9 +1,6 @@
-"""Pacing: requests to Harness spaced evenly below its rate limit.
-
-Harness allows 400 calls a minute per key, enforced by a 429 without Retry-After: spacing
-requests ``60 / MAX_REQUESTS_PER_MINUTE`` s apart, retries included, never meets it, so a
-backlog drains at the full pace. One pacer per instance: back-to-back runs keep the spacing.
-"""
+"""Requests to Harness spaced evenly below its limit (400 a minute per key, then a 429 with no
+Retry-After), retries included, so a backlog drains at full pace and never meets the limit.
+One pacer per instance: back-to-back runs keep the spacing."""
 
 import threading
 

@@ -119,7 +119,7 @@ def read_page(position: Position, page: Page) -> Step:
             )
         after = _next_range(learned)
     elif len(distinct) > 1:
-        after = _move_edge(learned, learned.order, in_range)
+        after = _move_edge(learned, in_range)
     elif new or page.has_more or len(page.items) >= position.last_count:
         # One millisecond, and nothing proves it was served whole: read it alone.
         after = _burst_position(learned, distinct.pop(), in_range)
@@ -184,14 +184,14 @@ def _page_order(in_range: list[Taken]) -> str | None:
     )
 
 
-def _move_edge(position: Position, direction: str, taken: list[Taken]) -> Position:
+def _move_edge(position: Position, taken: list[Taken]) -> Position:
     edge_ms = position.edge_ms()
     edge_ids = set(position.edge_ids)
     for item in taken:
         if item.timestamp != edge_ms:
             edge_ms, edge_ids = item.timestamp, set()
         edge_ids.add(item.audit_id)
-    bound = "lower_ms" if direction == OLDEST_FIRST else "upper_ms"
+    bound = "lower_ms" if position.order == OLDEST_FIRST else "upper_ms"
     return replace(position, **{bound: edge_ms}, edge_ids=frozenset(edge_ids))
 
 
@@ -242,20 +242,14 @@ def _after_burst(position: Position) -> Position:
     ms, order, pending = position.burst_ms, position.order, position.pending
     lower, upper = position.lower_ms, position.upper_ms
     if order == NEWEST_FIRST or (order is None and ms == upper):
-        return _or_pending(Position(lower, ms - 1, order, pending=pending))
-    if order == OLDEST_FIRST or ms == lower:
-        return _or_pending(Position(ms + 1, upper, order, pending=pending))
-    # Order unknown and the burst strictly inside: one side is empty, but which one is not
-    # known, so both are read.
-    return Position(ms + 1, upper, order, pending=(*pending, (lower, ms - 1)))
-
-
-def _or_pending(position: Position) -> Position:
-    """A range the burst emptied gives way to a side still pending: asking for it would
-    send a start after its end, which Harness refuses with a 400."""
-    if position.lower_ms > position.upper_ms and position.pending:
-        return _next_range(position)
-    return position
+        after = Position(lower, ms - 1, order, pending=pending)
+    elif order == OLDEST_FIRST or ms == lower:
+        after = Position(ms + 1, upper, order, pending=pending)
+    else:  # order unknown, the burst strictly inside: one side is empty, but not known which
+        after = Position(ms + 1, upper, order, pending=(*pending, (lower, ms - 1)))
+    # A range the burst emptied gives way to a side still pending: asking for it would send
+    # a start after its end, which Harness refuses with a 400.
+    return _next_range(after) if after.lower_ms > after.upper_ms and after.pending else after
 
 
 def _next_range(position: Position) -> Position:

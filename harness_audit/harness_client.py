@@ -185,11 +185,14 @@ class HarnessClient:
             raise DeadlineReached("the deadline passed while Harness's answer arrived")
         if 200 <= status < 300:
             return self._page(endpoint, cursor, status, headers.get("Content-Encoding"), data)
+        payload = None
+        with contextlib.suppress(ValueError, RecursionError):  # an error body may be anything
+            payload = json.loads(data)
         if status in RETRYABLE_STATUSES:
-            detail = f"HTTP {status} ({listing.error_summary(_decoded(data))})"
+            detail = f"HTTP {status} ({listing.error_summary(payload)})"
             cause = "http_429" if status == 429 else "http_5xx"
             raise _Failed(cause, detail, _retry_after(headers.get("Retry-After")))
-        code, message, correlation_id = listing.error_fields(_decoded(data))
+        code, message, correlation_id = listing.error_fields(payload)
         hint = _hint(status).format(account=self._config.account_id)
         raise HarnessRejected(status, code, message, correlation_id, hint)
 
@@ -261,13 +264,6 @@ def _hint(status: int) -> str:
         return "HARNESS_API_BASE redirects: set it to the final https URL"
     default = "Check HARNESS_API_BASE and the Harness status page"
     return HINTS.get(404 if status == 405 else status, default)
-
-
-def _decoded(data: bytes) -> object:
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -116,7 +116,6 @@ class HarnessClient:
         return cls(config, **instance)
 
     def close(self) -> None:
-        """Close the run's connection to Harness; the next request opens a new one."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()

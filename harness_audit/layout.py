@@ -1,11 +1,7 @@
-"""The layout of each event written to GCS: ``OUTPUT_FORMAT`` = ``api`` or ``streaming``.
-
-``api`` (the default, what Google's guide for the SecOps ``HARNESS_IO`` feed writes) is each
-event as Harness's REST API returned it; ``streaming`` is Harness's audit streaming payload,
-for a parser that knows only its field names. The README maps it field by field: nothing is
-lost (an unknown REST value lands, at its REST path, in ``unmappedFields``) and no null is
-invented.
-"""
+"""How each event is laid out in GCS (``OUTPUT_FORMAT``): ``api``, as Harness's REST API returned
+it (the default, as Google's guide for the ``HARNESS_IO`` feed writes), or ``streaming``,
+Harness's audit streaming payload, for a parser that knows only its names. Nothing is lost (a
+REST value with no place lands at its REST path in ``unmappedFields``), no null is invented."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """Paging by time: which range to ask Harness for next, and what a page means. Pure: no I/O.
 
-Harness sorts by timestamp alone (ties in any order), its counts lag and its pages may be
-short, so each request asks for the first page of ``[lower, upper]`` and the bound at the
-page's far end moves, carrying the ids taken at that millisecond (the *edge*) so a re-read
-writes nothing twice. A millisecond not proven whole (a *burst*) is read alone with the
-endpoint's cursor, in passes until one brings no new id. What paging cannot trust raises
-PagingInconsistent. Until a page shows the order, both sides of a burst are read (``pending``).
+Each request asks for the first page of ``[lower, upper]``; the bound at the page's far end
+moves, carrying the ids taken at that millisecond (the *edge*). A millisecond not proven whole
+(a *burst*) is read alone with the endpoint's cursor, in passes until one brings no new id.
+The README's Paging section says why; what paging cannot trust raises PagingInconsistent.
 """
 
 import itertools

@@ -3,7 +3,7 @@
 Each request asks for the first page of ``[lower, upper]``; the bound at the page's far end
 moves, carrying the ids taken at that millisecond (the *edge*). A millisecond not proven whole
 (a *burst*) is read alone with the endpoint's cursor, in passes until one brings no new id.
-The README's Paging section says why; what paging cannot trust raises PagingInconsistent.
+docs/DESIGN.md (Paging by time) says why; what paging cannot trust raises PagingInconsistent.
 """
 
 import itertools

@@ -12,9 +12,7 @@ class Pacer:
     def __init__(self, requests_per_minute: int, clock: Clock):
         # 0: no pacing (a self-managed installation without the edge throttle, benchmarks).
         self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
-        self._clock = clock
-        self._next_slot: float | None = None
-        self._lock = threading.Lock()
+        self._clock, self._next_slot, self._lock = clock, float("-inf"), threading.Lock()
 
     def wait(self, deadline: Deadline) -> None:
         """Wait for the next request's slot; DeadlineReached if it comes too late."""
@@ -22,7 +20,7 @@ class Pacer:
             return
         with self._lock:
             now = self._clock.monotonic()
-            slot = now if self._next_slot is None else max(now, self._next_slot)
+            slot = max(now, self._next_slot)
             delay = slot - now
             if delay and delay >= deadline.remaining():
                 raise DeadlineReached(f"the next request's slot is {delay:.2f} s away")

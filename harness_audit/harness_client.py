@@ -1,11 +1,8 @@
 """The Harness audit API: one page per call, retried, bounded, errors mapped to what to do.
 
-One policy retries 429, 5xx, refused or cut connections, timeouts and a 2xx that is not a
-page (a `status` of ERROR included: Harness's 5xx envelope), with full-jitter backoff and a
-Retry-After honoured up to a minute. A loop, not urllib3's ``Retry``: the pacer's slot, the
-run's deadline and the body's check surround every attempt. A socket timeout bounds each
-read, not a status line trickling in a byte at a time: a timer shuts the socket at the
-deadline. Bodies are read in chunks up to a cap, never inflated.
+A loop, not urllib3's ``Retry``: the pacer's slot, the run's deadline and the body's check
+surround every attempt. A socket timeout bounds each read, not a status line trickling in a
+byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, never inflated.
 """
 
 import contextlib
@@ -60,9 +57,7 @@ class EndpointChoice:
     listV2 answers 404/405. Decided once per instance, and logged once."""
 
     def __init__(self):
-        self.current = LIST_V2
-        self._confirmed = False
-        self._lock = threading.Lock()
+        self.current, self._confirmed, self._lock = LIST_V2, False, threading.Lock()
 
     def confirm(self, endpoint: str) -> None:
         with self._lock:
@@ -121,7 +116,6 @@ class HarnessClient:
         return cls(config, **instance)
 
     def close(self) -> None:
-        """Close the run's connection to Harness; the next request opens a new one."""
         connection, self._connection = self._connection, None
         if connection is not None:
             connection.close()
@@ -163,14 +157,9 @@ class HarnessClient:
             delay = self._jitter() * ceiling
         if delay >= deadline.remaining():
             raise DeadlineReached(f"a {delay:.1f} s backoff after {failure.cause} would pass it")
-        log(
-            logging.WARNING,
-            "retrying a Harness request",
-            cause=failure.cause,
-            detail=failure.detail,
-            retry=failures,
-            backoff_seconds=round(delay, 3),
-        )
+        fields = {"cause": failure.cause, "detail": failure.detail, "retry": failures}
+        fields["backoff_seconds"] = round(delay, 3)
+        log(logging.WARNING, "retrying a Harness request", **fields)
         self._clock.sleep(delay)
 
     def _attempt(self, endpoint: str, query: AuditQuery, cursor: PageCursor, deadline) -> Page:
@@ -195,11 +184,14 @@ class HarnessClient:
             raise DeadlineReached("the deadline passed while Harness's answer arrived")
         if 200 <= status < 300:
             return self._page(endpoint, cursor, status, headers.get("Content-Encoding"), data)
+        payload = None
+        with contextlib.suppress(ValueError, RecursionError):  # an error body may be anything
+            payload = json.loads(data)
         if status in RETRYABLE_STATUSES:
-            detail = f"HTTP {status} ({listing.error_summary(_decoded(data))})"
+            detail = f"HTTP {status} ({listing.error_summary(payload)})"
             cause = "http_429" if status == 429 else "http_5xx"
             raise _Failed(cause, detail, _retry_after(headers.get("Retry-After")))
-        code, message, correlation_id = listing.error_fields(_decoded(data))
+        code, message, correlation_id = listing.error_fields(payload)
         hint = _hint(status).format(account=self._config.account_id)
         raise HarnessRejected(status, code, message, correlation_id, hint)
 
@@ -221,14 +213,12 @@ class HarnessClient:
         connection.request("POST", target, body=body, headers=self._headers, **_AS_IT_ARRIVES)
         response = connection.getresponse()
         limit = self._max_page_bytes if 200 <= response.status < 300 else MAX_ERROR_BYTES
-        chunks: list[bytes] = []
-        size = 0
+        data = bytearray()
         while chunk := response.read1(_CHUNK_BYTES):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
+            data += chunk
+            if len(data) > limit:
                 raise _Failed("body_too_large", f"the answer is larger than {limit} bytes")
-        return response.status, response.headers, b"".join(chunks)
+        return response.status, response.headers, bytes(data)
 
     def _cut(self, passed: threading.Event) -> None:
         """The deadline came (on the watchdog's thread): unblock whatever read is waiting."""
@@ -273,13 +263,6 @@ def _hint(status: int) -> str:
         return "HARNESS_API_BASE redirects: set it to the final https URL"
     default = "Check HARNESS_API_BASE and the Harness status page"
     return HINTS.get(404 if status == 405 else status, default)
-
-
-def _decoded(data: bytes) -> object:
-    try:
-        return json.loads(data)
-    except (ValueError, RecursionError):
-        return None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,14 +1,7 @@
-"""The layout of each event written to GCS: ``OUTPUT_FORMAT`` = ``api`` or ``streaming``.
-
-``api`` (the default, what Google's guide for the SecOps ``HARNESS_IO`` feed writes) is each
-event exactly as Harness's audit REST API returned it. ``streaming`` is Harness's own audit
-streaming payload, whose field names (``auditModule``, ``auditResource.type``...) the
-``HARNESS_IO`` parser's change log names: for a parser that knows only those. The mapping,
-field by field, is in the README. Nothing is lost: each REST value lands in the schema, in a
-named extra (``resourceLabels``, ``principalLabels``, ``auditEventData``...) or, nested at
-its REST path, in ``unmappedFields``; a null counts as absent and no null is invented.
-``to_streaming`` is pure and makes no deep copies.
-"""
+"""How each event is laid out in GCS (``OUTPUT_FORMAT``): ``api``, as Harness's REST API returned
+it (the default, as Google's guide for the ``HARNESS_IO`` feed writes), or ``streaming``,
+Harness's audit streaming payload, for a parser that knows only its names. Nothing is lost (a
+REST value with no place lands at its REST path in ``unmappedFields``), no null is invented."""
 
 from __future__ import annotations
 
@@ -17,8 +10,6 @@ import functools
 import json
 import re
 from collections.abc import Callable
-
-__all__ = ["OutputFormat", "layout_function", "parse_output_format", "to_streaming"]
 
 
 class OutputFormat(enum.StrEnum):
@@ -108,7 +99,7 @@ def _author(principal: dict) -> dict:
 def to_streaming(event: dict) -> dict:
     """Map one REST audit event to Harness's streaming layout. Key order: the schema's fields,
     then resourceLabels, principalLabels, the verbatim extras, unmappedFields."""
-    get, out, unmapped = event.get, {}, {}
+    get, unmapped = event.get, {}
     authentication = get("authenticationInfo")
     inner = authentication.get("principal") if isinstance(authentication, dict) else None
     principal = _part(inner, ("authenticationInfo", "principal"), _PRINCIPAL_KEYS, unmapped)
@@ -118,36 +109,30 @@ def to_streaming(event: dict) -> dict:
     http_request = _part(get("httpRequestInfo"), ("httpRequestInfo",), _HTTP_KEYS, unmapped)
     metadata = _part(get("requestMetadata"), ("requestMetadata",), _METADATA_KEYS, unmapped)
 
-    if (value := get("auditId")) is not None:
-        out["auditEventId"] = value
-    if author := _author(principal):
-        out["auditEventAuthor"] = {"principal": author}
-    if (value := get("module")) is not None:
-        out["auditModule"] = value
-    if mapped := _present(resource, ("type", "identifier")):
-        out["auditResource"] = mapped
-    if mapped := _present(scope, ("accountIdentifier", "orgIdentifier", "projectIdentifier")):
-        out["auditResourceScope"] = mapped
-    if (value := get("action")) is not None:
-        out["auditAction"] = value
-    mapped = _present(http_request, ("requestMethod",)) | _present(metadata, ("clientIP",))
-    if mapped:
-        out["auditHttpRequestInfo"] = mapped
-    timestamp = get("timestamp")
+    timestamp, time = get("timestamp"), None
     if type(timestamp) is int or (type(timestamp) is float and timestamp.is_integer()):
-        out["auditEventTime"] = str(int(timestamp))
+        time = str(int(timestamp))
     elif type(timestamp) is str:
-        out["auditEventTime"] = timestamp
+        time = timestamp
     elif timestamp is not None:  # a bool, a fraction of a millisecond...: not epoch ms
         _keep(unmapped, ("timestamp",), timestamp)
-
-    if (value := resource.get("labels")) is not None:
-        out["resourceLabels"] = value
-    if (value := authentication.get("labels")) is not None:
-        out["principalLabels"] = value
-    for key in _VERBATIM_EXTRAS:
-        if (value := get(key)) is not None:
-            out[key] = value
+    author = _author(principal)
+    scope = _present(scope, ("accountIdentifier", "orgIdentifier", "projectIdentifier"))
+    request = _present(http_request, ("requestMethod",)) | _present(metadata, ("clientIP",))
+    fields = {
+        "auditEventId": get("auditId"),
+        "auditEventAuthor": {"principal": author} if author else None,
+        "auditModule": get("module"),
+        "auditResource": _present(resource, ("type", "identifier")) or None,
+        "auditResourceScope": scope or None,
+        "auditAction": get("action"),
+        "auditHttpRequestInfo": request or None,
+        "auditEventTime": time,
+        "resourceLabels": resource.get("labels"),
+        "principalLabels": authentication.get("labels"),
+        **{key: get(key) for key in _VERBATIM_EXTRAS},
+    }
+    out = {key: value for key, value in fields.items() if value is not None}
     for key, value in event.items():
         if key not in _EVENT_KEYS and value is not None:
             _keep(unmapped, (key,), value)

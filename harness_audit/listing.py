@@ -1,7 +1,5 @@
-"""The audit listing's shapes: the request body, where a page starts, and a decoded page.
-
-Pure: nothing here does I/O. The client sends what ``AuditQuery`` says and hands the body
-it gets back to ``parse_page``. Which time range to ask for next is ``paging``'s business.
+"""The audit listing's shapes: the request body, where a page starts, a decoded page. Pure:
+the client sends what ``AuditQuery`` says and hands the body it gets back to ``parse_page``.
 """
 
 import hashlib
@@ -25,22 +23,16 @@ class AuditQuery:
     @property
     def body(self) -> bytes:
         body: dict = {"filterType": "Audit", "startTime": self.start_ms, "endTime": self.end_ms}
-        if self.modules:
-            body["modules"] = list(self.modules)
-        if self.actions:
-            body["actions"] = list(self.actions)
-        if self.static_filter:
-            body["staticFilter"] = self.static_filter
+        optional = {"modules": list(self.modules), "actions": list(self.actions)}
+        optional["staticFilter"] = self.static_filter
+        body |= {name: value for name, value in optional.items() if value}
         return json.dumps(body, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
 class PageCursor:
-    """Where a page starts within one query: a listV2 page token, or a list page index.
-
-    Time-driven paging always asks for the first page of a new range. Only a millisecond
-    holding more than a page is read page by page with the endpoint's own cursor.
-    """
+    """Where a page starts within one query: a listV2 page token, or a list page index. Only
+    a millisecond holding more than a page is read with it; a new range starts at FIRST_PAGE."""
 
     token: str | None = None
     index: int = 0
@@ -67,12 +59,8 @@ def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, size: int) -> 
     """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
     try:
         payload = json.loads(data)
-    except UnicodeDecodeError as exc:
-        raise MalformedPage(f"not UTF-8 at byte {exc.start}") from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise MalformedPage(f"invalid JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedPage("JSON nested too deeply to decode") from None
     if not isinstance(payload, dict):
         raise MalformedPage("not a JSON object")
     status = payload.get("status")
@@ -88,8 +76,7 @@ def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, size: int) -> 
         usable = has_next and isinstance(token, str) and bool(token)
         return Page(items, has_next, PageCursor(token=token) if usable else None)
     # totalPages comes from a separate count on a secondary and can lag the pages: unused.
-    full = len(items) >= size
-    if full:
+    if len(items) >= size:
         return Page(items, True, PageCursor(index=cursor.index + 1))
     # A short first page may be a cap, not the end: the probe asks for what follows it.
     probe = cursor == FIRST_PAGE and bool(items)
@@ -106,8 +93,7 @@ def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
     """(code, message, correlationId) of a decoded error envelope; Nones where absent."""
     fields = payload if isinstance(payload, dict) else {}
     texts = [fields.get(name) for name in ("code", "message", "correlationId")]
-    code, message, correlation_id = [text if isinstance(text, str) else None for text in texts]
-    return code, message, correlation_id
+    return tuple(text if isinstance(text, str) else None for text in texts)
 
 
 def timestamp_ms(value: object) -> int | None:
@@ -121,11 +107,8 @@ def timestamp_ms(value: object) -> int | None:
 
 
 def event_identity(event: dict, fallback_ms: int) -> tuple[str, int]:
-    """(auditId, timestamp) of an event, whatever its layout.
-
-    An event without an auditId (never seen, but the spec does not promise one) gets a
-    content hash, so it is still written exactly once.
-    """
+    """(auditId, timestamp) of an event, whatever its layout. Without an auditId (never seen,
+    but not promised) a content hash stands in, so the event is still written exactly once."""
     audit_id = event.get("auditId") or event.get("auditEventId")
     if not isinstance(audit_id, str) or not audit_id:
         digest = hashlib.sha256(json.dumps(event, sort_keys=True).encode()).hexdigest()

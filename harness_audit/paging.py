@@ -1,17 +1,9 @@
 """Paging by time: which range to ask Harness for next, and what a page means. Pure: no I/O.
 
-Harness sorts by timestamp alone (ties in any order), its counts lag, a listV2 token means
-nothing known, and a page may hold fewer events than asked. So paging goes by time: ask for
-the first page of ``[lower, upper]``; newest first, ``upper`` drops to the page's oldest
-timestamp and the ids taken there (the *edge*) are carried, so re-reading it writes nothing
-twice (oldest first, ``lower`` moves up). A range ends on an empty page, or on one that
-brings nothing new, holds only the edge's millisecond and is shorter than the page before:
-a capped page would have been as long. A millisecond that cannot be proven so (a *burst*)
-is read alone with the endpoint's cursor, in passes until one brings no new id. A cursor
-missing, repeated or endless, a capped `list` page, a burst unsettled after
-MAX_BURST_PASSES, a page in neither order or an event no millisecond can hold raises
-PagingInconsistent. Until a page shows the order, a burst inside the range leaves both
-sides to read (``pending``).
+Each request asks for the first page of ``[lower, upper]``; the bound at the page's far end
+moves, carrying the ids taken at that millisecond (the *edge*). A millisecond not proven whole
+(a *burst*) is read alone with the endpoint's cursor, in passes until one brings no new id.
+docs/DESIGN.md (Paging by time) says why; what paging cannot trust raises PagingInconsistent.
 """
 
 import itertools
@@ -104,7 +96,8 @@ def read_page(position: Position, page: Page) -> Step:
     """Interpret ``page``, the answer to ``position.request()``."""
     start, end, _ = position.request()
     in_range, rejected, sample = _screen(page.items, start, end)
-    new, repeats = _split_new(in_range, position.edge_ids, rejected.pop(REPEATED_IN_PAGE, 0))
+    new = [taken for taken in in_range if taken.audit_id not in position.edge_ids]
+    repeats = len(in_range) - len(new) + rejected.pop(REPEATED_IN_PAGE, 0)
     if position.burst_ms is not None:
         after, burst = _burst_page(position, page, new)
         return Step(new, repeats, rejected, sample, after, burst)
@@ -124,7 +117,7 @@ def read_page(position: Position, page: Page) -> Step:
             )
         after = _next_range(learned)
     elif len(distinct) > 1:
-        after = _move_edge(learned, learned.order, in_range)
+        after = _move_edge(learned, in_range)
     elif new or page.has_more or len(page.items) >= position.last_count:
         # One millisecond, and nothing proves it was served whole: read it alone.
         after = _burst_position(learned, distinct.pop(), in_range)
@@ -133,12 +126,10 @@ def read_page(position: Position, page: Page) -> Step:
     return Step(new, repeats, rejected, sample, after)
 
 
-def _screen(
-    items: Iterable, start: int, end: int
-) -> tuple[list[Taken], dict[str, int], str | None]:
+def _screen(items: Iterable, start: int, end: int) -> tuple:
     """The page's events stamped inside ``[start, end]``, each id once; the rest counted by
-    reason. A second copy of an id in one page says nothing new, and must not be mistaken
-    for a break in the page's order."""
+    reason, with a sample. A second copy of an id in a page says nothing new, and must not
+    be mistaken for a break in the page's order."""
     in_range: list[Taken] = []
     seen: set[str] = set()
     rejected: dict[str, int] = {}
@@ -191,19 +182,14 @@ def _page_order(in_range: list[Taken]) -> str | None:
     )
 
 
-def _split_new(in_range: list[Taken], edge_ids: frozenset[str], doubled: int) -> tuple:
-    new = [taken for taken in in_range if taken.audit_id not in edge_ids]
-    return new, len(in_range) - len(new) + doubled
-
-
-def _move_edge(position: Position, direction: str, taken: list[Taken]) -> Position:
+def _move_edge(position: Position, taken: list[Taken]) -> Position:
     edge_ms = position.edge_ms()
     edge_ids = set(position.edge_ids)
     for item in taken:
         if item.timestamp != edge_ms:
             edge_ms, edge_ids = item.timestamp, set()
         edge_ids.add(item.audit_id)
-    bound = "lower_ms" if direction == OLDEST_FIRST else "upper_ms"
+    bound = "lower_ms" if position.order == OLDEST_FIRST else "upper_ms"
     return replace(position, **{bound: edge_ms}, edge_ids=frozenset(edge_ids))
 
 
@@ -235,43 +221,33 @@ def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
     edge_ids = position.edge_ids.union(taken.audit_id for taken in new)
     burst_new = position.burst_new or bool(new)
     if cursor is not None:
-        pages = position.burst_pages + 1
         after = replace(position, edge_ids=edge_ids, burst_new=burst_new, burst_cursor=cursor)
-        return replace(after, burst_pages=pages), None
+        return replace(after, burst_pages=position.burst_pages + 1), None
     if burst_new:
         if position.burst_pass >= MAX_BURST_PASSES:
             raise PagingInconsistent(
                 f"the {ms} millisecond still brought new events after {MAX_BURST_PASSES} passes"
             )
-        after = replace(position, edge_ids=edge_ids, burst_pass=position.burst_pass + 1)
-        return _new_pass(after), None
+        next_pass = position.burst_pass + 1
+        after = replace(position, edge_ids=edge_ids, burst_pass=next_pass, burst_new=False)
+        return replace(after, burst_cursor=FIRST_PAGE, burst_pages=0), None
     return _after_burst(position), Burst(ms, len(edge_ids), position.burst_pass)
 
 
-def _new_pass(position: Position) -> Position:
-    return replace(position, burst_new=False, burst_cursor=FIRST_PAGE, burst_pages=0)
-
-
 def _after_burst(position: Position) -> Position:
-    """The range left once the burst's millisecond is read in full."""
-    ms, lower, upper = position.burst_ms, position.lower_ms, position.upper_ms
-    base = replace(_new_pass(position), edge_ids=frozenset(), burst_ms=None, burst_pass=1)
-    base = replace(base, last_count=0)
-    if position.order == NEWEST_FIRST or (position.order is None and ms == upper):
-        return _or_pending(replace(base, upper_ms=ms - 1))
-    if position.order == OLDEST_FIRST or ms == lower:
-        return _or_pending(replace(base, lower_ms=ms + 1))
-    # Order unknown and the burst strictly inside: one side is empty, but which one is not
-    # known, so both are read.
-    return replace(base, lower_ms=ms + 1, pending=(*position.pending, (lower, ms - 1)))
-
-
-def _or_pending(position: Position) -> Position:
-    """A range the burst emptied gives way to a side still pending: asking for it would
-    send a start after its end, which Harness refuses with a 400."""
-    if position.lower_ms > position.upper_ms and position.pending:
-        return _next_range(position)
-    return position
+    """The range left once the burst's millisecond is read in full: every burst and edge
+    field back to its default."""
+    ms, order, pending = position.burst_ms, position.order, position.pending
+    lower, upper = position.lower_ms, position.upper_ms
+    if order == NEWEST_FIRST or (order is None and ms == upper):
+        after = Position(lower, ms - 1, order, pending=pending)
+    elif order == OLDEST_FIRST or ms == lower:
+        after = Position(ms + 1, upper, order, pending=pending)
+    else:  # order unknown, the burst strictly inside: one side is empty, but not known which
+        after = Position(ms + 1, upper, order, pending=(*pending, (lower, ms - 1)))
+    # A range the burst emptied gives way to a side still pending: asking for it would send
+    # a start after its end, which Harness refuses with a 400.
+    return _next_range(after) if after.lower_ms > after.upper_ms and after.pending else after
 
 
 def _next_range(position: Position) -> Position:

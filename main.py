@@ -92,10 +92,7 @@ def _command(command: str, invocation: dict) -> None:
     invocation = {"command": command[:40], **invocation}
     try:
         if command != "verify":
-            raise NeedsFix(
-                f"unknown command {command[:40]!r} in the message's attributes: the "
-                "function knows only command=verify (without the attribute it collects)"
-            )
+            raise NeedsFix(f"unknown command {command[:40]!r}: only command=verify is known")
         severity, message, fields = summary_line(_get_instance()[2]())
     except LeaseHeld as held:
         return log(logging.INFO, str(held), outcome="skipped", **invocation)

@@ -44,8 +44,7 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
         return verify.verify_range(config, bucket, clock, since, until, **options)
     finally:
         try:  # the state as loaded: only the lease was ours to write
-            free = replace(loaded.state, lease=None)
-            store.save(free, generation, clock.now_ms(), release=True)
+            store.save(replace(loaded.state, lease=None), generation, clock.now_ms(), release=True)
         except CollectorError as failure:
             message = "could not release the lease; it expires on its own"
             log(logging.WARNING, message, error=str(failure), command="verify")

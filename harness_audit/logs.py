@@ -1,8 +1,6 @@
-"""Structured logs: one JSON object per line on stdout with ``severity`` and ``message``,
-as Cloud Logging reads it. The registered key becomes ``[REDACTED]`` as it stands and as JSON
-escapes it (config limits it to printable ASCII); then each string is cut at MAX_FIELD_CHARS,
-and a line still over MAX_LINE_BYTES keeps only its severity and message.
-"""
+"""One JSON object a line on stdout, with ``severity`` and ``message``, as Cloud Logging reads
+it. Registered secrets become [REDACTED] (as they stand and JSON-escaped) before strings are
+cut at MAX_FIELD_CHARS; a line still over MAX_LINE_BYTES keeps its severity and message."""
 
 import json
 import logging

@@ -37,17 +37,12 @@ class PublishFailed(Exception):
 
 
 class _Transient(Exception):
-    """A retryable answer from Pub/Sub."""
+    """No answer, or a retryable one, from Pub/Sub."""
 
 
 # Pub/Sub's own clients back off from 0.1 s, four times longer each time. Its 120 s timeout
 # never ends the retry first: publish() counts attempts and time on the injected clock.
-PUBLISH_RETRY = Retry(
-    predicate=if_exception_type(_Transient, requests.ConnectionError, requests.Timeout),
-    initial=0.1,
-    maximum=4.0,
-    multiplier=4.0,
-)
+PUBLISH_RETRY = Retry(if_exception_type(_Transient), initial=0.1, maximum=4.0, multiplier=4.0)
 
 
 def needed(summary) -> bool:
@@ -145,7 +140,7 @@ class PubSubPublisher:
                 response = self._session.post(self.url, json=body, timeout=timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 failures.append(f"{type(exc).__name__} from {self.url}")
-                raise
+                raise _Transient(failures[-1]) from exc
             except GoogleAuthError as exc:  # token refresh failed
                 raise PublishFailed(f"Google credentials were refused ({exc})") from None
             status, text = response.status_code, response.text[:300]

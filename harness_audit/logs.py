@@ -27,20 +27,15 @@ def register_secret(value: str) -> None:
     _secrets.update({value, json.dumps(value)[1:-1]} - {""})
 
 
-def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 def clean(value, cuts: list | None = None):
     """A JSON-ready copy of ``value``: strings redacted, then cut (noted in ``cuts``)."""
     if isinstance(value, str):
-        text = redact(value)
-        if (over := len(text) - MAX_FIELD_CHARS) <= 0:
-            return text
+        for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
+            value = value.replace(secret, REDACTED)
+        if (over := len(value) - MAX_FIELD_CHARS) <= 0:
+            return value
         (cuts if cuts is not None else []).append(over)
-        return f"{text[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
+        return f"{value[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):  # NaN and Infinity are not JSON

@@ -100,12 +100,7 @@ COMMANDS = (
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
         lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
         lambda args, config, clock, out, environ: status.run(
-            config,
-            open_bucket(config),
-            clock,
-            out,
-            json_output=args.json,
-            feed=feed.status_section(environ, config),
+            config, open_bucket(config), clock, out, args.json, feed.status_section(environ, config)
         ),
     ),
     Command(

@@ -197,7 +197,7 @@ def _render_lease(lease: dict) -> str:
     return f"expired {left} ago (run {owner}, {expires}): the next run takes it over"
 
 
-def run(config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, feed=None) -> int:
+def run(config: Config, bucket, clock: Clock, out: TextIO, json_output: bool, feed) -> int:
     document = gather(config, bucket, clock, feed)
     out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
     out.flush()

@@ -21,6 +21,7 @@ from harness_audit.run import Stopped
 PUBSUB_SCOPE = "https://www.googleapis.com/auth/pubsub"
 PUBSUB_API = "https://pubsub.googleapis.com"
 ATTEMPT_TIMEOUT_SECONDS = 10.0
+TIMEOUT_MARGIN_SECONDS = 5.0  # left of the function's timeout after the last attempt could end
 MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less time than this is not started
 PUBLISH_SECONDS = 30.0  # all attempts together: an outage is the next trigger's to absorb
 MAX_ATTEMPTS = 3
@@ -69,7 +70,7 @@ class Continuation:
         self._publisher = publisher
 
     def after(self, summary, started: float) -> str:
-        """Publish if ``summary`` calls for it, 5 s before the function's timeout counted from
+        """Publish if ``summary`` calls for it, before the function's timeout counted from
         ``started`` (monotonic); the summary's ``continuation``. Never raises."""
         if not needed(summary):
             return "not needed"
@@ -77,8 +78,9 @@ class Continuation:
             return "not configured"
         window = {"window_start": summary.window_start_ms, "window_end": summary.window_end_ms}
         attributes = {"reason": "continue"} | {name: iso(ms) for name, ms in window.items()}
+        deadline = started + FUNCTION_TIMEOUT_LIMIT - TIMEOUT_MARGIN_SECONDS
         try:
-            message_id = self._publisher.publish(attributes, started + FUNCTION_TIMEOUT_LIMIT - 5)
+            message_id = self._publisher.publish(attributes, deadline)
         except Exception as failure:  # a defect here must not fail a run that succeeded
             cause = failure if isinstance(failure, PublishFailed) else repr(failure)[:300]
             log(

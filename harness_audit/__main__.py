@@ -1,8 +1,7 @@
-"""``python -m harness_audit verify|status``: see harness_audit.cli."""
+"""``python -m harness_audit COMMAND``: see harness_audit.cli."""
 
 import sys
 
 from harness_audit.cli import main
 
-if __name__ == "__main__":
-    sys.exit(main())
+sys.exit(main())

@@ -1,10 +1,6 @@
 """Command line for operators: ``python -m harness_audit COMMAND``, one row of COMMANDS each.
-
-Each command reads only the settings it uses (``--help`` names them) through the function's
-own ``load_config``, so it sees what the deployed collector uses; none takes the lease or
-writes the checkpoint. Every failure is one line on stderr (check-config: one per problem),
-never a traceback, never the API key. A new command is a new row of COMMANDS.
-"""
+Each reads only its settings, through the function's own ``load_config``, and never takes the
+lease or writes the checkpoint. Every failure is one line on stderr, never a traceback."""
 
 import argparse
 import contextlib
@@ -26,6 +22,7 @@ from harness_audit.logs import LOGGER_NAME, clean, register_secret
 PROG = "python -m harness_audit"
 _USAGE = "2  a bad argument or setting, no Google login, access refused"
 _FAILED = "3  Harness or Cloud Storage kept failing: run it again later"
+_BUCKET = ("GCS_BUCKET", "GCS_PREFIX")
 
 
 @dataclass(frozen=True)
@@ -41,8 +38,7 @@ class Command:
 
 
 def open_bucket(config: Config):
-    """The configured bucket: anonymous against a local fake-gcs-server
-    (STORAGE_EMULATOR_HOST), Application Default Credentials otherwise."""
+    """Anonymous against a fake-gcs-server (STORAGE_EMULATOR_HOST), else Google's ADC."""
     from google.auth.credentials import AnonymousCredentials
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
@@ -100,23 +96,11 @@ COMMANDS = (
     Command(
         "status",
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
-        (
-            "GCS_BUCKET",
-            "GCS_PREFIX",
-            "STATE_KEY",
-            "MAX_RUN_SECONDS",
-            "OVERLAP_SECONDS",
-            "ALERT_LAG_MINUTES",
-        ),
+        (*_BUCKET, "STATE_KEY", "MAX_RUN_SECONDS", "OVERLAP_SECONDS", "ALERT_LAG_MINUTES"),
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
         lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
         lambda args, config, clock, out, environ: status.run(
-            config,
-            open_bucket(config),
-            clock,
-            out,
-            json_output=args.json,
-            feed=feed.status_section(environ, config),
+            config, open_bucket(config), clock, out, args.json, feed.status_section(environ, config)
         ),
     ),
     Command(
@@ -135,7 +119,7 @@ COMMANDS = (
         "feed",
         "ensure or destroy the Google SecOps feed that reads GCS_PREFIX (SECOPS_* settings; "
         "deploy.sh runs it)",
-        ("GCS_BUCKET", "GCS_PREFIX"),
+        _BUCKET,
         ("1  a SecOps API call failed: run it again later", _USAGE),
         _feed_arguments,
         lambda args, config, clock, out, environ: feed.command(args, config, environ, out),
@@ -181,8 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _StderrLines(logging.StreamHandler):
-    """The package's log lines (retries, warnings), short and redacted, on stderr: stdout
-    carries the report."""
+    """The package's log lines, short and redacted, on stderr: stdout carries the report."""
 
     def emit(self, record: logging.LogRecord) -> None:
         fields = getattr(record, "fields", {})

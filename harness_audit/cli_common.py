@@ -1,10 +1,7 @@
-"""What the operator commands share: exit codes, usage errors, times on the command line.
+"""What the operator commands share, apart from ``cli`` so that ``status`` and ``verify``
+need not import the module that imports them."""
 
-Apart from ``cli`` so that ``status`` and ``verify`` need not import the module that
-imports them.
-"""
-
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 EXIT_OK = 0
 EXIT_FOUND = 1
@@ -19,12 +16,8 @@ class UsageError(Exception):
 def parse_time(text: str, name: str) -> int:
     """Epoch milliseconds of an ISO 8601 time, UTC unless it names an offset:
     ``2026-11-01T00:00:00Z``, ``2026-11-01T00:00Z``, ``2026-11-01``."""
-    value = text.strip()
     try:
-        if len(value) == 10:
-            moment = datetime.combine(date.fromisoformat(value), datetime.min.time())
-        else:
-            moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(text.strip())
     except ValueError:
         raise UsageError(
             f"{name} {text!r} is not an ISO 8601 time: write it like 2026-11-01T00:00:00Z, "

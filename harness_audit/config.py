@@ -1,12 +1,8 @@
-"""Every setting's name, default, rule and message, in one table (SETTINGS).
+"""Every setting's name, default, rule and message, in one table (SETTINGS). The function,
+the operator commands and deploy.sh (through check-config) all read the environment through
+``load_config``, so they accept and refuse the same values with the same words."""
 
-The function, the operator commands and deploy.sh (``python -m harness_audit check-config``)
-all read the environment through ``load_config``: they accept and refuse the same values with
-the same words, each problem naming the variable and the fix, never quoting the API key. A
-value is checked whenever a bad one would fail every run (an object name GCS refuses, a URL
-urllib3 cannot use, a key that cannot travel in an HTTP header).
-"""
-
+import contextlib
 import ipaddress
 import math
 import re
@@ -115,7 +111,9 @@ def _api_base(s: Setting, raw: str) -> str:
         host, port = parts.hostname or "", parts.port
     except ValueError:
         parts, host, port = urlsplit(""), "", 0
-    ip = _ip(host)
+    ip = None
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host)
     if (
         parts.scheme not in ("https", "http")
         or not (re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or ip)
@@ -312,10 +310,3 @@ def load_config(
 def _is_control(ch: str) -> bool:
     # Cc: controls and DEL; Cf: invisible format characters; Cs: lone surrogates.
     return unicodedata.category(ch) in ("Cc", "Cf", "Cs")
-
-
-def _ip(host: str):
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None

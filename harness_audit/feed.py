@@ -3,10 +3,10 @@ Harness preflight. For operators (requirements-ops.txt): the function never impo
 Endpoint ``{region}-chronicle.googleapis.com``, as Google's Terraform provider has it."""
 
 import contextlib
-import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from urllib.parse import urlsplit
 
 from harness_audit.clock import Clock, Deadline, iso
@@ -80,33 +80,27 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
 
 
 def open_client(settings: FeedSettings):
-    """Google's FeedsServiceClient over REST; no credentials for an http:// loopback."""
+    """Google's FeedsServiceClient over REST; anonymous for an http:// loopback stand-in."""
     try:
         from google.auth.credentials import AnonymousCredentials
         from google.cloud.chronicle_v1 import FeedsServiceClient
-        from google.cloud.chronicle_v1.services.feeds_service import transports
     except ImportError:
         raise NeedsFix("no google-cloud-chronicle: pip install -r requirements-ops.txt") from None
     parts = urlsplit(settings.endpoint if "//" in settings.endpoint else "//" + settings.endpoint)
-    if parts.scheme != "http":
-        with _errors(settings, "find Google credentials"):
-            return FeedsServiceClient(
-                transport="rest", client_options={"api_endpoint": parts.netloc}
-            )
-    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+    plain = parts.scheme == "http"
+    if plain and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(["SECOPS_API_ENDPOINT: http:// is for a loopback stand-in only"])
-    rest = transports.FeedsServiceRestTransport
-    anonymous = rest(host=parts.netloc, credentials=AnonymousCredentials(), url_scheme="http")
-    return FeedsServiceClient(transport=anonymous)
+    with _errors(settings, "find Google credentials"):
+        return FeedsServiceClient(
+            credentials=AnonymousCredentials() if plain else None,
+            transport="rest",
+            client_options={"api_endpoint": f"http://{parts.netloc}" if plain else parts.netloc},
+        )
 
 
 def differing(current, target) -> list[str]:
     """The owned fields where the feed differs: the update mask (never the display name)."""
-
-    def field(feed, path: str):
-        return functools.reduce(getattr, path.split("."), feed)
-
-    return [path for path in _OWNED if field(current, path) != field(target, path)]
+    return [path for path in _OWNED if attrgetter(path)(current) != attrgetter(path)(target)]
 
 
 def account(client, settings: FeedSettings) -> str:

@@ -1,8 +1,6 @@
-"""Structured logs: one JSON object per line on stdout with ``severity`` and ``message``,
-as Cloud Logging reads it. The registered key becomes ``[REDACTED]`` as it stands and as JSON
-escapes it (config limits it to printable ASCII); then each string is cut at MAX_FIELD_CHARS,
-and a line still over MAX_LINE_BYTES keeps only its severity and message.
-"""
+"""One JSON object a line on stdout, with ``severity`` and ``message``, as Cloud Logging reads
+it. Registered secrets become [REDACTED] (as they stand and JSON-escaped) before strings are
+cut at MAX_FIELD_CHARS; a line still over MAX_LINE_BYTES keeps its severity and message."""
 
 import json
 import logging
@@ -29,20 +27,15 @@ def register_secret(value: str) -> None:
     _secrets.update({value, json.dumps(value)[1:-1]} - {""})
 
 
-def redact(text: str) -> str:
-    for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 def clean(value, cuts: list | None = None):
     """A JSON-ready copy of ``value``: strings redacted, then cut (noted in ``cuts``)."""
     if isinstance(value, str):
-        text = redact(value)
-        if (over := len(text) - MAX_FIELD_CHARS) <= 0:
-            return text
+        for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
+            value = value.replace(secret, REDACTED)
+        if (over := len(value) - MAX_FIELD_CHARS) <= 0:
+            return value
         (cuts if cuts is not None else []).append(over)
-        return f"{text[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
+        return f"{value[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
     if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):  # NaN and Infinity are not JSON

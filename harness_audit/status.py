@@ -1,10 +1,7 @@
-"""``status``: how the collector is doing, from the bucket alone; it needs no Harness setting.
-
-The checkpoint (watermark and lag, the window in progress, the lease) and the last objects
-under the prefix. Exit 1 when the lag exceeds ALERT_LAG_MINUTES or the checkpoint cannot be
-continued from. Every Cloud Storage request and its retries are bounded to CALL_SECONDS and
-the listing goes first: an unreachable bucket is one short line, not minutes of silence.
-"""
+"""``status``: the checkpoint (watermark and lag, window in progress, lease) and the last
+objects under the prefix, from the bucket alone. Exit 1 on a lag over ALERT_LAG_MINUTES or a
+checkpoint the collector cannot go on from. The listing goes first, bounded to CALL_SECONDS:
+an unreachable bucket is one short line, not minutes of silence."""
 
 import json
 from datetime import timedelta
@@ -23,8 +20,8 @@ from harness_audit.sink import object_name
 from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
 
 RECENT_OBJECTS = 5
-# The date folders of the last week first (one short listing); the whole prefix only when
-# that finds too few (a backfill window's folder is older).
+# The last week's date folders first (one short listing); the whole prefix only when that
+# finds too few (a backfill window's folder is older).
 RECENT_DAYS = 7
 CALL_SECONDS = 5.0  # each Cloud Storage request, and all of its retries together
 
@@ -41,8 +38,7 @@ def _duration(seconds: float) -> str:
 
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
-    """The last objects written under the prefix, newest first; StorageUnavailable (one
-    short line) when Cloud Storage does not answer within CALL_SECONDS."""
+    """The last objects written under the prefix, newest first."""
     base = f"{config.prefix}/" if config.prefix else ""
     first = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
     found = _list(bucket, base, first, config.state_key)
@@ -86,7 +82,7 @@ def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: s
         lease_document |= {"owner": lease.owner, "expires": iso(lease.expires_ms)}
         lease_document["seconds_left"] = round((lease.expires_ms - now_ms) / 1000, 3)
     return {
-        "origin": "guide" if state.origin == ORIGIN_GUIDE else "collector",
+        "origin": state.origin,
         "watermark": iso(state.watermark_ms) if state.watermark_ms is not None else None,
         "watermark_ms": state.watermark_ms,
         "lag_seconds": None if lag is None else round(lag, 3),
@@ -118,7 +114,8 @@ def window_document(window: WindowProgress, config: Config, bucket_uri: str) -> 
     }
 
 
-def gather(config: Config, bucket, clock: Clock) -> dict:
+def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
+    """The report; ``feed``: the SecOps feed's section (feed.status_section), if any."""
     now_ms = clock.now_ms()
     recent = recent_objects(bucket, config, now_ms)  # first: fails fast when unreachable
     lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
@@ -137,6 +134,9 @@ def gather(config: Config, bucket, clock: Clock) -> dict:
     problems = ["checkpoint unreadable"] * ("error" in document)
     if document.get("lag_alert"):
         problems.append(f"lag over ALERT_LAG_MINUTES={config.alert_lag_minutes}")
+    if feed is not None:
+        document["secops_feed"] = feed
+        problems += [feed["problem"]] if "problem" in feed else []
     return document | {"problems": problems, "ok": not problems}
 
 
@@ -147,7 +147,7 @@ def render(document: dict) -> list[str]:
     elif not document["exists"]:
         lines.append("             none yet: the collector has not run, or read no page yet")
     else:
-        if document["origin"] == "guide":
+        if document["origin"] == ORIGIN_GUIDE:
             lines[0] += " (the guide's format; the next run converts it)"
         lag, verdict = document["lag_seconds"], "ALERT" if document["lag_alert"] else "ok"
         limit = f"{verdict} (alert over {document['alert_lag_minutes']} min)"
@@ -162,12 +162,14 @@ def render(document: dict) -> list[str]:
         lines += _render_window(document["window"])
         lines.append(f"lease        {_render_lease(document['lease'])}")
     if not document["recent_objects"]:
-        return [*lines, "last objects none under the prefix"]
-    lines.append("last objects (newest first)")
+        lines.append("last objects none under the prefix")
+    else:
+        lines.append("last objects (newest first)")
     for item in document["recent_objects"]:
         events = "? events" if item["events"] is None else f"{item['events']} events"
         lines.append(f"  {item['created'] or '?':<26}{events:>14}  {item['uri']}")
-    return lines
+    feed = document.get("secops_feed") or {}
+    return lines + [f"secops feed  {key}: {value}" for key, value in feed.items() if value]
 
 
 def _render_window(window: dict | None) -> list[str]:
@@ -195,15 +197,8 @@ def _render_lease(lease: dict) -> str:
     return f"expired {left} ago (run {owner}, {expires}): the next run takes it over"
 
 
-def run(config: Config, bucket, clock: Clock, out: TextIO, *, json_output: bool, feed=None) -> int:
-    document = gather(config, bucket, clock)
-    if feed is not None:  # the SecOps feed's section: feed.status_section
-        problems = document["problems"] + [feed[key] for key in ("problem",) if key in feed]
-        document = {**document, "secops_feed": feed, "problems": problems, "ok": not problems}
-    if json_output:
-        out.write(json.dumps(document) + "\n")
-    else:
-        lines = render(document) + [f"secops feed  {k}: {v}" for k, v in (feed or {}).items() if v]
-        out.write("\n".join(lines) + "\n")
+def run(config: Config, bucket, clock: Clock, out: TextIO, json_output: bool, feed) -> int:
+    document = gather(config, bucket, clock, feed)
+    out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
     out.flush()
     return EXIT_OK if document["ok"] else EXIT_FOUND

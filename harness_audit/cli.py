@@ -96,7 +96,7 @@ COMMANDS = (
     Command(
         "status",
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
-        (*_BUCKET, "STATE_KEY", "MAX_RUN_SECONDS", "OVERLAP_SECONDS", "ALERT_LAG_MINUTES"),
+        (*_BUCKET, "STATE_KEY", "ALERT_LAG_MINUTES"),
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
         lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
         lambda args, config, clock, out, environ: status.run(

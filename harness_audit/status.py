@@ -10,7 +10,7 @@ from typing import TextIO
 from google.api_core import exceptions as api_exceptions
 from google.cloud.storage.retry import DEFAULT_RETRY
 
-from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
+from harness_audit.checkpoint import CheckpointStore
 from harness_audit.cli_common import EXIT_FOUND, EXIT_OK
 from harness_audit.clock import Clock, iso, utc
 from harness_audit.config import Config
@@ -118,8 +118,7 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
     """The report; ``feed``: the SecOps feed's section (feed.status_section), if any."""
     now_ms = clock.now_ms()
     recent = recent_objects(bucket, config, now_ms)  # first: fails fast when unreachable
-    lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
-    store = CheckpointStore(bucket, config.state_key, lease_seconds=lease_seconds)
+    store = CheckpointStore(bucket, config.state_key, lease_seconds=0)  # load takes no lease
     document: dict = {"checkpoint": store.uri, "now": iso(now_ms)}
     try:
         snapshot = store.load(now_ms)

@@ -9,13 +9,23 @@ from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-_COUNTS = {"next_part": 1, "pages": 0, "events_written": 0}  # a window's, and their lowest
-_POSITION_FIELDS = ("lower_ms", "upper_ms", "order", "burst_ms", "burst_pass", "burst_new")
 ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
 # Epoch milliseconds any date can hold: 1970 up to the end of year 9999.
 MAX_EPOCH_MS = 253_402_300_799_999
 CLOCK_SKEW_MS = 60_000
+# A window's whole numbers: (lowest, highest), None for no highest. An exhausted range ends
+# one millisecond below its start: -1 is the only upper_ms below 0.
+_MS = (0, MAX_EPOCH_MS)
+_WINDOW_NUMBERS = {
+    "start_ms": _MS,
+    "end_ms": _MS,
+    "next_part": (1, None),
+    "pages": (0, None),
+    "events_written": (0, None),
+}
+_POSITION_NUMBERS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": (1, None)}
+_POSITION_FIELDS = (*_POSITION_NUMBERS, "order", "burst_ms", "burst_new", "pending")
 
 
 @dataclass(frozen=True)
@@ -71,14 +81,10 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
 
 
 def _encode_window(window: WindowProgress) -> dict:
-    position = window.position
     return {
-        **{name: getattr(window, name) for name in ("start_ms", "end_ms", *_COUNTS)},
-        **{name: getattr(position, name) for name in _POSITION_FIELDS},
-        "edge_ids": sorted(position.edge_ids),
-        "pending": [list(bounds) for bounds in position.pending],
-        "committed": window.committed,
-        "ahead": window.ahead,
+        **{name: getattr(window, name) for name in (*_WINDOW_NUMBERS, "committed", "ahead")},
+        **{name: getattr(window.position, name) for name in _POSITION_FIELDS},
+        "edge_ids": sorted(window.position.edge_ids),
     }
 
 
@@ -91,7 +97,15 @@ def decode_state(data: bytes) -> State:
     if not isinstance(document, dict):
         raise StateCorrupt("it is not a JSON object")
     if "version" not in document and "since" in document:
-        return _decode_guide(document)
+        # The guide's {"since": ms, "pageToken": ...}: its token belongs to a request that
+        # cannot be rebuilt, so the window restarts at since less the overlap instead.
+        since = document["since"]
+        if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
+            raise StateCorrupt(
+                f"it looks like the guide's format but 'since' is {_short(since)}, not epoch "
+                "milliseconds"
+            )
+        return State(watermark_ms=since, origin=ORIGIN_GUIDE)
     version = document.get("version")
     if not _is_int(version) or version != STATE_VERSION:
         raise StateCorrupt(
@@ -99,12 +113,14 @@ def decode_state(data: bytes) -> State:
             "(or the guide's {'since': ...} format)"
         )
     try:
-        raw_window = document.get("window")
+        raw_window, lease = document.get("window"), document.get("lease")
+        if lease and not isinstance(lease["owner"], str):
+            raise TypeError("lease.owner must be a string")
         return State(
             watermark_ms=_optional_ms(document, "watermark_ms"),
             delivered=_id_map(document.get("delivered", {}), "delivered"),
             window=_decode_window(raw_window) if raw_window else None,
-            lease=_decode_lease(document["lease"]) if document.get("lease") else None,
+            lease=Lease(lease["owner"], _number(lease, "expires_ms", *_MS)) if lease else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateCorrupt(f"a field is missing or has the wrong type ({_short(exc)})") from None
@@ -113,28 +129,20 @@ def decode_state(data: bytes) -> State:
 def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
     """Refuse times no run of this collector can have saved: one beyond the longest
     lookback would deliver the account's history again."""
-    window = state.window
-    times = {"watermark_ms": state.watermark_ms, "window's start_ms": window and window.start_ms}
-    for name, value in {**times, "window's end_ms": window and window.end_ms}.items():
+    times = {"watermark_ms": state.watermark_ms}
+    if state.window is not None:
+        times |= {
+            "window's start_ms": state.window.start_ms,
+            "window's end_ms": state.window.end_ms,
+        }
+    days = max_lookback_ms // 86_400_000
+    for name, value in times.items():
         if value is not None and value > now_ms + CLOCK_SKEW_MS:
             skip = "resuming from it would skip every event until then"
             raise StateCorrupt(f"its {name} {value} lies after now ({now_ms}): {skip}")
         if value is not None and value < now_ms - max_lookback_ms:
-            days = max_lookback_ms // 86_400_000
             lookback = f"the longest lookback this collector reads ({days} days)"
             raise StateCorrupt(f"its {name} {value} is older than {lookback}")
-
-
-def _decode_guide(document: dict) -> State:
-    """The guide's ``{"since": ms, "pageToken": ...}``. Its pageToken belongs to a request
-    that cannot be rebuilt: the window restarts at ``since`` minus the overlap instead."""
-    since = document.get("since")
-    if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
-        raise StateCorrupt(
-            f"it looks like the guide's format but 'since' is {_short(since)}, not epoch "
-            "milliseconds"
-        )
-    return State(watermark_ms=since, origin=ORIGIN_GUIDE)
 
 
 def _decode_window(raw: dict) -> WindowProgress:
@@ -150,36 +158,29 @@ def _decode_window(raw: dict) -> WindowProgress:
     if not isinstance(raw.get("burst_new", False), bool):
         raise TypeError("window.burst_new must be true or false")
     position = Position(
-        lower_ms=_ms(raw, "lower_ms"),
-        upper_ms=_ms(raw, "upper_ms", allow_below=True),
+        **{name: _number(raw, name, *bounds) for name, bounds in _POSITION_NUMBERS.items()},
         order=order,
         edge_ids=frozenset(edge_ids),
         burst_ms=_optional_ms(raw, "burst_ms"),
-        burst_pass=_count(raw, "burst_pass", 1),
         burst_new=raw.get("burst_new", False),
         pending=tuple((low, high) for low, high in pending),
     )
-    start, end = _ms(raw, "start_ms"), _ms(raw, "end_ms")
-    inside = [ms for pair in position.pending for ms in pair]
-    inside += [] if position.burst_ms is None else [position.burst_ms]
+    window = WindowProgress(
+        **{name: _number(raw, name, *bounds) for name, bounds in _WINDOW_NUMBERS.items()},
+        position=position,
+        committed=_id_map(raw.get("committed", {}), "window.committed"),
+        ahead=_id_map(raw.get("ahead", {}), "window.ahead"),
+    )
+    start, end = window.start_ms, window.end_ms
     if end < start:
         raise ValueError("window ends before it starts")
     # Read up to its end oldest first, a window's lower_ms is one past the end.
     if not start <= position.lower_ms <= end + 1 or position.upper_ms > end:
         raise ValueError("window position lies outside the window")
-    if any(not start <= ms <= end for ms in inside):
+    inside = [position.burst_ms, *(ms for pair in position.pending for ms in pair)]
+    if any(ms is not None and not start <= ms <= end for ms in inside):
         raise ValueError("window.burst_ms or window.pending lies outside the window")
-    counts = {name: _count(raw, name, low) for name, low in _COUNTS.items()}
-    committed = _id_map(raw.get("committed", {}), "window.committed")
-    ahead = _id_map(raw.get("ahead", {}), "window.ahead")
-    return WindowProgress(start, end, position, **counts, committed=committed, ahead=ahead)
-
-
-def _decode_lease(raw: dict) -> Lease:
-    owner = raw["owner"]
-    if not isinstance(owner, str):
-        raise TypeError("lease.owner must be a string")
-    return Lease(owner=owner, expires_ms=_ms(raw, "expires_ms"))
+    return window
 
 
 def _id_map(raw, name: str) -> dict[str, int]:
@@ -190,25 +191,17 @@ def _id_map(raw, name: str) -> dict[str, int]:
     return raw
 
 
-def _ms(raw: dict, name: str, *, allow_below: bool = False) -> int:
+def _number(raw: dict, name: str, low: int, high: int | None) -> int:
+    """``raw[name]``, a whole number from ``low`` to ``high`` (None: no limit)."""
     value = raw[name]
-    # An exhausted range ends one millisecond below its start: the only value below 0.
-    if allow_below and _is_int(value) and value == -1:
+    if _is_int(value) and low <= value and (high is None or value <= high):
         return value
-    if not _is_ms(value):
-        raise ValueError(f"{name} must be epoch milliseconds (1970 to 9999), not {_short(value)}")
-    return value
+    must = f"a whole number from {low}" if high is None else "epoch milliseconds (1970 to 9999)"
+    raise ValueError(f"{name} must be {must}, not {_short(value)}")
 
 
 def _optional_ms(raw: dict, name: str) -> int | None:
-    return None if raw.get(name) is None else _ms(raw, name)
-
-
-def _count(raw: dict, name: str, low: int) -> int:
-    value = raw[name]
-    if not _is_int(value) or value < low:
-        raise ValueError(f"{name} must be a whole number from {low}, not {_short(value)}")
-    return value
+    return None if raw.get(name) is None else _number(raw, name, *_MS)
 
 
 def _is_int(value) -> bool:

@@ -16,15 +16,11 @@ MAX_EPOCH_MS = 253_402_300_799_999
 CLOCK_SKEW_MS = 60_000
 # A window's whole numbers: (lowest, highest), None for no highest. An exhausted range ends
 # one millisecond below its start: -1 is the only upper_ms below 0.
-_MS = (0, MAX_EPOCH_MS)
-_WINDOW_NUMBERS = {
-    "start_ms": _MS,
-    "end_ms": _MS,
-    "next_part": (1, None),
-    "pages": (0, None),
-    "events_written": (0, None),
-}
-_POSITION_NUMBERS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": (1, None)}
+_MS, _COUNT, _PART = (0, MAX_EPOCH_MS), (0, None), (1, None)
+_WINDOW_NUMBERS = dict(
+    start_ms=_MS, end_ms=_MS, next_part=_PART, pages=_COUNT, events_written=_COUNT
+)
+_POSITION_NUMBERS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": _PART}
 _POSITION_FIELDS = (*_POSITION_NUMBERS, "order", "burst_ms", "burst_new", "pending")
 
 
@@ -120,7 +116,7 @@ def decode_state(data: bytes) -> State:
             watermark_ms=_optional_ms(document, "watermark_ms"),
             delivered=_id_map(document.get("delivered", {}), "delivered"),
             window=_decode_window(raw_window) if raw_window else None,
-            lease=Lease(lease["owner"], _number(lease, "expires_ms", *_MS)) if lease else None,
+            lease=Lease(lease["owner"], _number(lease, "expires_ms")) if lease else None,
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateCorrupt(f"a field is missing or has the wrong type ({_short(exc)})") from None
@@ -129,12 +125,9 @@ def decode_state(data: bytes) -> State:
 def check_times(state: State, now_ms: int, *, max_lookback_ms: int) -> None:
     """Refuse times no run of this collector can have saved: one beyond the longest
     lookback would deliver the account's history again."""
-    times = {"watermark_ms": state.watermark_ms}
-    if state.window is not None:
-        times |= {
-            "window's start_ms": state.window.start_ms,
-            "window's end_ms": state.window.end_ms,
-        }
+    window, times = state.window, {"watermark_ms": state.watermark_ms}
+    if window is not None:
+        times |= {"window's start_ms": window.start_ms, "window's end_ms": window.end_ms}
     days = max_lookback_ms // 86_400_000
     for name, value in times.items():
         if value is not None and value > now_ms + CLOCK_SKEW_MS:
@@ -191,7 +184,7 @@ def _id_map(raw, name: str) -> dict[str, int]:
     return raw
 
 
-def _number(raw: dict, name: str, low: int, high: int | None) -> int:
+def _number(raw: dict, name: str, low: int = 0, high: int | None = MAX_EPOCH_MS) -> int:
     """``raw[name]``, a whole number from ``low`` to ``high`` (None: no limit)."""
     value = raw[name]
     if _is_int(value) and low <= value and (high is None or value <= high):
@@ -201,7 +194,7 @@ def _number(raw: dict, name: str, low: int, high: int | None) -> int:
 
 
 def _optional_ms(raw: dict, name: str) -> int | None:
-    return None if raw.get(name) is None else _number(raw, name, *_MS)
+    return None if raw.get(name) is None else _number(raw, name)
 
 
 def _is_int(value) -> bool:

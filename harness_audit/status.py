@@ -1,7 +1,5 @@
-"""``status``: the checkpoint (watermark and lag, window in progress, lease) and the last
-objects under the prefix, from the bucket alone. Exit 1 on a lag over ALERT_LAG_MINUTES or a
-checkpoint the collector cannot go on from. The listing goes first, bounded to CALL_SECONDS:
-an unreachable bucket is one short line, not minutes of silence."""
+"""``status``: the checkpoint and the last objects under the prefix, from the bucket alone.
+The listing goes first, bounded to CALL_SECONDS: an unreachable bucket is one short line."""
 
 import json
 from datetime import timedelta
@@ -128,7 +126,7 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
         document["exists"] = snapshot.generation != 0
         if snapshot.generation:
             bucket_uri = f"gs://{bucket.name}"
-            document.update(checkpoint_document(snapshot.state, config, now_ms, bucket_uri))
+            document |= checkpoint_document(snapshot.state, config, now_ms, bucket_uri)
     document["recent_objects"] = recent
     problems = ["checkpoint unreadable"] * ("error" in document)
     if document.get("lag_alert"):
@@ -160,10 +158,8 @@ def render(document: dict) -> list[str]:
         lines += [f"lag          {_duration(lag)}{since}  {limit}"] if lag is not None else []
         lines += _render_window(document["window"])
         lines.append(f"lease        {_render_lease(document['lease'])}")
-    if not document["recent_objects"]:
-        lines.append("last objects none under the prefix")
-    else:
-        lines.append("last objects (newest first)")
+    newest = "(newest first)" if document["recent_objects"] else "none under the prefix"
+    lines.append(f"last objects {newest}")
     for item in document["recent_objects"]:
         events = "? events" if item["events"] is None else f"{item['events']} events"
         lines.append(f"  {item['created'] or '?':<26}{events:>14}  {item['uri']}")

@@ -1,7 +1,6 @@
-"""The function's verify (``command=verify``): the last settled day, by the CLI's verify_range,
-under the collector's lease (the two never page Harness at once; an instance's one pacer), which
-is all it writes to the checkpoint. Bounded by MAX_RUN_SECONDS: what the deadline leaves is
-reported (``cut_short``) for the CLI to finish, never continued."""
+"""The function's verify (``command=verify``): the last settled day by verify_range, under the
+collector's lease (never paging Harness at the same time), which is all it writes to the
+checkpoint. What MAX_RUN_SECONDS leaves is reported (``cut_short``), never continued."""
 
 import logging
 import uuid
@@ -53,8 +52,7 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
 def summary_line(result: verify.VerifyResult) -> tuple[int, str, dict]:
     """The one line a verify logs: INFO all accounted for, WARNING nothing checked or cut short,
     ERROR found; ``verify_*`` fields for the metrics, ``outcome`` apart from the collector's."""
-    found = result.still_missing or result.duplicated or result.conflicts
-    problem = "found" if found else result.problem
+    problem = "found" if result.found else result.problem  # found outranks a cut short
     severity = {None: logging.INFO, "found": logging.ERROR}.get(problem, logging.WARNING)
     counts = (
         f"{result.hours_checked} hours checked, {result.in_harness} in Harness, "

@@ -142,7 +142,7 @@ class VerifyResult:
     duplicated = property(lambda self: self.totals["duplicated"])
     missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
     conflicts = property(lambda self: [h.conflict for h in self.hours if h.conflict])
-    found = property(lambda self: bool(self.still_missing or self.duplicated or self.conflicts))
+    found = property(lambda s: bool(s.still_missing or s.duplicated or s.conflicts))
 
     @property
     def problem(self) -> str | None:

@@ -155,12 +155,11 @@ class VerifyResult:
 
 
 def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[HourResult]:
-    hours, hour = [], since_ms - since_ms % HOUR_MS
-    while hour < until_ms:
+    hours = []
+    for hour in range(since_ms - since_ms % HOUR_MS, until_ms, HOUR_MS):
         start, end = max(since_ms, hour), min(until_ms, hour + HOUR_MS)
         checked = min(end, settled_ms) if settled_ms is not None and settled_ms > start else None
         hours.append(HourResult(start, end, checked))
-        hour += HOUR_MS
     return hours
 
 
@@ -222,8 +221,7 @@ def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Cou
 
 
 def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadline: Deadline):
-    """Every event Harness lists stamped in the row's checked range by auditId, and the
-    number of items it listed there without a usable timestamp."""
+    """Harness's events in the row's checked range by auditId; 1 if one had no usable time."""
     position, events = Position(row.start_ms, row.checked_until_ms - 1), {}
     try:
         while not position.done:
@@ -280,14 +278,10 @@ def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_par
     for audit_id, _, name in lines:
         if counts[audit_id] > 1:
             holders.setdefault(audit_id, set()).add(sink.uri(name))
-    row = replace(
-        row,
-        in_harness=len(listed),
-        in_bucket=len(counts),
-        still_missing=tuple(sorted(audit_id for audit_id in listed if audit_id not in counts)),
-        unplaceable=unplaceable,
-        duplicated=tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items())),
-    )
+    missing = tuple(sorted(audit_id for audit_id in listed if audit_id not in counts))
+    duplicated = tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items()))
+    counted = {"in_harness": len(listed), "in_bucket": len(counts), "unplaceable": unplaceable}
+    row = replace(row, **counted, still_missing=missing, duplicated=duplicated)
     return _repair(row, listed, sink, config, repair_part) if repair_part else row
 
 
@@ -423,8 +417,7 @@ VERDICTS = {
 
 
 def exit_code(result: VerifyResult) -> int:
-    """0 all checked and well; 1 missing, duplicated, a lost repair race or nothing checked;
-    3 cut short by the deadline."""
+    """0 all well; 1 found (a lost repair race too) or nothing checked; 3 cut short."""
     return {None: EXIT_OK, "cut short by the deadline": EXIT_FAILED}.get(result.problem, EXIT_FOUND)
 
 

@@ -26,10 +26,10 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
     store = CheckpointStore(bucket, config.state_key, **lease)
     loaded = store.load(clock.now_ms())
     settled = verify.settled_until(loaded.state, config.overlap_seconds * 1000)
-    ours = loaded.generation and loaded.state.origin != ORIGIN_GUIDE and settled is not None
+    ours = settled is not None and loaded.state.origin != ORIGIN_GUIDE
     until = settled if ours else clock.now_ms()
     since = until - verify.DAY_MS - (until - verify.DAY_MS) % verify.HOUR_MS
-    if not ours:  # no checkpoint of ours, or nothing settled: nothing to lease or check
+    if not ours:  # no checkpoint (so no watermark), or not ours: nothing to lease or check
         hours = tuple(verify.plan_hours(since, until, None))
         return verify.VerifyResult(since, until, loaded.state.watermark_ms, None, hours)
     store.ensure_free(loaded.state, clock.now_ms())

@@ -9,7 +9,7 @@ first is reported, not retried. Duplicates are reported, never deleted.
 import contextlib
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -205,7 +205,7 @@ def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Cou
     with storage_errors("list the objects under the prefix", bucket.name):
         listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
         stored = [describe(blob.name, base) for blob in listing if first <= blob.name < last]
-    by_hour, parts, read = {}, Counter(), 0
+    by_hour, parts, read = defaultdict(list), Counter(), 0
     for item in stored:
         parts[item.start_ms] = max(parts[item.start_ms], item.repair_part)
         if not item.may_hold(lo_ms, hi_ms):
@@ -215,8 +215,7 @@ def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Cou
         read += 1
         for audit_id, timestamp in line_identities(data, fallback_ms=-1):
             if lo_ms <= timestamp < hi_ms:
-                hour = by_hour.setdefault(timestamp - timestamp % HOUR_MS, [])
-                hour.append((audit_id, timestamp, item.name))
+                by_hour[timestamp - timestamp % HOUR_MS].append((audit_id, timestamp, item.name))
     return by_hour, parts, read
 
 
@@ -314,7 +313,7 @@ def verify_range(
             except DeadlineReached:
                 break
             part = parts[row.hour_ms] + 1 if repair else 0
-            lines = stored.get(row.hour_ms, [])
+            lines = stored[row.hour_ms]
             checked.append(_check(row, listed, unplaceable, lines, sink, config, part))
     finally:
         harness.close()

@@ -129,8 +129,7 @@ class VerifyResult:
 
     @property
     def totals(self) -> dict[str, int]:
-        counts = [hour.counts() for hour in self.hours]
-        return {name: sum(count[name] for count in counts) for name in COUNTS}
+        return {name: sum(hour.counts()[name] for hour in self.hours) for name in COUNTS}
 
     hours_checked = property(lambda self: sum(h.state != "in_progress" for h in self.hours))
     checked = property(lambda self: self.hours_checked > 0)
@@ -142,7 +141,7 @@ class VerifyResult:
     duplicated = property(lambda self: self.totals["duplicated"])
     missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
     conflicts = property(lambda self: [h.conflict for h in self.hours if h.conflict])
-    found = property(lambda s: bool(s.still_missing or s.duplicated or s.conflicts))
+    found = property(lambda self: bool(self.still_missing or self.duplicated or self.conflicts))
 
     @property
     def problem(self) -> str | None:

@@ -1,7 +1,6 @@
-"""The function's verify (``command=verify``): the last settled day, by the CLI's verify_range,
-under the collector's lease (the two never page Harness at once; an instance's one pacer), which
-is all it writes to the checkpoint. Bounded by MAX_RUN_SECONDS: what the deadline leaves is
-reported (``cut_short``) for the CLI to finish, never continued."""
+"""The function's verify (``command=verify``): the last settled day by verify_range, under the
+collector's lease (never paging Harness at the same time), which is all it writes to the
+checkpoint. What MAX_RUN_SECONDS leaves is reported (``cut_short``), never continued."""
 
 import logging
 import uuid
@@ -27,10 +26,10 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
     store = CheckpointStore(bucket, config.state_key, **lease)
     loaded = store.load(clock.now_ms())
     settled = verify.settled_until(loaded.state, config.overlap_seconds * 1000)
-    ours = loaded.generation and loaded.state.origin != ORIGIN_GUIDE and settled is not None
+    ours = settled is not None and loaded.state.origin != ORIGIN_GUIDE
     until = settled if ours else clock.now_ms()
     since = until - verify.DAY_MS - (until - verify.DAY_MS) % verify.HOUR_MS
-    if not ours:  # no checkpoint of ours, or nothing settled: nothing to lease or check
+    if not ours:  # no checkpoint (so no watermark), or not ours: nothing to lease or check
         hours = tuple(verify.plan_hours(since, until, None))
         return verify.VerifyResult(since, until, loaded.state.watermark_ms, None, hours)
     store.ensure_free(loaded.state, clock.now_ms())
@@ -53,8 +52,7 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
 def summary_line(result: verify.VerifyResult) -> tuple[int, str, dict]:
     """The one line a verify logs: INFO all accounted for, WARNING nothing checked or cut short,
     ERROR found; ``verify_*`` fields for the metrics, ``outcome`` apart from the collector's."""
-    found = result.still_missing or result.duplicated or result.conflicts
-    problem = "found" if found else result.problem
+    problem = "found" if result.found else result.problem  # found outranks a cut short
     severity = {None: logging.INFO, "found": logging.ERROR}.get(problem, logging.WARNING)
     counts = (
         f"{result.hours_checked} hours checked, {result.in_harness} in Harness, "

@@ -1,17 +1,15 @@
 """``verify``: compare Harness with the bucket hour by hour, optionally repair; then report.
 
-``verify_range`` computes a frozen VerifyResult (the CLI's ``run`` renders it). Only what the
-collector has finished is checked: up to its watermark less OVERLAP_SECONDS, which its next
-run re-reads itself. No hour checked is a problem, not a success: a wrong STATE_KEY would
-otherwise pass forever. An item listed without a usable timestamp counts as missing. A
-repair writes create-only objects beside the collector's; a name another writer took first
-is reported, not retried. Duplicates are reported, never deleted.
+Only what the collector has finished is checked: its watermark less OVERLAP_SECONDS. No hour
+checked is a problem (a wrong STATE_KEY would otherwise pass forever), and so is an item listed
+without a usable timestamp. A repair writes create-only objects; a name another writer took
+first is reported, not retried. Duplicates are reported, never deleted.
 """
 
 import contextlib
 import json
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -28,7 +26,7 @@ from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
 from harness_audit.paging import PagingInconsistent, Position, Taken, Unplaceable, read_page
-from harness_audit.sink import ObjectSink, PartBuffer, line_identities, object_name
+from harness_audit.sink import ObjectSink, PartBuffer, folder, line_identities, object_name
 from harness_audit.state import State
 
 HOUR_MS = 3_600_000
@@ -38,6 +36,9 @@ MAX_WINDOW_MS = MAX_LOOKBACK_MS + DAY_MS
 # The CLI's budget per hour of the range: ample at any pace Harness allows, but bounded.
 HOUR_DEADLINE_SECONDS = 900
 MAX_NAMED = 20
+# What an hour's row and the totals count, in the order the JSON gives them.
+COUNTS = ("in_harness", "in_bucket", "missing", "still_missing", "duplicated", "repaired")
+COLUMNS = ("in_harness", "in_bucket", "missing", "duplicated")  # the text report's
 _NAME = re.compile(r"harness-audit-(repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-(\d{4,})\.jsonl")
 _FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
 
@@ -64,8 +65,8 @@ def request_from(args) -> Request:
 
 def repair_object_name(prefix: str, hour_ms: int, part: int) -> str:
     """The sink's name for the hour's window, marked as a repair."""
-    folder, _, name = object_name(prefix, hour_ms, hour_ms + HOUR_MS, part).rpartition("/")
-    return f"{folder}/{name.replace('harness-audit-', 'harness-audit-repair-', 1)}"
+    folder_name, _, name = object_name(prefix, hour_ms, hour_ms + HOUR_MS, part).rpartition("/")
+    return f"{folder_name}/{name.replace('harness-audit-', 'harness-audit-repair-', 1)}"
 
 
 def settled_until(state: State, overlap_ms: int) -> int | None:
@@ -92,13 +93,24 @@ class HourResult:
     repair_objects: tuple[str, ...] = ()
     conflict: str | None = None  # a repair name another writer created first
 
-    missing = property(lambda self: len(self.still_missing) + self.repaired + self.unplaceable)
+    hour_ms = property(lambda self: self.start_ms - self.start_ms % HOUR_MS)
 
     @property
     def state(self) -> str:
         if self.checked_until_ms is None:
             return "in_progress"
         return "partial" if self.checked_until_ms < self.end_ms else "checked"
+
+    def counts(self) -> dict[str, int]:
+        unresolved = len(self.still_missing) + self.unplaceable
+        return {
+            "in_harness": self.in_harness,
+            "in_bucket": self.in_bucket,
+            "missing": unresolved + self.repaired,
+            "still_missing": unresolved,
+            "duplicated": len(self.duplicated),
+            "repaired": self.repaired,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,19 +127,21 @@ class VerifyResult:
     def _all(self, name: str) -> list:
         return [item for hour in self.hours for item in getattr(hour, name)]
 
-    def _sum(self, name: str) -> int:
-        return sum(getattr(hour, name) for hour in self.hours)
+    @property
+    def totals(self) -> dict[str, int]:
+        return {name: sum(hour.counts()[name] for hour in self.hours) for name in COUNTS}
 
     hours_checked = property(lambda self: sum(h.state != "in_progress" for h in self.hours))
     checked = property(lambda self: self.hours_checked > 0)
-    in_harness = property(lambda self: self._sum("in_harness"))
-    in_bucket = property(lambda self: self._sum("in_bucket"))
-    repaired = property(lambda self: self._sum("repaired"))
-    missing = property(lambda self: self._sum("missing"))
-    still_missing = property(lambda s: len(s._all("still_missing")) + s._sum("unplaceable"))
-    duplicated = property(lambda self: len(self._all("duplicated")))
+    in_harness = property(lambda self: self.totals["in_harness"])
+    in_bucket = property(lambda self: self.totals["in_bucket"])
+    repaired = property(lambda self: self.totals["repaired"])
+    missing = property(lambda self: self.totals["missing"])
+    still_missing = property(lambda self: self.totals["still_missing"])
+    duplicated = property(lambda self: self.totals["duplicated"])
     missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
     conflicts = property(lambda self: [h.conflict for h in self.hours if h.conflict])
+    found = property(lambda self: bool(self.still_missing or self.duplicated or self.conflicts))
 
     @property
     def problem(self) -> str | None:
@@ -136,18 +150,15 @@ class VerifyResult:
             return "cut short by the deadline"
         if not self.checked:
             return "nothing checked"
-        if self.still_missing or self.duplicated or self.conflicts:
-            return "found"
-        return None
+        return "found" if self.found else None
 
 
 def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[HourResult]:
-    hours, hour = [], since_ms - since_ms % HOUR_MS
-    while hour < until_ms:
+    hours = []
+    for hour in range(since_ms - since_ms % HOUR_MS, until_ms, HOUR_MS):
         start, end = max(since_ms, hour), min(until_ms, hour + HOUR_MS)
         checked = min(end, settled_ms) if settled_ms is not None and settled_ms > start else None
         hours.append(HourResult(start, end, checked))
-        hour += HOUR_MS
     return hours
 
 
@@ -174,9 +185,9 @@ class Stored:
 
 def describe(name: str, base: str) -> Stored:
     rest, day = name[len(base) :], None
-    if folder := _FOLDER.match(rest):
+    if dated := _FOLDER.match(rest):
         with contextlib.suppress(ValueError):  # not a date: no folder day
-            day = date(*map(int, folder.groups()))
+            day = date(*map(int, dated.groups()))
     found = _NAME.fullmatch(rest.rsplit("/", 1)[-1])
     with contextlib.suppress(TypeError, ValueError):  # not our name, or not a time in it
         start, end = _stamp_ms(found[2]), _stamp_ms(found[3])
@@ -186,15 +197,14 @@ def describe(name: str, base: str) -> Stored:
 
 def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Counter, int]:
     """(auditId, timestamp, object name) of each line stamped in ``[lo_ms, hi_ms)``, by hour;
-    the highest repair part of each hour; how many objects were read (each that can hold a
-    line of the range, once)."""
-    base = f"{prefix}/" if prefix else ""
+    the highest repair part of each hour; how many objects were read (each once)."""
+    base = folder(prefix)
     first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)).date():%Y/%m/%d}/"
     last = f"{base}{utc(hi_ms - 1).date() + timedelta(days=2):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
         listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
         stored = [describe(blob.name, base) for blob in listing if first <= blob.name < last]
-    by_hour, parts, read = {}, Counter(), 0
+    by_hour, parts, read = defaultdict(list), Counter(), 0
     for item in stored:
         parts[item.start_ms] = max(parts[item.start_ms], item.repair_part)
         if not item.may_hold(lo_ms, hi_ms):
@@ -204,17 +214,13 @@ def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Cou
         read += 1
         for audit_id, timestamp in line_identities(data, fallback_ms=-1):
             if lo_ms <= timestamp < hi_ms:
-                hour = by_hour.setdefault(timestamp - timestamp % HOUR_MS, [])
-                hour.append((audit_id, timestamp, item.name))
+                by_hour[timestamp - timestamp % HOUR_MS].append((audit_id, timestamp, item.name))
     return by_hour, parts, read
 
 
-def listed_events(
-    harness: HarnessClient, config: Config, start_ms: int, limit_ms: int, deadline: Deadline
-) -> tuple[dict[str, Taken], int]:
-    """Every event Harness lists stamped in ``[start_ms, limit_ms)`` by auditId, and the
-    number of items it listed there without a usable timestamp."""
-    position, events = Position(start_ms, limit_ms - 1), {}
+def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadline: Deadline):
+    """Harness's events in the row's checked range by auditId; 1 if one had no usable time."""
+    position, events = Position(row.start_ms, row.checked_until_ms - 1), {}
     try:
         while not position.done:
             low, high, cursor = position.request()
@@ -228,8 +234,8 @@ def listed_events(
         return events, 1
     except PagingInconsistent as exc:
         raise HarnessInconsistent(
-            f"Harness sent a page for {iso(start_ms)} that paging by time cannot trust: {exc}. "
-            "Nothing there can be called complete; try again later"
+            f"Harness sent a page for {iso(row.start_ms)} that paging by time cannot trust: "
+            f"{exc}. Nothing there can be called complete; try again later"
         ) from None
     return events, 0
 
@@ -250,9 +256,10 @@ def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
         yield part
 
 
-def _repair(row: HourResult, todo: list[Taken], sink: ObjectSink, config, part: int):
-    """Write ``todo`` into the hour's next repair objects; a name taken first stops it."""
-    hour, written, repaired = row.start_ms - row.start_ms % HOUR_MS, [], set()
+def _repair(row: HourResult, listed: dict, sink: ObjectSink, config, part: int) -> HourResult:
+    """Write what is missing into the hour's next repair objects; a name taken first stops it."""
+    hour, written, repaired = row.hour_ms, [], set()
+    todo = [listed[key] for key in row.still_missing]
     for number, buffer in enumerate(repair_parts(todo, config), start=part):
         name = repair_object_name(config.prefix, hour, number)
         if not sink.create(name, buffer, start_ms=hour, end_ms=hour + HOUR_MS, part=number):
@@ -260,35 +267,24 @@ def _repair(row: HourResult, todo: list[Taken], sink: ObjectSink, config, part: 
             break
         written.append(sink.uri(name))
         repaired.update(audit_id for audit_id, _ in buffer.ids)
-    return replace(row, repaired=len(repaired), repair_objects=tuple(written)), repaired
+    still = tuple(key for key in row.still_missing if key not in repaired)
+    return replace(row, still_missing=still, repaired=len(repaired), repair_objects=tuple(written))
 
 
 def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_part) -> HourResult:
-    present = {audit_id for audit_id, _, _ in lines}
-    missing = sorted(audit_id for audit_id in listed if audit_id not in present)
     counts, holders = Counter(audit_id for audit_id, _, _ in lines), {}
     for audit_id, _, name in lines:
         if counts[audit_id] > 1:
             holders.setdefault(audit_id, set()).add(sink.uri(name))
+    missing = tuple(sorted(audit_id for audit_id in listed if audit_id not in counts))
     duplicated = tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items()))
-    row = replace(row, in_harness=len(listed), in_bucket=len(present))
-    row = replace(row, unplaceable=unplaceable, duplicated=duplicated)
-    repaired = set()
-    if missing and repair_part:
-        row, repaired = _repair(row, [listed[key] for key in missing], sink, config, repair_part)
-    return replace(row, still_missing=tuple(key for key in missing if key not in repaired))
+    counted = {"in_harness": len(listed), "in_bucket": len(counts), "unplaceable": unplaceable}
+    row = replace(row, **counted, still_missing=missing, duplicated=duplicated)
+    return _repair(row, listed, sink, config, repair_part) if repair_part else row
 
 
 def verify_range(
-    config: Config,
-    bucket,
-    clock: Clock,
-    since_ms: int,
-    until_ms: int,
-    *,
-    repair: bool,
-    deadline,
-    pacer: Pacer | None = None,
+    config: Config, bucket, clock: Clock, since_ms, until_ms, *, repair, deadline, pacer=None
 ) -> VerifyResult:
     """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
     checkpoint or the lease. Stops at ``deadline`` with ``cut_short``; paced by ``pacer``."""
@@ -297,8 +293,9 @@ def verify_range(
     state = store.load(clock.now_ms()).state
     settled = settled_until(state, config.overlap_seconds * 1000)
     hours = plan_hours(since_ms, until_ms, settled)
-    todo = [row for row in hours if row.checked_until_ms is not None]
     result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))
+    # The hours up to ``settled``: a prefix, of which only the last can be partial.
+    todo = [row for row in hours if row.checked_until_ms is not None]
     if not todo:
         return result
     stored, parts, objects_read = bucket_lines(
@@ -307,48 +304,39 @@ def verify_range(
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
     pacer = pacer or Pacer(config.max_requests_per_minute, clock)
     harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
-    done: dict[int, HourResult] = {}
+    checked = []
     try:
         for row in todo:
-            start, limit = row.start_ms, row.checked_until_ms
             try:
-                listed, unplaceable = listed_events(harness, config, start, limit, deadline)
+                listed, unplaceable = listed_events(harness, config, row, deadline)
             except DeadlineReached:
                 break
-            part = parts[start - start % HOUR_MS] + 1 if repair else 0
-            lines = [line for line in stored.get(start - start % HOUR_MS, []) if line[1] < limit]
-            done[start] = _check(row, listed, unplaceable, lines, sink, config, part)
+            part = parts[row.hour_ms] + 1 if repair else 0
+            lines = stored[row.hour_ms]
+            checked.append(_check(row, listed, unplaceable, lines, sink, config, part))
     finally:
         harness.close()
     # Hours the deadline left unchecked are reported as not checked.
-    final = [done.get(row.start_ms, replace(row, checked_until_ms=None)) for row in hours]
+    rest = [replace(row, checked_until_ms=None) for row in hours[len(checked) :]]
     return replace(
         result,
-        hours=tuple(final),
-        cut_short=len(done) < len(todo),
+        hours=(*checked, *rest),
+        cut_short=len(checked) < len(todo),
         objects_read=objects_read,
         harness_requests=harness.requests,
     )
 
 
 def _hour_json(row: HourResult) -> dict:
-    hour = {"hour": iso(row.start_ms - row.start_ms % HOUR_MS), "start": iso(row.start_ms)}
+    hour = {"hour": iso(row.hour_ms), "start": iso(row.start_ms)}
     hour |= {"end": iso(row.end_ms), "state": row.state}
     if row.checked_until_ms is None:
         return hour
-    return hour | {
-        "checked_until": iso(row.checked_until_ms),
-        "in_harness": row.in_harness,
-        "in_bucket": row.in_bucket,
-        "missing": row.missing,
-        "duplicated": len(row.duplicated),
-        "repaired": row.repaired,
-        "still_missing": len(row.still_missing) + row.unplaceable,
-    }
+    return hour | {"checked_until": iso(row.checked_until_ms)} | row.counts()
 
 
 def summary_of(result: VerifyResult) -> dict:
-    """The result as the CLI's --json summary (and, later, the function's log line)."""
+    """The result as the CLI's --json summary and the function's log line."""
     watermark, settled = result.watermark_ms, result.settled_ms
     return {
         "since": iso(result.since_ms),
@@ -359,16 +347,9 @@ def summary_of(result: VerifyResult) -> dict:
         "cut_short": result.cut_short,
         "hours_checked": result.hours_checked,
         "hours_in_progress": len(result.hours) - result.hours_checked,
-        "in_harness": result.in_harness,
-        "in_bucket": result.in_bucket,
-        "missing": result.missing,
-        "still_missing": result.still_missing,
-        "duplicated": result.duplicated,
-        "repaired": result.repaired,
+        **result.totals,
         "missing_ids": list(result.missing_ids),
-        "duplicate_objects": sorted(
-            {name for _, names in result._all("duplicated") for name in names}
-        ),
+        "duplicate_objects": sorted({n for _, names in result._all("duplicated") for n in names}),
         "repair_objects": result._all("repair_objects"),
         "repair_conflicts": result.conflicts,
         "objects_read": result.objects_read,
@@ -386,12 +367,11 @@ def _row_text(row: HourResult) -> str:
     )
     if row.checked_until_ms is None:
         return _columns(label, "----") + "  in progress"
-    document = _hour_json(row)
-    notes = [f"checked to {document['checked_until']}"] if row.state == "partial" else []
+    notes = [f"checked to {iso(row.checked_until_ms)}"] if row.state == "partial" else []
     notes += [f"repaired {row.repaired}"] if row.repaired else []
     notes += [f"{row.unplaceable} without a usable timestamp"] if row.unplaceable else []
-    counts = [document[name] for name in ("in_harness", "in_bucket", "missing", "duplicated")]
-    return _columns(label, counts) + ("  " + "; ".join(notes) if notes else "")
+    counts = row.counts()
+    return _columns(label, map(counts.get, COLUMNS)) + ("  " + "; ".join(notes) if notes else "")
 
 
 def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -> list[str]:
@@ -404,10 +384,8 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
     lines = [f"Harness against {uri}, checked up to {basis}"]
     lines.append(_columns("hour (UTC)", ("in Harness", "in bucket", "missing", "duplicated")))
     lines += [_row_text(row) for row in result.hours]
-    total = (result.in_harness, result.in_bucket, result.missing, result.duplicated)
-    lines.append(
-        _columns("total", total) + (f"  repaired {result.repaired}" if result.repaired else "")
-    )
+    repaired = f"  repaired {result.repaired}" if result.repaired else ""
+    lines.append(_columns("total", map(summary.get, COLUMNS)) + repaired)
     lines += [f"wrote {name}" for name in summary["repair_objects"]]
     lines += [
         f"not repaired: another writer created {name} first; run verify again"
@@ -437,8 +415,7 @@ VERDICTS = {
 
 
 def exit_code(result: VerifyResult) -> int:
-    """0 all checked and well; 1 missing, duplicated, a lost repair race or nothing checked;
-    3 cut short by the deadline."""
+    """0 all well; 1 found (a lost repair race too) or nothing checked; 3 cut short."""
     return {None: EXIT_OK, "cut short by the deadline": EXIT_FAILED}.get(result.problem, EXIT_FOUND)
 
 

@@ -37,6 +37,12 @@ class CheckpointStore:
         self._lease_ms = lease_seconds * 1000
         self.uri = f"gs://{bucket.name}/{key}"
 
+    @classmethod
+    def of(cls, config, bucket, deadline: Deadline | None = None) -> "CheckpointStore":
+        """The one way to open the checkpoint: the run, verify, the scheduled verify, status."""
+        lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
+        return cls(bucket, config.state_key, lease_seconds=lease_seconds, deadline=deadline)
+
     def _options(self, release: bool = False) -> dict:
         return call_options(self._deadline and self._deadline.storage_seconds(release=release))
 

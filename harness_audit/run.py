@@ -12,7 +12,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, RESET_RECIPE, CheckpointStore, Snapshot
+from harness_audit.checkpoint import RESET_RECIPE, CheckpointStore, Snapshot
 from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
 from harness_audit.config import Config
 from harness_audit.errors import (
@@ -126,8 +126,7 @@ class _Run:
         self.config, self.harness, self.clock = config, harness, clock
         budget = config.max_run_seconds
         self.deadline = deadline = Deadline(clock, budget, write_reserve_seconds(budget))
-        lease = {"lease_seconds": budget + LEASE_MARGIN_SECONDS, "deadline": deadline}
-        self.checkpoints = CheckpointStore(bucket, config.state_key, **lease)
+        self.checkpoints = CheckpointStore.of(config, bucket, deadline)
         output_format = str(config.output_format)
         self.sink = ObjectSink(bucket, prefix=config.prefix, output_format=output_format)
         self.owner = uuid.uuid4().hex

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import replace
 
 from harness_audit import verify
-from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, CheckpointStore
+from harness_audit.checkpoint import CheckpointStore
 from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
 from harness_audit.errors import CollectorError, LeaseHeld, LeaseLost
 from harness_audit.logs import log
@@ -22,8 +22,7 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
     runs leave no gap; LeaseHeld when the collector or another verify holds the lease."""
     budget = config.max_run_seconds
     deadline = Deadline(clock, budget, write_reserve_seconds(budget))
-    lease = {"lease_seconds": budget + LEASE_MARGIN_SECONDS, "deadline": deadline}
-    store = CheckpointStore(bucket, config.state_key, **lease)
+    store = CheckpointStore.of(config, bucket, deadline)
     loaded = store.load(clock.now_ms())
     settled = verify.settled_until(loaded.state, config.overlap_seconds * 1000)
     ours = settled is not None and loaded.state.origin != ORIGIN_GUIDE

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TextIO
 
-from harness_audit.checkpoint import LEASE_MARGIN_SECONDS, MAX_LOOKBACK_MS, CheckpointStore
+from harness_audit.checkpoint import MAX_LOOKBACK_MS, CheckpointStore
 from harness_audit.cli_common import EXIT_FAILED, EXIT_FOUND, EXIT_OK, UsageError, parse_time
 from harness_audit.clock import Clock, Deadline, iso, utc
 from harness_audit.config import Config
@@ -288,9 +288,7 @@ def verify_range(
 ) -> VerifyResult:
     """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
     checkpoint or the lease. Stops at ``deadline`` with ``cut_short``; paced by ``pacer``."""
-    lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
-    store = CheckpointStore(bucket, config.state_key, lease_seconds=lease_seconds)
-    state = store.load(clock.now_ms()).state
+    state = CheckpointStore.of(config, bucket).load(clock.now_ms()).state
     settled = settled_until(state, config.overlap_seconds * 1000)
     hours = plan_hours(since_ms, until_ms, settled)
     result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))

@@ -14,11 +14,13 @@ import re
 import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from google.cloud.chronicle_v1 import types
 from google.protobuf import field_mask_pb2, json_format
+
+from devtools.loopback import LoopbackService
 
 _INSTANCE = r"projects/[^/]+/locations/[^/]+/instances/[^/]+"
 _FEED = _INSTANCE + r"/feeds/[^/:]+"
@@ -53,7 +55,7 @@ def _as_json(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=False)
 
 
-class FakeFeeds:
+class FakeFeeds(LoopbackService):
     """On a free loopback port; ``endpoint`` is the value for SECOPS_API_ENDPOINT."""
 
     def __init__(self, account: str = "feeds-reader@chronicle-tenant.iam.gserviceaccount.com"):
@@ -62,8 +64,6 @@ class FakeFeeds:
         self.requests: list[Request] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def fail_with(self, status: int, times: int = 1) -> None:
         with self._lock:
@@ -177,27 +177,9 @@ class FakeFeeds:
             def log_message(self, format, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self.serve(Handler)
         return self
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> "FakeFeeds":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return f"http://127.0.0.1:{self.port}"

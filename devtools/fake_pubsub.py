@@ -14,9 +14,10 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from devtools.cloudevents import pubsub_event
+from devtools.loopback import LoopbackService
 
 _PUBLISH_PATH = re.compile(r"/v1/projects/([^/]+)/topics/([^/:]+):publish")
 
@@ -42,7 +43,7 @@ class Published:
         )
 
 
-class FakePubSub:
+class FakePubSub(LoopbackService):
     """On a free loopback port; ``host`` is the value for PUBSUB_EMULATOR_HOST."""
 
     def __init__(self):
@@ -53,8 +54,6 @@ class FakePubSub:
         self._fail_always: int | None = None
         self._ids = itertools.count(1_000_000_000_001)
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     def fail_with(self, status: int, times: int | None = None) -> None:
         """Answer ``status`` to the next ``times`` requests (None: to every request)."""
@@ -129,30 +128,12 @@ class FakePubSub:
             def log_message(self, format, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), daemon=True
-        )
-        self._thread.start()
+        self.serve(Handler)
         return self
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self._server.server_address[1]}"
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
-
-    def __enter__(self) -> "FakePubSub":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+        return f"127.0.0.1:{self.port}"
 
 
 def _error(message: str) -> dict:

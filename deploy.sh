@@ -414,9 +414,36 @@ step_runtime_identity() {
   ensure_binding "$RUNTIME_BUCKET_ROLE" "$SA_MEMBER" "storage buckets" "gs://$GCS_BUCKET"
 }
 
+# newest_version [FLAGS...]: the number of the secret's newest version (of those FLAGS keep).
+newest_version() {
+  local name
+  name=$(query secrets versions list "$SECRET_PATH" "$@" --sort-by=~createTime --limit=1 \
+    --format='value(name)') || name=''
+  name=${name##*/}
+  [[ $name =~ ^[0-9]+$ ]] && printf '%s' "$name"
+}
+
+# The function mounts the key by version number, not "latest" (resolved only when an instance
+# starts): a new key changes the deploy's arguments, hence its fingerprint, hence one redeploy.
+# A dry run that adds a version pins the number Secret Manager gives it: the next, from 1.
+# pin_key_version ADDED: ADDED is 1 when the key step added a version.
+pin_key_version() {
+  local newest
+  if ((DRY_RUN && $1)); then
+    newest=$(newest_version) || newest=0
+    KEY_VERSION=$((newest + 1))
+    say "      the function will mount the key's new version $KEY_VERSION"
+  else
+    KEY_VERSION=$(newest_version --filter=state:ENABLED) ||
+      die "secret $SECRET_NAME holds no enabled version to mount: run deploy.sh again with" \
+        "HARNESS_API_KEY set"
+    say "      the function mounts version $KEY_VERSION of the key"
+  fi
+}
+
 step_secret() {
   step 4/10 "Secret $SECRET_NAME"
-  local current=''
+  local current='' added=0
   if query secrets describe "$SECRET_PATH" --format='value(name)' >/dev/null; then
     say "      secret exists"
     # The stored key, compared in this shell and dropped, never printed.
@@ -433,7 +460,9 @@ step_secret() {
     [[ $KEY_SOURCE != terminal ]] || ((!DRY_RUN)) ||
       say "      no key stored and HARNESS_API_KEY not set: a real run asks on the terminal"
     mutate --key secrets versions add "$SECRET_PATH" --data-file=-
+    added=1
   fi
+  pin_key_version "$added"
   ensure_binding "$SECRET_ROLE" "$SA_MEMBER" "secrets" "$SECRET_PATH"
   step 5/10 "Pub/Sub topic $TOPIC_NAME"
   exists_or_create topic "pubsub topics describe $TOPIC_PATH --format=value(name)" \
@@ -475,7 +504,7 @@ step_function() {
     functions deploy "$FUNCTION_NAME" --gen2 --region="$REGION" --runtime="$FUNCTION_RUNTIME"
     --entry-point=main --trigger-topic="$TOPIC_NAME"
     --service-account="$SA_EMAIL" --trigger-service-account="$SA_EMAIL"
-    --set-secrets="HARNESS_API_KEY=${SECRET_PATH}:latest"
+    --set-secrets="HARNESS_API_KEY=${SECRET_PATH}:${KEY_VERSION}"
     --timeout="${FUNCTION_TIMEOUT_SECONDS}s" --memory="$FUNCTION_MEMORY" --max-instances=1
     --cpu="$FUNCTION_CPU" --concurrency="$FUNCTION_CONCURRENCY"
   )

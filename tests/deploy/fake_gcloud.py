@@ -224,8 +224,12 @@ class Gcloud:
         action(f"secret:{self.short(args[0], 'secrets')}")
 
     def versions_list(self, args):
+        # Numbered from 1, newest first, all enabled; named in full as value(name) prints them
+        # (with the project's number, which the fake takes to be 42).
         versions = self.secret(args[0])["versions"]
-        self.out.extend(str(number) for number in range(len(versions), 0, -1))
+        secret = f"projects/42/secrets/{self.short(args[0], 'secrets')}"
+        numbers = range(len(versions), 0, -1)[: int(self.flags.get("limit", len(versions)))]
+        self.out.extend(f"{secret}/versions/{number}" for number in numbers)
 
     def versions_add(self, args):
         secret = self.secret(args[0])
@@ -284,10 +288,13 @@ class Gcloud:
         sa = self.flags.get("service-account", "")
         if sa not in self.state["service_accounts"]:
             raise Failed(f"ERROR: INVALID_ARGUMENT: service account {sa} does not exist")
-        secret_ref = self.flags.get("set-secrets", "=:").split("=", 1)[1].rpartition(":")[0]
+        secret_ref, _, version = (
+            self.flags.get("set-secrets", "=:").split("=", 1)[1].rpartition(":")
+        )
         secret_name = self.short(secret_ref, "secrets")
-        if not self.state["secrets"].get(secret_name, {}).get("versions"):
-            raise Failed(f"ERROR: secret {secret_name} has no version to mount")
+        count = len(self.state["secrets"].get(secret_name, {}).get("versions", []))
+        if not (version.isdigit() and 1 <= int(version) <= count):  # pinned, never "latest"
+            raise Failed(f"ERROR: secret {secret_name} has no version {version} to mount")
         topic = str(self.flags.get("trigger-topic"))
         if "/" in topic:
             raise Failed("ERROR: (gcloud.functions.deploy) --trigger-topic takes a topic id", 3)

@@ -115,6 +115,7 @@ def test_every_gcloud_command_parses_in_the_real_gcloud(sdk, lifecycle):
         "logging metrics update",
         "monitoring dashboards create",
         "monitoring dashboards update",
+        "secrets versions list",  # the version number the function mounts
     )
     for needed in needed_verbs:
         assert needed in verbs, f"the replay does not cover {needed}"

@@ -187,7 +187,7 @@ def test_function_is_deployed_as_specified(first, first_sandbox):
     assert flags["trigger-topic"] == TOPIC
     assert flags["service-account"] == RUNTIME_SA
     assert flags["trigger-service-account"] == RUNTIME_SA
-    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET_PATH}:latest"
+    assert flags["set-secrets"] == f"HARNESS_API_KEY={SECRET_PATH}:1"
     assert flags["timeout"] == "540s"
     assert flags["memory"] == "512Mi"
     assert flags["max-instances"] == "1"
@@ -321,6 +321,60 @@ def test_changed_inputs_change_exactly_what_depends_on_them(deployed):
         "*/15 * * * *"
     )
     assert result.the_call(f"secrets versions add {SECRET_PATH}").stdin_len == len(API_KEY) + 8
+
+
+def printed_mount(stdout: str) -> str | None:
+    """The --set-secrets of the functions deploy a dry run prints, None when it prints none."""
+    for line in stdout.splitlines():
+        if line.startswith(f"gcloud functions deploy {FUNCTION} "):
+            (flag,) = [arg for arg in shlex.split(line) if arg.startswith("--set-secrets=")]
+            return flag.removeprefix("--set-secrets=")
+    return None
+
+
+def test_a_new_key_becomes_version_2_and_the_function_is_redeployed_pinned_to_it(deployed):
+    # Pinned to a number, a new key changes the deploy itself: a warm instance cannot keep the
+    # old one, as it could with "latest" (resolved only when an instance starts).
+    rotated = {"HARNESS_API_KEY": API_KEY + "-rotated"}
+    result = deployed.run("--yes", env=rotated)
+    assert result.returncode == 0, result.output
+    assert result.changes == [f"secrets versions add {SECRET_PATH}", f"functions deploy {FUNCTION}"]
+    deploy = result.the_call(f"functions deploy {FUNCTION}")
+    assert deploy.flags["set-secrets"] == f"HARNESS_API_KEY={SECRET_PATH}:2"
+    assert len(deployed.state["secrets"][SECRET]["versions"]) == 2
+    assert API_KEY not in result.output
+    # The same key again, or none (the stored one kept): version 2 stays mounted, nothing moves.
+    for env in (rotated, {"HARNESS_API_KEY": None}):
+        again = deployed.run(env=env)
+        assert again.returncode == 0, again.output
+        assert again.changes == []
+        assert "mounts version 2 of the key" in again.stdout
+
+
+@pytest.mark.parametrize(
+    ("key", "mount", "reason"),
+    [
+        (API_KEY + "-rotated", "2", "the source or the configuration changed"),
+        (API_KEY, None, "deployed and current"),
+    ],
+)
+def test_dry_run_shows_the_new_version_and_the_redeploy_it_brings(deployed, key, mount, reason):
+    result = deployed.run("--dry-run", env={"HARNESS_API_KEY": key})
+    assert result.returncode == 0, result.output
+    assert result.changes == []
+    assert (f" gcloud secrets versions add {SECRET_PATH} " in result.stdout) == bool(mount)
+    expected = mount and f"HARNESS_API_KEY={SECRET_PATH}:{mount}"
+    assert printed_mount(result.stdout) == expected
+    assert reason in result.stdout
+    assert len(deployed.state["secrets"][SECRET]["versions"]) == 1
+    assert API_KEY not in result.output
+
+
+def test_dry_run_in_an_empty_project_mounts_version_1(tmp_path):
+    result = Sandbox(tmp_path).run("--dry-run")
+    assert result.returncode == 0, result.output
+    assert printed_mount(result.stdout) == f"HARNESS_API_KEY={SECRET_PATH}:1"
+    assert "the function will mount the key's new version 1" in result.stdout
 
 
 def test_function_left_failed_by_an_earlier_deploy_is_redeployed(deployed):

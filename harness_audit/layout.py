@@ -6,7 +6,6 @@ REST value with no place lands at its REST path in ``unmappedFields``), no null 
 from __future__ import annotations
 
 import enum
-import functools
 import json
 import re
 from collections.abc import Callable
@@ -38,9 +37,6 @@ def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
 
 
-# The regex costs about as much as the rest of the mapping, and a collector sees the same few
-# users over and over: verdicts are remembered, the least recently used forgotten first.
-@functools.lru_cache(maxsize=10_000)
 def _looks_like_email(identifier: str) -> bool:
     return _EMAIL.fullmatch(identifier) is not None
 

@@ -173,8 +173,9 @@ class HarnessClient:
         try:
             try:
                 status, headers, data = self._exchange(endpoint, query, cursor, remaining, passed)
-            finally:
+            finally:  # joined: a cut still running must not reach the next attempt
                 watchdog.cancel()
+                watchdog.join()
         except (_Failed, DeadlineReached, HTTPException, HTTPError, OSError) as exc:
             self.close()
             if passed.is_set() or deadline.remaining() <= 0:

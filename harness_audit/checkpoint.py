@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from harness_audit import __version__
 from harness_audit.clock import Deadline, iso
-from harness_audit.errors import LeaseHeld, LeaseLost, StateCorrupt
+from harness_audit.errors import CollectorError, LeaseHeld, LeaseLost, StateCorrupt
 from harness_audit.gcs import NotFound, PreconditionFailed, call_options, storage_errors
 from harness_audit.logs import log
 from harness_audit.state import CLOCK_SKEW_MS, Lease, State, check_times, decode_state, encode_state
@@ -77,28 +77,40 @@ class CheckpointStore:
             f"START_MINUTES_BACK minutes back, or replace it with {RESET_RECIPE}"
         )
 
-    def ensure_free(self, state: State, now_ms: int) -> None:
-        """Raise LeaseHeld when a live lease is held: loaded before this run took one, it
-        is another run's."""
-        lease = state.lease
+    def take(self, loaded: Snapshot, owner: str, now_ms: int) -> Snapshot:
+        """Write ``loaded`` back with our lease: LeaseHeld when a live lease is held (loaded
+        before we took one, it is another run's) or another run writes first."""
+        lease = loaded.state.lease
         if lease is not None and lease.expires_ms > now_ms + self._lease_ms + CLOCK_SKEW_MS:
             # No run of this configuration can hold a lease that long: a hand edit, a clock
             # gone wrong, or a hostile write. Honouring it would stop collection for good.
-            expiry = {
-                "lease_expires": iso(lease.expires_ms),
-                "lease_seconds": self._lease_ms // 1000,
-            }
-            log(logging.WARNING, LEASE_TOO_LONG, **expiry)
-            return
-        if lease is not None and lease.is_live(now_ms):
+            expires, seconds = iso(lease.expires_ms), self._lease_ms // 1000
+            log(logging.WARNING, LEASE_TOO_LONG, lease_expires=expires, lease_seconds=seconds)
+        elif lease is not None and lease.is_live(now_ms):
             seconds = (lease.expires_ms - now_ms) / 1000
             raise LeaseHeld(
                 f"another run holds the lease on {self.uri} for {seconds:.0f} s "
                 "more; this invocation exits without changes"
             )
+        state = self.renewed(loaded.state, owner, now_ms)
+        try:
+            return Snapshot(state, self.save(state, loaded.generation, now_ms))
+        except LeaseLost:
+            held = f"another run wrote {self.uri} first; this invocation exits without changes"
+            raise LeaseHeld(held) from None
 
     def renewed(self, state: State, owner: str, now_ms: int) -> State:
         return replace(state, lease=Lease(owner, now_ms + self._lease_ms))
+
+    def release(self, taken: Snapshot, now_ms: int) -> None:
+        """Free the lease after a failure, keeping ``taken``'s state. One try: if even that
+        fails, the lease expires on its own."""
+        try:
+            self.save(replace(taken.state, lease=None), taken.generation, now_ms, release=True)
+        except CollectorError as failure:
+            expires = iso(taken.state.lease.expires_ms)
+            message = "could not release the lease; it expires on its own"
+            log(logging.WARNING, message, error=str(failure), lease_expires=expires)
 
     def save(self, state: State, generation: int, now_ms: int, *, release: bool = False) -> int:
         """Write ``state`` if the object is still at ``generation``; return the new one.

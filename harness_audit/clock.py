@@ -33,6 +33,12 @@ class Deadline:
         self._end = clock.monotonic() + budget_seconds
         self._reserve = reserve_seconds  # within the budget: MAX_RUN_SECONDS is 10 s or more
 
+    @classmethod
+    def for_run(cls, clock: Clock, max_run_seconds: int) -> "Deadline":
+        """A run's. The reserve: half for the last upload and checkpoint, half for releasing
+        the lease after a failure, with room for the library's retries within each half."""
+        return cls(clock, max_run_seconds, min(30.0, max(5.0, max_run_seconds * 0.1)))
+
     def remaining(self) -> float:
         """Seconds left for paging."""
         return self._end - self._reserve - self._clock.monotonic()
@@ -45,12 +51,6 @@ class Deadline:
         of the reserve unless it is the release."""
         kept = 0.0 if release else self._reserve / 2
         return self._end - kept - self._clock.monotonic()
-
-
-def write_reserve_seconds(max_run_seconds: int) -> float:
-    """Time kept back from paging: half for the last upload and checkpoint, half for releasing
-    the lease after a failure, with room for the library's retries within each half."""
-    return min(30.0, max(5.0, max_run_seconds * 0.1))
 
 
 def utc(epoch_ms: int) -> datetime:

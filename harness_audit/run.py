@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from harness_audit.checkpoint import RESET_RECIPE, CheckpointStore, Snapshot
-from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
+from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import (
     CollectorError,
@@ -124,9 +124,8 @@ class Collector:
 class _Run:
     def __init__(self, config: Config, bucket, harness: HarnessClient, clock: Clock):
         self.config, self.harness, self.clock = config, harness, clock
-        budget = config.max_run_seconds
-        self.deadline = deadline = Deadline(clock, budget, write_reserve_seconds(budget))
-        self.checkpoints = CheckpointStore.of(config, bucket, deadline)
+        self.deadline = Deadline.for_run(clock, config.max_run_seconds)
+        self.checkpoints = CheckpointStore.of(config, bucket, self.deadline)
         output_format = str(config.output_format)
         self.sink = ObjectSink(bucket, prefix=config.prefix, output_format=output_format)
         self.owner = uuid.uuid4().hex
@@ -135,10 +134,7 @@ class _Run:
         self.overlap_ms = config.overlap_seconds * 1000
         self.part = PartBuffer()
         self.reported: set[str] = set()
-        # Set by _start: the state loaded, the window planned (then as read), the last save.
-        self.loaded: State | None = None
-        self.planned = self.window = None
-        self.saved: Snapshot | None = None
+        self.saved: Snapshot | None = None  # _start sets it, and loaded, planned, window
 
     def execute(self) -> RunResult:
         try:
@@ -151,15 +147,14 @@ class _Run:
         except Exception as exc:
             stopped, error = Stopped.FAILED, collector_error(exc)
             if not isinstance(error, LeaseLost):  # another run's now: not ours to write
-                self._release()
+                self.checkpoints.release(self.saved, self.clock.now_ms())
         return self._result(stopped, error)
 
     def _start(self) -> None:
         """Load the checkpoint, plan the window, take the lease."""
         loaded = self.checkpoints.load(self.clock.now_ms())
         state, now_ms = loaded.state, self.clock.now_ms()
-        self.checkpoints.ensure_free(state, now_ms)  # before any other request
-        if loaded.generation == 0:
+        if loaded.generation == 0:  # take() checks the lease: neither this nor a guide's has one
             self._refuse_fresh_start()
         if state.origin == ORIGIN_GUIDE:
             state = adopt_guide_state(
@@ -176,13 +171,8 @@ class _Run:
         summary.watermark_ms = state.watermark_ms or window.start_ms
         self.loaded, self.planned, self.window = state, window, window
         # Saved with the lease: a run taking over after a crash resumes this very window.
-        self.saved = Snapshot(state, loaded.generation)
-        try:
-            self._save()
-        except LeaseLost:
-            uri = self.checkpoints.uri
-            held = f"another run wrote {uri} first; this invocation exits without changes"
-            raise LeaseHeld(held) from None
+        taking = Snapshot(replace(state, window=window), loaded.generation)
+        self.saved = self.checkpoints.take(taking, self.owner, self.clock.now_ms())
         bounds = {"window_start": iso(window.start_ms), "window_end": iso(window.end_ms)}
         started = {"resumed": summary.resumed, "next_part": window.next_part}
         log(logging.INFO, "run started", **bounds, **started, checkpoint=self.checkpoints.uri)
@@ -319,15 +309,14 @@ class _Run:
         changes = {"next_part": number, "events_written": events_written}
         self.window = replace(window, **changes, committed=committed, ahead=ahead)
 
-    def _save(self, state: State | None = None, *, release: bool = False) -> None:
+    def _save(self, state: State | None = None) -> None:
         """Save ``state`` (by default: the window as read, the lease renewed) under the
         generation last written."""
         now_ms = self.clock.now_ms()
         if state is None:
             state = replace(self.saved.state, window=self.window)
             state = self.checkpoints.renewed(state, self.owner, now_ms)
-        generation = self.checkpoints.save(state, self.saved.generation, now_ms, release=release)
-        self.saved = Snapshot(state, generation)
+        self.saved = Snapshot(state, self.checkpoints.save(state, self.saved.generation, now_ms))
 
     def _finish(self, stopped: Stopped) -> None:
         """Write what was read, then save with the lease released. A run that read nothing
@@ -341,16 +330,6 @@ class _Run:
             state = replace(self.saved.state, window=self.window)
         self._save(replace(state, lease=None))
         self.summary.watermark_ms = state.watermark_ms or self.summary.watermark_ms
-
-    def _release(self) -> None:
-        """After a failure: free the lease, keeping the last state saved. One try: if even
-        that fails, the lease expires on its own."""
-        try:
-            self._save(replace(self.saved.state, lease=None), release=True)
-        except CollectorError as failure:
-            expires = iso(self.saved.state.lease.expires_ms)
-            message = "could not release the lease; it expires on its own"
-            log(logging.WARNING, message, error=str(failure), lease_expires=expires)
 
     def _result(self, stopped: Stopped, error: CollectorError | None) -> RunResult:
         summary = self.summary

@@ -4,13 +4,10 @@ checkpoint. What MAX_RUN_SECONDS leaves is reported (``cut_short``), never conti
 
 import logging
 import uuid
-from dataclasses import replace
 
 from harness_audit import verify
 from harness_audit.checkpoint import CheckpointStore
-from harness_audit.clock import Clock, Deadline, iso, write_reserve_seconds
-from harness_audit.errors import CollectorError, LeaseHeld, LeaseLost
-from harness_audit.logs import log
+from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.pacing import Pacer
 from harness_audit.state import ORIGIN_GUIDE
 
@@ -20,8 +17,7 @@ FOUND = "FOUND: events missing and not repaired, duplicated, or a repair that lo
 def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.VerifyResult:
     """Verify (with VERIFY_REPAIR, repair) the last settled day from a whole hour, so that daily
     runs leave no gap; LeaseHeld when the collector or another verify holds the lease."""
-    budget = config.max_run_seconds
-    deadline = Deadline(clock, budget, write_reserve_seconds(budget))
+    deadline = Deadline.for_run(clock, config.max_run_seconds)
     store = CheckpointStore.of(config, bucket, deadline)
     loaded = store.load(clock.now_ms())
     settled = verify.settled_until(loaded.state, config.overlap_seconds * 1000)
@@ -31,21 +27,12 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
     if not ours:  # no checkpoint (so no watermark), or not ours: nothing to lease or check
         hours = tuple(verify.plan_hours(since, until, None))
         return verify.VerifyResult(since, until, loaded.state.watermark_ms, None, hours)
-    store.ensure_free(loaded.state, clock.now_ms())
-    taking = store.renewed(loaded.state, f"verify-{uuid.uuid4().hex}", clock.now_ms())
-    try:
-        generation = store.save(taking, loaded.generation, clock.now_ms())
-    except LeaseLost:
-        raise LeaseHeld(f"another run wrote {store.uri} first; verify exits unchanged") from None
+    taken = store.take(loaded, f"verify-{uuid.uuid4().hex}", clock.now_ms())
     try:
         options = {"repair": config.verify_repair, "deadline": deadline, "pacer": pacer}
         return verify.verify_range(config, bucket, clock, since, until, **options)
-    finally:
-        try:  # the state as loaded: only the lease was ours to write
-            store.save(replace(loaded.state, lease=None), generation, clock.now_ms(), release=True)
-        except CollectorError as failure:
-            message = "could not release the lease; it expires on its own"
-            log(logging.WARNING, message, error=str(failure), command="verify")
+    finally:  # the state as loaded: only the lease was ours to write
+        store.release(taken, clock.now_ms())
 
 
 def summary_line(result: verify.VerifyResult) -> tuple[int, str, dict]:

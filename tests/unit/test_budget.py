@@ -4,7 +4,7 @@ import pytest
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from devtools.fake_clock import FakeClock
-from harness_audit.clock import Deadline, write_reserve_seconds
+from harness_audit.clock import Deadline
 from harness_audit.gcs import call_options
 
 
@@ -29,12 +29,12 @@ def test_without_a_deadline_the_library_defaults_apply():
 
 @pytest.mark.parametrize(("budget", "reserve"), [(10, 5.0), (100, 10.0), (480, 30.0), (539, 30.0)])
 def test_the_write_reserve(budget, reserve):
-    assert write_reserve_seconds(budget) == reserve
+    assert Deadline.for_run(FakeClock(), budget).remaining() == budget - reserve
 
 
 def test_paging_stops_before_the_end_and_the_release_keeps_the_last_half_of_the_reserve():
     clock = FakeClock()
-    deadline = Deadline(clock, 10, write_reserve_seconds(10))
+    deadline = Deadline.for_run(clock, 10)
     assert deadline.remaining() == 5 and not deadline.expired()
     assert deadline.storage_seconds() == 7.5 and deadline.storage_seconds(release=True) == 10
     clock.advance(6)

@@ -1,15 +1,13 @@
 """One run in a straight line: load the checkpoint, take the lease, read pages, write parts,
-save, release. The lease is taken before any request to Harness; a part is written
-(create-only) before the checkpoint moves past its events, and parts end at page boundaries
-unless a page is larger than a part. So a crash at any point loses nothing and writes
-nothing twice: the run that resumes finds the parts beyond the checkpoint and writes only
-what they lack. A failure releases the lease on the last state saved.
+save, release. A part is written (create-only) before the checkpoint moves past its events:
+a run resuming after a crash finds the parts beyond the checkpoint and writes what they lack.
 """
 
 import enum
 import logging
 import uuid
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 
 from harness_audit.checkpoint import RESET_RECIPE, CheckpointStore, Snapshot
@@ -114,11 +112,8 @@ class Collector:
     def run(self) -> RunResult:
         """One run. Safe to call from several threads at once: each run has its own state."""
         client = {"clock": self._clock, "pacer": self._pacer, "endpoint": self._endpoint}
-        harness = HarnessClient.from_config(self.config, **client)
-        try:
+        with closing(HarnessClient.from_config(self.config, **client)) as harness:
             return _Run(self.config, self._bucket, harness, self._clock).execute()
-        finally:
-            harness.close()
 
 
 class _Run:
@@ -154,8 +149,17 @@ class _Run:
         """Load the checkpoint, plan the window, take the lease."""
         loaded = self.checkpoints.load(self.clock.now_ms())
         state, now_ms = loaded.state, self.clock.now_ms()
-        if loaded.generation == 0:  # take() checks the lease: neither this nor a guide's has one
-            self._refuse_fresh_start()
+        # No checkpoint, yet data objects: starting afresh would write them again or leave a
+        # gap. (take() checks the lease: neither a missing nor a guide's checkpoint has one.)
+        seconds = self.deadline.storage_seconds()
+        if loaded.generation == 0 and (found := self.sink.first_object(seconds=seconds)):
+            uri = self.checkpoints.uri
+            raise StateMissing(
+                f"There is no checkpoint at {uri}, but {self.sink.uri(found)} shows that a "
+                "collector ran before; starting afresh would write events twice or leave a "
+                f"gap. To resume deliberately, write {RESET_RECIPE} to {uri}; to start "
+                "afresh, move the objects out of GCS_PREFIX"
+            )
         if state.origin == ORIGIN_GUIDE:
             state = adopt_guide_state(
                 state, self.sink, overlap_ms=self.overlap_ms, now_ms=now_ms, deadline=self.deadline
@@ -176,19 +180,6 @@ class _Run:
         bounds = {"window_start": iso(window.start_ms), "window_end": iso(window.end_ms)}
         started = {"resumed": summary.resumed, "next_part": window.next_part}
         log(logging.INFO, "run started", **bounds, **started, checkpoint=self.checkpoints.uri)
-
-    def _refuse_fresh_start(self) -> None:
-        """No checkpoint, yet data objects: starting afresh would write them again or leave
-        a gap before START_MINUTES_BACK."""
-        name = self.sink.first_object(seconds=self.deadline.storage_seconds())
-        if name is not None:
-            uri = self.checkpoints.uri
-            raise StateMissing(
-                f"There is no checkpoint at {uri}, but {self.sink.uri(name)} shows that a "
-                "collector ran before; starting afresh would write events twice or leave a "
-                f"gap. To resume deliberately, write {RESET_RECIPE} to {uri}; to start "
-                "afresh, move the objects out of GCS_PREFIX"
-            )
 
     def _collect(self) -> tuple[Stopped, CollectorError | None]:
         """Page until the window is read, the deadline comes, or Harness fails. A Harness
@@ -232,8 +223,7 @@ class _Run:
             self._reject(reason, count, step.rejected_sample)
         if burst := step.burst_done:
             message = f"{burst.events} events share one millisecond; it was read alone"
-            fields = {"millisecond": iso(burst.ms), "passes": burst.passes}
-            log(logging.WARNING, message, **fields)
+            log(logging.WARNING, message, millisecond=iso(burst.ms), passes=burst.passes)
         self.summary.edge_rereads += step.repeats
         lines = [(line, taken) for taken in step.events if (line := self._line(taken))]
         limit = self.config.max_object_bytes
@@ -281,7 +271,7 @@ class _Run:
         """Write the part as the window's next part(s), create-only. A part already there
         was written by an earlier attempt that died before its checkpoint: only what it
         lacks is written, and what it holds is remembered."""
-        part, window = self.part, self.window
+        part, window, self.part = self.part, self.window, PartBuffer()
         number, written = window.next_part, 0
         committed, ahead = dict(window.committed), dict(window.ahead)
         while len(part):
@@ -304,9 +294,7 @@ class _Run:
                 part = remaining
             number += 1
         self.summary.events_written += written
-        self.part = PartBuffer()
-        events_written = window.events_written + written
-        changes = {"next_part": number, "events_written": events_written}
+        changes = {"next_part": number, "events_written": window.events_written + written}
         self.window = replace(window, **changes, committed=committed, ahead=ahead)
 
     def _save(self, state: State | None = None) -> None:
@@ -334,8 +322,7 @@ class _Run:
     def _result(self, stopped: Stopped, error: CollectorError | None) -> RunResult:
         summary = self.summary
         summary.stopped = Stopped.SKIPPED if isinstance(error, LeaseHeld) else stopped
-        summary.requests = self.harness.requests
-        summary.retries = Counter(self.harness.retries)
+        summary.requests, summary.retries = self.harness.requests, self.harness.retries
         saved = self.saved and self.saved.state.window
         # Position does not compare the burst's cursor, which the checkpoint does not keep.
         summary.position_moved = summary.window_complete or (

@@ -34,7 +34,6 @@ from harness_audit.sink import ObjectSink, PartBuffer, object_name
 from harness_audit.state import ORIGIN_GUIDE, State
 from harness_audit.window import complete_window, plan_window, tail_ids
 
-NOT_JSON = "not_json"  # a number JSON cannot carry (NaN, Infinity, 1e400)
 FOUND_PART = "part already written by an earlier attempt; skipping what it holds"
 
 
@@ -79,9 +78,7 @@ class RunSummary:
         fields |= {name: iso(ms) if ms else None for name, ms in times.items()}
         fields["window_complete"] = self.window_complete
         fields["stopped_by"] = self.stopped.value if self.stopped else None
-        if self.continuation is not None:
-            fields["continuation"] = self.continuation
-        return fields
+        return fields | ({"continuation": self.continuation} if self.continuation else {})
 
 
 @dataclass(frozen=True)
@@ -121,8 +118,7 @@ class _Run:
         self.config, self.harness, self.clock = config, harness, clock
         self.deadline = Deadline.for_run(clock, config.max_run_seconds)
         self.checkpoints = CheckpointStore.of(config, bucket, self.deadline)
-        output_format = str(config.output_format)
-        self.sink = ObjectSink(bucket, prefix=config.prefix, output_format=output_format)
+        self.sink = ObjectSink(bucket, prefix=config.prefix, output_format=config.output_format)
         self.owner = uuid.uuid4().hex
         self.summary = RunSummary()
         self.layout = layout_function(config.output_format)
@@ -252,7 +248,7 @@ class _Run:
         try:
             line = encode_line(self.layout(taken.event))
         except ValueError:
-            self._reject(NOT_JSON, 1, taken.audit_id)
+            self._reject("not_json", 1, taken.audit_id)  # NaN, Infinity, 1e400
             return None
         if len(line) + 1 > self.config.max_object_bytes and "oversized" not in self.reported:
             self.reported.add("oversized")  # once a run: a hostile page repeats

@@ -35,12 +35,9 @@ class HarnessRejected(NeedsFix):
     def __init__(self, status: int, code, harness_message, correlation_id, hint: str):
         self.status, self.code, self.hint = status, code, hint
         self.harness_message, self.correlation_id = harness_message, correlation_id
-        super().__init__(
-            f"Harness answered HTTP {status}"
-            + (f" {code}" if code else "")
-            + (f": {harness_message.rstrip('. ')}" if harness_message else "")
-            + f". {hint}"
-        )
+        named = f" {code}" if code else ""
+        said = f": {harness_message.rstrip('. ')}" if harness_message else ""
+        super().__init__(f"Harness answered HTTP {status}{named}{said}. {hint}")
 
 
 class StorageRejected(NeedsFix): ...

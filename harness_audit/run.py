@@ -101,9 +101,8 @@ def collector_error(exc: Exception) -> CollectorError:
 class Collector:
     """Everything a run needs that outlives it: configuration, bucket, clock, pacing."""
 
-    def __init__(self, config: Config, *, bucket, clock: Clock, pacer: Pacer | None = None):
-        self.config, self._bucket, self._clock = config, bucket, clock
-        self._pacer = pacer or Pacer(config.max_requests_per_minute, clock)
+    def __init__(self, config: Config, *, bucket, clock: Clock, pacer: Pacer):
+        self.config, self._bucket, self._clock, self._pacer = config, bucket, clock, pacer
         self._endpoint = EndpointChoice()
 
     def run(self) -> RunResult:
@@ -130,14 +129,12 @@ class _Run:
     def execute(self) -> RunResult:
         try:
             self._start()
-        except Exception as exc:  # nothing taken: nothing to release
-            return self._result(Stopped.FAILED, collector_error(exc))
-        try:
             stopped, error = self._collect()
             self._finish(stopped)
         except Exception as exc:
             stopped, error = Stopped.FAILED, collector_error(exc)
-            if not isinstance(error, LeaseLost):  # another run's now: not ours to write
+            # Released if taken, unless another run took it over: then not ours to write.
+            if self.saved is not None and not isinstance(error, LeaseLost):
                 self.checkpoints.release(self.saved, self.clock.now_ms())
         return self._result(stopped, error)
 

@@ -16,8 +16,7 @@ def plan_window(
     if state.watermark_ms is None:
         return new_window(now_ms - first_lookback_ms, now_ms)
     # A clock that went back must not make a window end before the last one did.
-    end_ms = max(now_ms, state.watermark_ms)
-    return new_window(max(0, state.watermark_ms - overlap_ms), end_ms)
+    return new_window(state.watermark_ms - overlap_ms, max(now_ms, state.watermark_ms))
 
 
 def tail_ids(ids: Iterable[tuple[str, int]], since_ms: int) -> dict[str, int]:

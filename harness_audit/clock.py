@@ -7,9 +7,7 @@ from typing import Protocol
 
 class Clock(Protocol):
     def now_ms(self) -> int: ...  # wall-clock time, epoch milliseconds, as Harness stamps
-
     def monotonic(self) -> float: ...  # seconds that never go back, for deadlines
-
     def sleep(self, seconds: float) -> None: ...
 
 

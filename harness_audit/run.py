@@ -34,8 +34,6 @@ from harness_audit.sink import ObjectSink, PartBuffer, object_name
 from harness_audit.state import ORIGIN_GUIDE, State
 from harness_audit.window import complete_window, plan_window, tail_ids
 
-FOUND_PART = "part already written by an earlier attempt; skipping what it holds"
-
 
 class Stopped(enum.Enum):
     """How a run ended; the values are the summary's ``stopped_by``."""
@@ -209,9 +207,8 @@ class _Run:
         return any(audit_id in ids for ids in known)
 
     def _take(self, step: Step) -> None:
-        """Add the page's new events to the part. Parts end at page boundaries, unless the
-        page alone is larger than a part: then the checkpoint moves past it once it is all
-        written."""
+        """Add the page's new events to the part. Parts end at page boundaries unless the page
+        alone is larger than a part: then the checkpoint moves past it once all is written."""
         for reason, count in step.rejected.items():
             self._reject(reason, count, step.rejected_sample)
         if burst := step.burst_done:
@@ -261,9 +258,8 @@ class _Run:
             log(logging.WARNING, message, reason=reason, count=count, sample=sample)
 
     def _write_part(self) -> None:
-        """Write the part as the window's next part(s), create-only. A part already there
-        was written by an earlier attempt that died before its checkpoint: only what it
-        lacks is written, and what it holds is remembered."""
+        """Write the part, create-only. A part already there is an earlier attempt's that died
+        before its checkpoint: what it holds is remembered, what it lacks goes in the next."""
         part, window, self.part = self.part, self.window, PartBuffer()
         number, written = window.next_part, 0
         committed, ahead = dict(window.committed), dict(window.ahead)
@@ -283,7 +279,8 @@ class _Run:
                 remaining = part.without(existing)
                 self.summary.duplicates_dropped += len(part) - len(remaining)
                 counts = {"events_in_part": len(existing), "events_it_lacks": len(remaining)}
-                log(logging.WARNING, FOUND_PART, object=uri, **counts)
+                message = "part already written by an earlier attempt; skipping what it holds"
+                log(logging.WARNING, message, object=uri, **counts)
                 part = remaining
             number += 1
         self.summary.events_written += written
@@ -291,8 +288,7 @@ class _Run:
         self.window = replace(window, **changes, committed=committed, ahead=ahead)
 
     def _save(self, state: State | None = None) -> None:
-        """Save ``state`` (by default: the window as read, the lease renewed) under the
-        generation last written."""
+        """Save ``state``, by default the window as read with the lease renewed."""
         now_ms = self.clock.now_ms()
         if state is None:
             state = replace(self.saved.state, window=self.window)

@@ -1,6 +1,5 @@
-"""Which time window a run reads, ``[previous end - OVERLAP, now]`` chosen once, and what it
-passes on when done: the ids delivered within the overlap, so re-reading it writes nothing
-twice. Pure: no I/O here."""
+"""The window a run reads, ``[previous end - OVERLAP, now]`` chosen once, and what it passes
+on: the ids delivered within the overlap, so that re-reading it writes nothing twice. Pure."""
 
 from collections.abc import Iterable
 

@@ -102,13 +102,13 @@ class CheckpointStore:
     def renewed(self, state: State, owner: str, now_ms: int) -> State:
         return replace(state, lease=Lease(owner, now_ms + self._lease_ms))
 
-    def release(self, taken: Snapshot, now_ms: int) -> None:
-        """Free the lease after a failure, keeping ``taken``'s state. One try: if even that
+    def release(self, held: Snapshot, now_ms: int) -> None:
+        """Free the lease after a failure, keeping the state last saved. One try: if even that
         fails, the lease expires on its own."""
         try:
-            self.save(replace(taken.state, lease=None), taken.generation, now_ms, release=True)
+            self.save(replace(held.state, lease=None), held.generation, now_ms, release=True)
         except CollectorError as failure:
-            expires = iso(taken.state.lease.expires_ms)
+            expires = iso(held.state.lease.expires_ms)
             message = "could not release the lease; it expires on its own"
             log(logging.WARNING, message, error=str(failure), lease_expires=expires)
 

@@ -1,9 +1,7 @@
 """The Harness audit API: one page per call, retried, bounded, errors mapped to what to do.
-
 A loop, not urllib3's ``Retry``: the pacer's slot, the run's deadline and the body's check
 surround every attempt. A socket timeout bounds each read, not a status line trickling in a
-byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, never inflated.
-"""
+byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, never inflated."""
 
 import contextlib
 import json
@@ -109,8 +107,7 @@ class HarnessClient:
         self._host, self._port, self._base_path = parts.hostname, parts.port, parts.path.rstrip("/")
         self._connection: HTTPConnection | None = None
         self._sock: socket.socket | None = None  # the socket the current request uses
-        self.requests = 0  # HTTP requests sent, retries included
-        self.retries, self.last_failure = Counter(), None
+        self.requests, self.retries, self.last_failure = 0, Counter(), None  # for the summary
 
     @classmethod
     def from_config(cls, config: Config, **instance) -> "HarnessClient":
@@ -203,7 +200,7 @@ class HarnessClient:
         raise HarnessRejected(status, *fields, hint.format(account=self._config.account_id))
 
     def _exchange(self, endpoint, query, cursor, remaining, passed) -> tuple:
-        """Send the request; read the answer's status, headers and (bounded) body."""
+        """(status, headers, body) of the answer; the body bounded, never inflated."""
         connection = self._connection
         if connection is None or not connection.is_connected:
             self.close()

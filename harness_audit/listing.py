@@ -1,6 +1,5 @@
 """The audit listing's shapes: the request body, where a page starts, a decoded page. Pure:
-the client sends what ``AuditQuery`` says and hands the body it gets back to ``parse_page``.
-"""
+the client sends what ``AuditQuery`` says and hands the body it gets back to ``parse_page``."""
 
 import hashlib
 import json

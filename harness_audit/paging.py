@@ -2,6 +2,7 @@
 The *edge* and *burst* are explained in docs/DESIGN.md (Paging by time)."""
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -50,13 +51,9 @@ class Position:
         return self.burst_ms is None and self.lower_ms > self.upper_ms and not self.pending
 
     def request(self) -> tuple[int, int, PageCursor]:
-        """(start, end, cursor) of the next request."""
         if self.burst_ms is not None:
             return self.burst_ms, self.burst_ms, self.burst_cursor
         return self.lower_ms, self.upper_ms, FIRST_PAGE
-
-    def edge_ms(self) -> int:
-        return self.lower_ms if self.order == OLDEST_FIRST else self.upper_ms
 
 
 @dataclass(frozen=True)
@@ -123,7 +120,7 @@ def _screen(items: Iterable, start: int, end: int) -> tuple:
     be mistaken for a break in the page's order."""
     in_range: list[Taken] = []
     seen: set[str] = set()
-    rejected: dict[str, int] = {}
+    rejected: Counter[str] = Counter()
     sample = None
     for item in items:
         if not isinstance(item, dict):
@@ -133,15 +130,13 @@ def _screen(items: Iterable, start: int, end: int) -> tuple:
             timestamp = timestamp_ms(item.get("timestamp"))
             if timestamp is None:
                 raise Unplaceable(_unplaceable(audit_id, item.get("timestamp")))
-            if audit_id in seen:
-                reason, description = REPEATED_IN_PAGE, audit_id
-            elif start <= timestamp <= end:
+            if audit_id not in seen and start <= timestamp <= end:
                 seen.add(audit_id)
                 in_range.append(Taken(item, audit_id, timestamp))
                 continue
-            else:
-                reason, description = OUT_OF_RANGE, audit_id
-        rejected[reason] = rejected.get(reason, 0) + 1
+            reason = REPEATED_IN_PAGE if audit_id in seen else OUT_OF_RANGE
+            description = audit_id
+        rejected[reason] += 1
         sample = sample or description
     return in_range, rejected, sample
 
@@ -180,7 +175,8 @@ def _page_order(in_range: list[Taken], known: str | None) -> str | None:
 
 def _edge(position: Position, taken: list[Taken]) -> tuple[int, frozenset[str]]:
     """The page's last millisecond and every id taken at it, on this page or before."""
-    edge_ms, edge_ids = position.edge_ms(), set(position.edge_ids)
+    edge_ms = position.lower_ms if position.order == OLDEST_FIRST else position.upper_ms
+    edge_ids = set(position.edge_ids)
     for item in taken:
         if item.timestamp != edge_ms:
             edge_ms, edge_ids = item.timestamp, set()

@@ -6,6 +6,7 @@ byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, 
 import contextlib
 import json
 import logging
+import math
 import random
 import socket
 import threading
@@ -77,9 +78,9 @@ class EndpointChoice:
 
 
 class _Failed(Exception):
-    """One attempt failed in a way worth retrying."""
+    """One attempt failed in a way worth retrying; ``retry_after`` is the header as sent."""
 
-    def __init__(self, cause: str, detail: str, retry_after: float | None = None):
+    def __init__(self, cause: str, detail: str, retry_after: str | None = None):
         super().__init__(detail)
         self.cause, self.detail, self.retry_after = cause, detail, retry_after
 
@@ -150,7 +151,10 @@ class HarnessClient:
                 f"({failure.detail}). The next run resumes from the checkpoint; if "
                 "this persists, check HARNESS_API_BASE and Harness's status page"
             ) from None
-        delay = failure.retry_after
+        delay = None
+        with contextlib.suppress(ValueError):  # an HTTP date, or junk: the backoff applies
+            seconds = float(failure.retry_after or "nan")
+            delay = min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < math.inf else None
         if delay is None:
             ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
             delay = self._jitter() * ceiling
@@ -194,7 +198,7 @@ class HarnessClient:
         if status in RETRYABLE_STATUSES:
             detail = f"HTTP {status} ({listing.error_summary(payload)})"
             cause = "http_429" if status == 429 else "http_5xx"
-            raise _Failed(cause, detail, _retry_after(headers.get("Retry-After")))
+            raise _Failed(cause, detail, headers.get("Retry-After"))
         hint = HINTS.get(status, "Check HARNESS_API_BASE and the Harness status page")
         fields = listing.error_fields(payload)
         raise HarnessRejected(status, *fields, hint.format(account=self._config.account_id))
@@ -250,13 +254,3 @@ def _failure(exc: BaseException) -> _Failed:
         return _Failed("timeout", f"Harness did not answer in time ({type(exc).__name__})")
     reason = getattr(exc, "reason", None)
     return _Failed("connection", f"{type(exc).__name__}: {str(reason or exc)[:300]}")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header, at most a minute; HTTP dates and junk are ignored
-    (backoff applies)."""
-    try:
-        seconds = float(value or "nan")  # float() strips the whitespace around a number
-    except ValueError:
-        return None
-    return min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < float("inf") else None

@@ -97,10 +97,9 @@ class HarnessClient:
         pacer: Pacer,
         endpoint: EndpointChoice,
         jitter: Callable[[], float] = random.random,
-        max_page_bytes: int = MAX_PAGE_BYTES,
     ):
         self._config, self._clock, self._pacer, self._endpoint = config, clock, pacer, endpoint
-        self._jitter, self._max_page_bytes = jitter, max_page_bytes
+        self._jitter = jitter
         self._headers = {"x-api-key": config.api_key, "Content-Type": "application/json"}
         self._headers |= {"Accept": "application/json", "Accept-Encoding": "identity"}
         parts = urlsplit(config.api_base)
@@ -217,12 +216,10 @@ class HarnessClient:
         # Kept apart: http.client lets go of the socket of an answer that closes it.
         self._sock = connection.sock
         connection.timeout = min(READ_TIMEOUT_SECONDS, remaining)  # set per request
-        params = {"accountIdentifier": self._config.account_id}
-        params["pageSize"] = cursor.size or self._config.page_size
-        if endpoint == LIST:
-            params["pageIndex"] = cursor.index
-        elif cursor.token is not None:
-            params["pageToken"] = cursor.token
+        size = cursor.size or self._config.page_size
+        params = {"accountIdentifier": self._config.account_id, "pageSize": size}
+        params |= {"pageIndex": cursor.index} if endpoint == LIST else {"pageToken": cursor.token}
+        params = {name: value for name, value in params.items() if value is not None}
         target = f"{self._base_path}{PATHS[endpoint]}?{urlencode(params)}"
         connection.request("POST", target, body=query.body, headers=self._headers, **_AS_IT_ARRIVES)
         response = connection.getresponse()
@@ -231,7 +228,7 @@ class HarnessClient:
         if ok and encoding != "identity":  # refused unread: it could be a gzip bomb
             detail = f"Content-Encoding {encoding[:40]!r}, never asked for"
             raise _Failed("malformed_body", f"HTTP {response.status} with a bad body: {detail}")
-        limit = self._max_page_bytes if ok else MAX_ERROR_BYTES
+        limit = MAX_PAGE_BYTES if ok else MAX_ERROR_BYTES
         data = bytearray()
         while chunk := response.read1(_CHUNK_BYTES):
             data += chunk

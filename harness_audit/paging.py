@@ -186,8 +186,7 @@ def _edge(position: Position, taken: list[Taken]) -> tuple[int, frozenset[str]]:
 
 def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
     """The burst's position after one of its pages, and the Burst once it is settled."""
-    ms, cursor = position.burst_ms, page.next_cursor
-    probe = position.burst_cursor.size
+    ms, cursor, probe = position.burst_ms, page.next_cursor, position.burst_cursor.size
     if probe is not None and page.items:
         raise PagingInconsistent(
             f"Harness served {probe} events of the {ms} millisecond on a page that asked for "

@@ -68,9 +68,9 @@ class EndpointChoice:
             self._confirmed = True
         log(logging.INFO, "paging Harness's audit listing", endpoint=endpoint, path=PATHS[endpoint])
 
-    def fall_back(self) -> bool:
+    def fall_back(self, endpoint: str) -> bool:
         with self._lock:
-            if self._confirmed or self.current != LIST_V2:
+            if self._confirmed or endpoint != LIST_V2 or self.current != LIST_V2:
                 return False
             self.current = LIST
         log(logging.WARNING, "listV2 is missing at HARNESS_API_BASE; using the list endpoint")
@@ -129,8 +129,7 @@ class HarnessClient:
             try:
                 page = self._attempt(endpoint, query, cursor, deadline)
             except HarnessRejected as rejection:
-                missing = rejection.status in (404, 405) and endpoint == LIST_V2
-                if missing and self._endpoint.fall_back():
+                if rejection.status in (404, 405) and self._endpoint.fall_back(endpoint):
                     continue
                 raise
             except _Failed as failure:
@@ -187,8 +186,7 @@ class HarnessClient:
             raise DeadlineReached("the deadline passed while Harness's answer arrived")
         if 200 <= status < 300:
             try:
-                size = self._config.page_size
-                return listing.parse_page(data, endpoint=endpoint, cursor=cursor, size=size)
+                return listing.parse_page(data, endpoint, cursor, self._config.page_size)
             except listing.MalformedPage as exc:
                 raise _Failed("malformed_body", f"HTTP {status} with a bad body: {exc}") from None
         payload = None
@@ -249,5 +247,4 @@ def _failure(exc: BaseException) -> _Failed:
         return _Failed("connection", f"could not connect to Harness: {str(exc)[:300]}")
     if isinstance(exc, TimeoutError | Urllib3Timeout):
         return _Failed("timeout", f"Harness did not answer in time ({type(exc).__name__})")
-    reason = getattr(exc, "reason", None)
-    return _Failed("connection", f"{type(exc).__name__}: {str(reason or exc)[:300]}")
+    return _Failed("connection", f"{type(exc).__name__}: {str(exc)[:300]}")

@@ -6,7 +6,6 @@ byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, 
 import contextlib
 import json
 import logging
-import math
 import random
 import socket
 import threading
@@ -50,7 +49,6 @@ HINTS = {
     "installation serves the API under /gateway",
 }
 HINTS[405] = HINTS[404]  # neither listV2 nor list is there
-# urllib3 follows no redirect: the answer is the 3xx itself.
 HINTS |= dict.fromkeys(range(300, 400), "HARNESS_API_BASE redirects: set it to the final https URL")
 
 
@@ -152,7 +150,7 @@ class HarnessClient:
         delay = None
         with contextlib.suppress(ValueError):  # an HTTP date, or junk: the backoff applies
             seconds = float(failure.retry_after or "nan")
-            delay = min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < math.inf else None
+            delay = min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < float("inf") else None
         if delay is None:
             ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
             delay = self._jitter() * ceiling

@@ -193,7 +193,7 @@ def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
             f"PAGE_SIZE, and had more: it caps its pages, and page indexes under a cap skip "
             f"events; set PAGE_SIZE to {probe}"
         )
-    if cursor is not None and cursor == position.burst_cursor:
+    if cursor == position.burst_cursor:  # so a cursor: the burst's is never None
         raise PagingInconsistent(f"Harness repeated the page cursor it was sent, at {ms}")
     if position.burst_pages + 1 >= MAX_BURST_PAGES:
         raise PagingInconsistent(f"the {ms} millisecond ran past {MAX_BURST_PAGES} pages")

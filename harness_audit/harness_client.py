@@ -1,9 +1,7 @@
 """The Harness audit API: one page per call, retried, bounded, errors mapped to what to do.
-
 A loop, not urllib3's ``Retry``: the pacer's slot, the run's deadline and the body's check
 surround every attempt. A socket timeout bounds each read, not a status line trickling in a
-byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, never inflated.
-"""
+byte at a time, so a timer shuts the socket at the deadline. Bodies are capped, never inflated."""
 
 import contextlib
 import json
@@ -41,20 +39,22 @@ MAX_ERROR_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 _AS_IT_ARRIVES = {"preload_content": False, "decode_content": False}  # bounded, never inflated
 HINTS = {
+    400: "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and STATIC_FILTER",
     401: "Check HARNESS_API_KEY: the token is invalid, expired or revoked. Create a new token in "
     "Harness (My API Keys) and store it as a new version of the secret",
     403: "The token's principal lacks the core_audit_view permission on account {account}: "
     "grant a role with 'Audit View' (e.g. Account Viewer) to the user or service account that "
     "owns the token, or check HARNESS_ACCOUNT_ID",
-    400: "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and STATIC_FILTER",
     404: "Neither listV2 nor list exists at HARNESS_API_BASE: check the host, and whether your "
     "installation serves the API under /gateway",
 }
+HINTS[405] = HINTS[404]  # neither listV2 nor list is there
+HINTS |= dict.fromkeys(range(300, 400), "HARNESS_API_BASE redirects: set it to the final https URL")
 
 
 class EndpointChoice:
-    """listV2 first, as the guide names it; the list endpoint every Harness SDK calls when
-    listV2 answers 404/405. Decided once per instance, and logged once."""
+    """listV2 first, as the guide names it; list, which every Harness SDK calls, when listV2
+    answers 404/405 before it was ever seen to work. Kept by the instance, logged once."""
 
     def __init__(self):
         self.current, self._confirmed, self._lock = LIST_V2, False, threading.Lock()
@@ -66,10 +66,9 @@ class EndpointChoice:
             self._confirmed = True
         log(logging.INFO, "paging Harness's audit listing", endpoint=endpoint, path=PATHS[endpoint])
 
-    def fall_back(self) -> bool:
-        """Switch to the list endpoint if listV2 was never seen to work."""
+    def fall_back(self, endpoint: str) -> bool:
         with self._lock:
-            if self._confirmed or self.current != LIST_V2:
+            if self._confirmed or endpoint != LIST_V2 or self.current != LIST_V2:
                 return False
             self.current = LIST
         log(logging.WARNING, "listV2 is missing at HARNESS_API_BASE; using the list endpoint")
@@ -77,9 +76,9 @@ class EndpointChoice:
 
 
 class _Failed(Exception):
-    """One attempt failed in a way worth retrying."""
+    """One attempt failed in a way worth retrying; ``retry_after`` is the header as sent."""
 
-    def __init__(self, cause: str, detail: str, retry_after: float | None = None):
+    def __init__(self, cause: str, detail: str, retry_after: str | None = None):
         super().__init__(detail)
         self.cause, self.detail, self.retry_after = cause, detail, retry_after
 
@@ -96,10 +95,9 @@ class HarnessClient:
         pacer: Pacer,
         endpoint: EndpointChoice,
         jitter: Callable[[], float] = random.random,
-        max_page_bytes: int = MAX_PAGE_BYTES,
     ):
         self._config, self._clock, self._pacer, self._endpoint = config, clock, pacer, endpoint
-        self._jitter, self._max_page_bytes = jitter, max_page_bytes
+        self._jitter = jitter
         self._headers = {"x-api-key": config.api_key, "Content-Type": "application/json"}
         self._headers |= {"Accept": "application/json", "Accept-Encoding": "identity"}
         parts = urlsplit(config.api_base)
@@ -107,8 +105,7 @@ class HarnessClient:
         self._host, self._port, self._base_path = parts.hostname, parts.port, parts.path.rstrip("/")
         self._connection: HTTPConnection | None = None
         self._sock: socket.socket | None = None  # the socket the current request uses
-        self.requests = 0  # HTTP requests sent, retries included
-        self.retries, self.last_failure = Counter(), None
+        self.requests, self.retries, self.last_failure = 0, Counter(), None  # for the summary
 
     @classmethod
     def from_config(cls, config: Config, **instance) -> "HarnessClient":
@@ -130,29 +127,31 @@ class HarnessClient:
             try:
                 page = self._attempt(endpoint, query, cursor, deadline)
             except HarnessRejected as rejection:
-                missing = rejection.status in (404, 405) and endpoint == LIST_V2
-                if missing and self._endpoint.fall_back():
+                if rejection.status in (404, 405) and self._endpoint.fall_back(endpoint):
                     continue
                 raise
             except _Failed as failure:
                 failures += 1
-                self.retries[failure.cause] += 1
-                self.last_failure = f"{failure.cause}: {failure.detail}"
-                if failures > self._config.max_retries:
-                    raise HarnessUnavailable(
-                        f"Harness did not answer usably through {self._config.max_retries} retries "
-                        f"({failure.detail}). The next run resumes from the checkpoint; if "
-                        "this persists, check HARNESS_API_BASE and Harness's status page"
-                    ) from None
                 self._back_off(failure, failures, deadline)
                 continue
             self._endpoint.confirm(endpoint)
             return page
 
     def _back_off(self, failure: _Failed, failures: int, deadline: Deadline) -> None:
-        if failure.retry_after is not None:
-            delay = min(failure.retry_after, RETRY_AFTER_MAX_SECONDS)
-        else:
+        """Count the failure; wait before the next attempt, unless retries or time are spent."""
+        self.retries[failure.cause] += 1
+        self.last_failure = f"{failure.cause}: {failure.detail}"
+        if failures > self._config.max_retries:
+            raise HarnessUnavailable(
+                f"Harness did not answer usably through {self._config.max_retries} retries "
+                f"({failure.detail}). The next run resumes from the checkpoint; if "
+                "this persists, check HARNESS_API_BASE and Harness's status page"
+            ) from None
+        delay = None
+        with contextlib.suppress(ValueError):  # an HTTP date, or junk: the backoff applies
+            seconds = float(failure.retry_after or "nan")
+            delay = min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < float("inf") else None
+        if delay is None:
             ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
             delay = self._jitter() * ceiling
         if delay >= deadline.remaining():
@@ -184,20 +183,23 @@ class HarnessClient:
         if deadline.remaining() <= 0:  # an answer completed past the deadline is not used
             raise DeadlineReached("the deadline passed while Harness's answer arrived")
         if 200 <= status < 300:
-            return self._page(endpoint, cursor, status, headers.get("Content-Encoding"), data)
+            try:
+                return listing.parse_page(data, endpoint, cursor, self._config.page_size)
+            except listing.MalformedPage as exc:
+                raise _Failed("malformed_body", f"HTTP {status} with a bad body: {exc}") from None
         payload = None
         with contextlib.suppress(ValueError, RecursionError):  # an error body may be anything
             payload = json.loads(data)
         if status in RETRYABLE_STATUSES:
             detail = f"HTTP {status} ({listing.error_summary(payload)})"
             cause = "http_429" if status == 429 else "http_5xx"
-            raise _Failed(cause, detail, _retry_after(headers.get("Retry-After")))
-        code, message, correlation_id = listing.error_fields(payload)
-        hint = _hint(status).format(account=self._config.account_id)
-        raise HarnessRejected(status, code, message, correlation_id, hint)
+            raise _Failed(cause, detail, headers.get("Retry-After"))
+        hint = HINTS.get(status, "Check HARNESS_API_BASE and the Harness status page")
+        fields = listing.error_fields(payload)
+        raise HarnessRejected(status, *fields, hint.format(account=self._config.account_id))
 
     def _exchange(self, endpoint, query, cursor, remaining, passed) -> tuple:
-        """Send the request; read the answer's status, headers and (bounded) body."""
+        """(status, headers, body) of the answer; the body bounded, never inflated."""
         connection = self._connection
         if connection is None or not connection.is_connected:
             self.close()
@@ -210,10 +212,19 @@ class HarnessClient:
         # Kept apart: http.client lets go of the socket of an answer that closes it.
         self._sock = connection.sock
         connection.timeout = min(READ_TIMEOUT_SECONDS, remaining)  # set per request
-        target, body = self._target(endpoint, cursor), query.body
-        connection.request("POST", target, body=body, headers=self._headers, **_AS_IT_ARRIVES)
+        size = cursor.size or self._config.page_size
+        params = {"accountIdentifier": self._config.account_id, "pageSize": size}
+        params |= {"pageIndex": cursor.index} if endpoint == LIST else {"pageToken": cursor.token}
+        params = {name: value for name, value in params.items() if value is not None}
+        target = f"{self._base_path}{PATHS[endpoint]}?{urlencode(params)}"
+        connection.request("POST", target, body=query.body, headers=self._headers, **_AS_IT_ARRIVES)
         response = connection.getresponse()
-        limit = self._max_page_bytes if 200 <= response.status < 300 else MAX_ERROR_BYTES
+        ok = 200 <= response.status < 300
+        encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+        if ok and encoding != "identity":  # refused unread: it could be a gzip bomb
+            detail = f"Content-Encoding {encoding[:40]!r}, never asked for"
+            raise _Failed("malformed_body", f"HTTP {response.status} with a bad body: {detail}")
+        limit = MAX_PAGE_BYTES if ok else MAX_ERROR_BYTES
         data = bytearray()
         while chunk := response.read1(_CHUNK_BYTES):
             data += chunk
@@ -227,26 +238,6 @@ class HarnessClient:
         with contextlib.suppress(OSError, AttributeError):  # no socket yet, or closed
             self._sock.shutdown(socket.SHUT_RDWR)
 
-    def _page(self, endpoint, cursor, status: int, encoding: str | None, data: bytes) -> Page:
-        encoding = (encoding or "identity").strip().lower()
-        try:
-            if encoding != "identity":
-                raise listing.MalformedPage(f"Content-Encoding {encoding[:40]!r}, never asked for")
-            return listing.parse_page(
-                data, endpoint=endpoint, cursor=cursor, size=self._config.page_size
-            )
-        except listing.MalformedPage as exc:
-            raise _Failed("malformed_body", f"HTTP {status} with a bad body: {exc}") from None
-
-    def _target(self, endpoint: str, cursor: PageCursor) -> str:
-        size = cursor.size or self._config.page_size
-        params: dict = {"accountIdentifier": self._config.account_id, "pageSize": size}
-        if endpoint == LIST:
-            params["pageIndex"] = cursor.index
-        elif cursor.token is not None:
-            params["pageToken"] = cursor.token
-        return f"{self._base_path}{PATHS[endpoint]}?{urlencode(params)}"
-
 
 def _failure(exc: BaseException) -> _Failed:
     # urllib3 makes a refused connection a ConnectTimeoutError too: it is named first.
@@ -254,22 +245,4 @@ def _failure(exc: BaseException) -> _Failed:
         return _Failed("connection", f"could not connect to Harness: {str(exc)[:300]}")
     if isinstance(exc, TimeoutError | Urllib3Timeout):
         return _Failed("timeout", f"Harness did not answer in time ({type(exc).__name__})")
-    reason = getattr(exc, "reason", None)
-    return _Failed("connection", f"{type(exc).__name__}: {str(reason or exc)[:300]}")
-
-
-def _hint(status: int) -> str:
-    """What to fix, by status; a 405 as a 404: neither listV2 nor list is there."""
-    if 300 <= status < 400:
-        return "HARNESS_API_BASE redirects: set it to the final https URL"
-    default = "Check HARNESS_API_BASE and the Harness status page"
-    return HINTS.get(404 if status == 405 else status, default)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header; HTTP dates and junk are ignored (backoff applies)."""
-    try:
-        seconds = float((value or "").strip())
-    except ValueError:
-        return None
-    return seconds if 0 <= seconds < float("inf") else None
+    return _Failed("connection", f"{type(exc).__name__}: {str(exc)[:300]}")

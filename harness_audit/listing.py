@@ -1,6 +1,5 @@
 """The audit listing's shapes: the request body, where a page starts, a decoded page. Pure:
-the client sends what ``AuditQuery`` says and hands the body it gets back to ``parse_page``.
-"""
+the client sends what ``AuditQuery`` says and hands the body it gets back to ``parse_page``."""
 
 import hashlib
 import json
@@ -55,7 +54,7 @@ class MalformedPage(ValueError):
     """A 2xx whose body is not the JSON envelope we expect: a failed request, so retried."""
 
 
-def parse_page(data: bytes, *, endpoint: str, cursor: PageCursor, size: int) -> Page:
+def parse_page(data: bytes, endpoint: str, cursor: PageCursor, size: int) -> Page:
     """The page in ``data``; MalformedPage when it is not a complete SUCCESS envelope."""
     try:
         payload = json.loads(data)
@@ -97,8 +96,7 @@ def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
 
 
 def timestamp_ms(value: object) -> int | None:
-    """Epoch ms from an int, a digit string or a whole float (the same millisecond); None
-    for anything that cannot be placed in time."""
+    """Epoch ms from an int, a digit string or a whole float; None if it cannot be placed."""
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         return int(value)
     if isinstance(value, float) and value.is_integer():

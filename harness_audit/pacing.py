@@ -16,8 +16,6 @@ class Pacer:
 
     def wait(self, deadline: Deadline) -> None:
         """Wait for the next request's slot; DeadlineReached if it comes too late."""
-        if not self._interval:
-            return
         with self._lock:
             now = self._clock.monotonic()
             slot = max(now, self._next_slot)

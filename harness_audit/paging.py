@@ -1,12 +1,8 @@
 """Paging by time: which range to ask Harness for next, and what a page means. Pure: no I/O.
-
-Each request asks for the first page of ``[lower, upper]``; the bound at the page's far end
-moves, carrying the ids taken at that millisecond (the *edge*). A millisecond not proven whole
-(a *burst*) is read alone with the endpoint's cursor, in passes until one brings no new id.
-docs/DESIGN.md (Paging by time) says why; what paging cannot trust raises PagingInconsistent.
-"""
+The *edge* and *burst* are explained in docs/DESIGN.md (Paging by time)."""
 
 import itertools
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -55,13 +51,9 @@ class Position:
         return self.burst_ms is None and self.lower_ms > self.upper_ms and not self.pending
 
     def request(self) -> tuple[int, int, PageCursor]:
-        """(start, end, cursor) of the next request."""
         if self.burst_ms is not None:
             return self.burst_ms, self.burst_ms, self.burst_cursor
         return self.lower_ms, self.upper_ms, FIRST_PAGE
-
-    def edge_ms(self) -> int:
-        return self.lower_ms if self.order == OLDEST_FIRST else self.upper_ms
 
 
 @dataclass(frozen=True)
@@ -101,27 +93,23 @@ def read_page(position: Position, page: Page) -> Step:
     if position.burst_ms is not None:
         after, burst = _burst_page(position, page, new)
         return Step(new, repeats, rejected, sample, after, burst)
-    direction = _page_order(in_range)
-    if position.order and direction and direction != position.order:
-        raise PagingInconsistent(
-            f"a page came {direction.replace('_', ' ')} after pages that came "
-            f"{position.order.replace('_', ' ')}"
-        )
-    learned = replace(position, order=position.order or direction, last_count=len(page.items))
+    order = _page_order(in_range, position.order)
+    learned = replace(position, order=order, last_count=len(page.items))
     distinct = {taken.timestamp for taken in in_range}
-    if not distinct:
-        if page.has_more:
-            raise PagingInconsistent(
-                f"a page that says there is more held no event stamped inside the range asked "
-                f"for [{start}, {end}] ({sum(rejected.values())} items outside it)"
-            )
-        after = _next_range(learned)
-    elif len(distinct) > 1:
-        after = _move_edge(learned, in_range)
-    elif new or page.has_more or len(page.items) >= position.last_count:
+    if not distinct and page.has_more:
+        raise PagingInconsistent(
+            f"a page that says there is more held no event stamped inside the range asked "
+            f"for [{start}, {end}] ({sum(rejected.values())} items outside it)"
+        )
+    if len(distinct) > 1:
+        edge_ms, edge_ids = _edge(learned, in_range)
+        bound = "lower_ms" if order == OLDEST_FIRST else "upper_ms"
+        after = replace(learned, **{bound: edge_ms}, edge_ids=edge_ids)
+    elif distinct and (new or page.has_more or len(page.items) >= position.last_count):
         # One millisecond, and nothing proves it was served whole: read it alone.
-        after = _burst_position(learned, distinct.pop(), in_range)
-    else:
+        ms, edge_ids = _edge(learned, in_range)
+        after = replace(learned, edge_ids=edge_ids, burst_ms=ms, burst_pass=1, burst_new=False)
+    else:  # an empty page, or one millisecond proven whole: the range is read
         after = _next_range(learned)
     return Step(new, repeats, rejected, sample, after)
 
@@ -132,7 +120,7 @@ def _screen(items: Iterable, start: int, end: int) -> tuple:
     be mistaken for a break in the page's order."""
     in_range: list[Taken] = []
     seen: set[str] = set()
-    rejected: dict[str, int] = {}
+    rejected: Counter[str] = Counter()
     sample = None
     for item in items:
         if not isinstance(item, dict):
@@ -142,15 +130,13 @@ def _screen(items: Iterable, start: int, end: int) -> tuple:
             timestamp = timestamp_ms(item.get("timestamp"))
             if timestamp is None:
                 raise Unplaceable(_unplaceable(audit_id, item.get("timestamp")))
-            if audit_id in seen:
-                reason, description = REPEATED_IN_PAGE, audit_id
-            elif start <= timestamp <= end:
+            if audit_id not in seen and start <= timestamp <= end:
                 seen.add(audit_id)
                 in_range.append(Taken(item, audit_id, timestamp))
                 continue
-            else:
-                reason, description = OUT_OF_RANGE, audit_id
-        rejected[reason] = rejected.get(reason, 0) + 1
+            reason = REPEATED_IN_PAGE if audit_id in seen else OUT_OF_RANGE
+            description = audit_id
+        rejected[reason] += 1
         sample = sample or description
     return in_range, rejected, sample
 
@@ -167,49 +153,47 @@ def _unplaceable(audit_id: str, value: object) -> str:
     )
 
 
-def _page_order(in_range: list[Taken]) -> str | None:
-    """The page's order, None when one timestamp (or none) cannot tell."""
+def _page_order(in_range: list[Taken], known: str | None) -> str | None:
+    """The order pages come in: ``known``, or learned from a page with two timestamps."""
     pairs = list(itertools.pairwise(taken.timestamp for taken in in_range))
     newest_first = all(a >= b for a, b in pairs)
     oldest_first = all(a <= b for a, b in pairs)
-    if newest_first != oldest_first:
-        return NEWEST_FIRST if newest_first else OLDEST_FIRST
-    if newest_first:
-        return None
-    raise PagingInconsistent(
-        "a page came in neither timestamp order (newest first nor oldest first), so paging "
-        "by time cannot tell what it has read"
-    )
+    if newest_first and oldest_first:  # one timestamp, or none: the page cannot tell
+        return known
+    if newest_first == oldest_first:
+        raise PagingInconsistent(
+            "a page came in neither timestamp order (newest first nor oldest first), so paging "
+            "by time cannot tell what it has read"
+        )
+    order = NEWEST_FIRST if newest_first else OLDEST_FIRST
+    if known not in (None, order):
+        raise PagingInconsistent(
+            f"a page came {order.replace('_', ' ')} after pages that came {known.replace('_', ' ')}"
+        )
+    return order
 
 
-def _move_edge(position: Position, taken: list[Taken]) -> Position:
-    edge_ms = position.edge_ms()
+def _edge(position: Position, taken: list[Taken]) -> tuple[int, frozenset[str]]:
+    """The page's last millisecond and every id taken at it, on this page or before."""
+    edge_ms = position.lower_ms if position.order == OLDEST_FIRST else position.upper_ms
     edge_ids = set(position.edge_ids)
     for item in taken:
         if item.timestamp != edge_ms:
             edge_ms, edge_ids = item.timestamp, set()
         edge_ids.add(item.audit_id)
-    bound = "lower_ms" if position.order == OLDEST_FIRST else "upper_ms"
-    return replace(position, **{bound: edge_ms}, edge_ids=frozenset(edge_ids))
-
-
-def _burst_position(position: Position, ms: int, taken: list[Taken]) -> Position:
-    base = position.edge_ids if ms == position.edge_ms() else frozenset()
-    edge_ids = base.union(item.audit_id for item in taken)
-    return replace(position, edge_ids=edge_ids, burst_ms=ms, burst_pass=1, burst_new=False)
+    return edge_ms, frozenset(edge_ids)
 
 
 def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
     """The burst's position after one of its pages, and the Burst once it is settled."""
-    ms, cursor = position.burst_ms, page.next_cursor
-    probe = position.burst_cursor.size
+    ms, cursor, probe = position.burst_ms, page.next_cursor, position.burst_cursor.size
     if probe is not None and page.items:
         raise PagingInconsistent(
             f"Harness served {probe} events of the {ms} millisecond on a page that asked for "
             f"PAGE_SIZE, and had more: it caps its pages, and page indexes under a cap skip "
             f"events; set PAGE_SIZE to {probe}"
         )
-    if cursor is not None and cursor == position.burst_cursor:
+    if cursor == position.burst_cursor:  # so a cursor: the burst's is never None
         raise PagingInconsistent(f"Harness repeated the page cursor it was sent, at {ms}")
     if position.burst_pages + 1 >= MAX_BURST_PAGES:
         raise PagingInconsistent(f"the {ms} millisecond ran past {MAX_BURST_PAGES} pages")
@@ -219,35 +203,27 @@ def _burst_page(position: Position, page: Page, new: list[Taken]) -> tuple:
             "collector can follow (the cursor's field may have changed name)"
         )
     edge_ids = position.edge_ids.union(taken.audit_id for taken in new)
-    burst_new = position.burst_new or bool(new)
+    position = replace(position, edge_ids=edge_ids, burst_new=position.burst_new or bool(new))
     if cursor is not None:
-        after = replace(position, edge_ids=edge_ids, burst_new=burst_new, burst_cursor=cursor)
-        return replace(after, burst_pages=position.burst_pages + 1), None
-    if burst_new:
-        if position.burst_pass >= MAX_BURST_PASSES:
-            raise PagingInconsistent(
-                f"the {ms} millisecond still brought new events after {MAX_BURST_PASSES} passes"
-            )
-        next_pass = position.burst_pass + 1
-        after = replace(position, edge_ids=edge_ids, burst_pass=next_pass, burst_new=False)
-        return replace(after, burst_cursor=FIRST_PAGE, burst_pages=0), None
-    return _after_burst(position), Burst(ms, len(edge_ids), position.burst_pass)
+        return replace(position, burst_cursor=cursor, burst_pages=position.burst_pages + 1), None
+    if not position.burst_new:
+        return _after_burst(position), Burst(ms, len(edge_ids), position.burst_pass)
+    if position.burst_pass >= MAX_BURST_PASSES:
+        raise PagingInconsistent(
+            f"the {ms} millisecond still brought new events after {MAX_BURST_PASSES} passes"
+        )
+    next_pass = {"burst_pass": position.burst_pass + 1, "burst_new": False, "burst_pages": 0}
+    return replace(position, **next_pass, burst_cursor=FIRST_PAGE), None
 
 
 def _after_burst(position: Position) -> Position:
-    """The range left once the burst's millisecond is read in full: every burst and edge
-    field back to its default."""
-    ms, order, pending = position.burst_ms, position.order, position.pending
-    lower, upper = position.lower_ms, position.upper_ms
-    if order == NEWEST_FIRST or (order is None and ms == upper):
-        after = Position(lower, ms - 1, order, pending=pending)
-    elif order == OLDEST_FIRST or ms == lower:
-        after = Position(ms + 1, upper, order, pending=pending)
-    else:  # order unknown, the burst strictly inside: one side is empty, but not known which
-        after = Position(ms + 1, upper, order, pending=(*pending, (lower, ms - 1)))
-    # A range the burst emptied gives way to a side still pending: asking for it would send
-    # a start after its end, which Harness refuses with a 400.
-    return _next_range(after) if after.lower_ms > after.upper_ms and after.pending else after
+    """The range left once the burst's millisecond is read in full. A side the order has not
+    ruled out is read next; an empty one never is, as Harness refuses a start after its end."""
+    ms, lower, upper = position.burst_ms, position.lower_ms, position.upper_ms
+    below = (lower, ms - 1) if position.order != OLDEST_FIRST else None
+    above = (ms + 1, upper) if position.order != NEWEST_FIRST else None
+    sides = tuple(side for side in (below, above) if side and side[0] <= side[1])
+    return _next_range(Position(lower, upper, position.order, pending=(*position.pending, *sides)))
 
 
 def _next_range(position: Position) -> Position:

@@ -417,17 +417,15 @@ def test_a_success_status_with_an_error_envelope_then_a_page(tiny, clock):
     assert client.retries == Counter(malformed_body=1)
 
 
-def test_a_body_over_the_cap_is_retried_then_fails_naming_the_cap(sim, clock):
-    client = make_client(sim.url, clock, max_retries=2, max_page_bytes=300)
+def test_a_body_over_the_cap_is_retried_then_fails_naming_the_cap(sim, clock, monkeypatch):
+    monkeypatch.setattr(harness_client, "MAX_PAGE_BYTES", 300)
+    client = make_client(sim.url, clock, max_retries=2)
     with pytest.raises(HarnessUnavailable, match="larger than 300 bytes"):
         client.fetch(QUERY, FIRST_PAGE, deadline(clock))
     assert client.retries == Counter(body_too_large=3)
     # The same page within the cap is fine.
-    assert (
-        make_client(sim.url, clock, max_page_bytes=100_000)
-        .fetch(QUERY, FIRST_PAGE, deadline(clock))
-        .items
-    )
+    monkeypatch.setattr(harness_client, "MAX_PAGE_BYTES", 100_000)
+    assert make_client(sim.url, clock).fetch(QUERY, FIRST_PAGE, deadline(clock)).items
 
 
 def test_an_unrequested_content_encoding_is_retried(tiny, clock):

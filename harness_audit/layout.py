@@ -35,106 +35,86 @@ def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
 
 # One "@", a domain with at least one dot and no empty label, no whitespace anywhere.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+_VERBATIM = ("auditEventData", "environment", "impersonatingAuthenticationInfo", "insertId")
+# REST path: streaming path, in the streaming event's key order. The rest goes to unmappedFields.
+_PLACES = {
+    "auditId": "auditEventId",
+    "authenticationInfo.principal.type": "auditEventAuthor.principal.type",
+    "authenticationInfo.principal.identifier": "auditEventAuthor.principal.identifier",
+    "authenticationInfo.principal.email": "auditEventAuthor.principal.email",
+    "module": "auditModule",
+    "resource.type": "auditResource.type",
+    "resource.identifier": "auditResource.identifier",
+    "resourceScope.accountIdentifier": "auditResourceScope.accountIdentifier",
+    "resourceScope.orgIdentifier": "auditResourceScope.orgIdentifier",
+    "resourceScope.projectIdentifier": "auditResourceScope.projectIdentifier",
+    "action": "auditAction",
+    "httpRequestInfo.requestMethod": "auditHttpRequestInfo.requestMethod",
+    "requestMetadata.clientIP": "auditHttpRequestInfo.clientIP",
+    "timestamp": "auditEventTime",
+    "resource.labels": "resourceLabels",
+    "authenticationInfo.labels": "principalLabels",
+    **{name: name for name in (*_VERBATIM, "internalInfo")},  # copied as they are
+}
 
 
-def _looks_like_email(identifier: str) -> bool:
-    return _EMAIL.fullmatch(identifier) is not None
+def _put(node: dict, path: list[str], value: object) -> None:
+    """Set ``value`` at ``path`` in nested objects, creating them as needed."""
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
 
 
-# REST fields copied as they are to a top-level key of the streaming event, in output order.
-_VERBATIM_EXTRAS = ("auditEventData", "environment", "impersonatingAuthenticationInfo")
-_VERBATIM_EXTRAS += ("insertId", "internalInfo")
-# The REST fields the mapping knows, per object it reads. Anything else goes to unmappedFields.
-_EVENT_KEYS = frozenset(("auditId", "authenticationInfo", "module", "resource", "resourceScope"))
-_EVENT_KEYS |= {"action", "httpRequestInfo", "requestMetadata", "timestamp", *_VERBATIM_EXTRAS}
-_AUTHENTICATION_KEYS = frozenset({"principal", "labels"})
-_PRINCIPAL_KEYS = frozenset({"type", "identifier", "email"})
-_RESOURCE_KEYS = frozenset({"type", "identifier", "labels"})
-_SCOPE_KEYS = frozenset({"accountIdentifier", "orgIdentifier", "projectIdentifier"})
-_HTTP_KEYS = frozenset({"requestMethod"})
-_METADATA_KEYS = frozenset({"clientIP"})
+_ROUTES = [(rest, place.split(".")) for rest, place in _PLACES.items()]
+# The table as nested REST objects, each leaf a route: the walk below compares whole keys, so a
+# REST key holding a "." never matches.
+_TREE: dict = {}
+for _route in _ROUTES:
+    _put(_TREE, _route[0].split("."), _route)
 
 
-def _keep(unmapped: dict, path: tuple[str, ...], value: object) -> None:
-    """Store ``value`` in ``unmapped`` at its REST ``path``."""
-    for part in path[:-1]:
-        unmapped = unmapped.setdefault(part, {})
-    unmapped[path[-1]] = value
+def _time(timestamp: object) -> str | None:
+    """Epoch milliseconds as a string; None for what is not (a bool, a fraction of a ms...)."""
+    if type(timestamp) is int or (type(timestamp) is float and timestamp.is_integer()):
+        return str(int(timestamp))
+    return timestamp if type(timestamp) is str else None
 
 
-def _part(value: object, path: tuple[str, ...], known: frozenset[str], unmapped: dict) -> dict:
-    """``value`` when it is an object, its unknown fields kept in ``unmapped``; {} when it is
-    absent; anything else is kept whole in ``unmapped``."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        _keep(unmapped, path, value)
-        return {}
-    for key, item in value.items():
-        if key not in known and item is not None:
-            _keep(unmapped, (*path, key), item)
-    return value
-
-
-def _present(source: dict, names: tuple[str, ...]) -> dict:
-    """The fields of ``source`` named, in that order, those with a value."""
-    return {name: source[name] for name in names if source.get(name) is not None}
-
-
-def _author(principal: dict) -> dict:
-    """The principal's type, identifier and email; a USER's email-like identifier is its email
-    when it has none (the REST principal carries none, as far as public sources show)."""
-    author = _present(principal, ("type", "identifier", "email"))
-    identifier = author.get("identifier")
-    user = author.get("type") == "USER" and type(identifier) is str
-    if "email" not in author and user and _looks_like_email(identifier):
-        author["email"] = identifier
-    return author
+def _sort(source: dict, tree: dict, placed: dict) -> dict:
+    """Put each value of ``source`` the table has a place for in ``placed``, by REST path;
+    return the others, at their REST paths, for unmappedFields. A non-object where the table
+    expects an object is kept whole."""
+    kept = {}
+    for key, value in source.items():
+        where = tree.get(key)
+        if type(where) is dict and isinstance(value, dict):
+            value = _sort(value, where, placed) or None
+        elif type(where) is tuple:
+            rest = where[0]
+            placed[rest] = _time(value) if rest == "timestamp" else value
+            if placed[rest] is not None:
+                continue  # it has its place
+        if value is not None:
+            kept[key] = value
+    return kept
 
 
 def to_streaming(event: dict) -> dict:
-    """Map one REST audit event to Harness's streaming layout. Key order: the schema's fields,
-    then resourceLabels, principalLabels, the verbatim extras, unmappedFields."""
-    get, unmapped = event.get, {}
-    authentication = get("authenticationInfo")
-    inner = authentication.get("principal") if isinstance(authentication, dict) else None
-    principal = _part(inner, ("authenticationInfo", "principal"), _PRINCIPAL_KEYS, unmapped)
-    authentication = _part(authentication, ("authenticationInfo",), _AUTHENTICATION_KEYS, unmapped)
-    resource = _part(get("resource"), ("resource",), _RESOURCE_KEYS, unmapped)
-    scope = _part(get("resourceScope"), ("resourceScope",), _SCOPE_KEYS, unmapped)
-    http_request = _part(get("httpRequestInfo"), ("httpRequestInfo",), _HTTP_KEYS, unmapped)
-    metadata = _part(get("requestMetadata"), ("requestMetadata",), _METADATA_KEYS, unmapped)
-
-    timestamp, time = get("timestamp"), None
-    if type(timestamp) is int or (type(timestamp) is float and timestamp.is_integer()):
-        time = str(int(timestamp))
-    elif type(timestamp) is str:
-        time = timestamp
-    elif timestamp is not None:  # a bool, a fraction of a millisecond...: not epoch ms
-        _keep(unmapped, ("timestamp",), timestamp)
-    author = _author(principal)
-    scope = _present(scope, ("accountIdentifier", "orgIdentifier", "projectIdentifier"))
-    request = _present(http_request, ("requestMethod",)) | _present(metadata, ("clientIP",))
-    fields = {
-        "auditEventId": get("auditId"),
-        "auditEventAuthor": {"principal": author} if author else None,
-        "auditModule": get("module"),
-        "auditResource": _present(resource, ("type", "identifier")) or None,
-        "auditResourceScope": scope or None,
-        "auditAction": get("action"),
-        "auditHttpRequestInfo": request or None,
-        "auditEventTime": time,
-        "resourceLabels": resource.get("labels"),
-        "principalLabels": authentication.get("labels"),
-        **{key: get(key) for key in _VERBATIM_EXTRAS},
-    }
-    out = {key: value for key, value in fields.items() if value is not None}
-    for key, value in event.items():
-        if key not in _EVENT_KEYS and value is not None:
-            _keep(unmapped, (key,), value)
-    if unmapped:
-        out["unmappedFields"] = unmapped
-    return out
+    """Map one REST audit event to Harness's streaming layout, in ``_PLACES``' key order, then
+    unmappedFields. A USER's email-like identifier is its email when it has none (the REST
+    principal carries none, as far as public sources show)."""
+    placed: dict = {}
+    unmapped = _sort(event, _TREE, placed)
+    out: dict = {}
+    for rest, place in _ROUTES:
+        if placed.get(rest) is not None:
+            _put(out, place, placed[rest])
+    principal = out.get("auditEventAuthor", {}).get("principal", {})
+    identifier = principal.get("identifier")
+    user = principal.get("type") == "USER" and isinstance(identifier, str)
+    if user and "email" not in principal and _EMAIL.fullmatch(identifier):
+        principal["email"] = identifier
+    return out | {"unmappedFields": unmapped} if unmapped else out
 
 
 def encode_line(event: dict) -> bytes:

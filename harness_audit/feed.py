@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
+from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.listing import FIRST_PAGE, AuditQuery
+from harness_audit.pacing import Pacer
 
 PREFLIGHT_SECONDS = 60.0  # Google's client bounds each of its calls itself (30-300 s)
 _RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
@@ -36,8 +38,7 @@ _OWNED = [f"details.{name}" for name in ("log_type", "asset_namespace", "labels"
 
 @dataclass(frozen=True)
 class FeedSettings:
-    parent: str  # projects/P/locations/REGION/instances/CUSTOMER_ID
-    project: str
+    parent: str  # projects/PROJECT/locations/REGION/instances/CUSTOMER_ID
     endpoint: str
     display_name: str  # FUNCTION_NAME: how deploy.sh finds its feed again
     details: dict  # the feed's FeedDetails, as the client's types take them
@@ -73,7 +74,7 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
     }
     endpoint = get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com"
     name = get("FUNCTION_NAME") or "harness-audit-collector"
-    return FeedSettings(parent, project, endpoint, name, details)
+    return FeedSettings(parent, endpoint, name, details)
 
 
 def open_client(settings: FeedSettings):
@@ -172,9 +173,6 @@ def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
 
 def preflight(config: Config, clock: Clock, out) -> int:
     """One listing request for the last minute: a rejected key stops deploy.sh at once."""
-    from harness_audit.harness_client import EndpointChoice, HarnessClient
-    from harness_audit.pacing import Pacer
-
     client = HarnessClient.from_config(
         config, clock=clock, pacer=Pacer(0, clock), endpoint=EndpointChoice()
     )
@@ -204,7 +202,7 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
         text = f"could not {doing} at {settings.endpoint}: {' '.join(str(exc).split())[:300]}"
         if code not in _FIXES:
             raise TryLater(f"{text}; run again later") from None
-        raise NeedsFix(f"{text}. {_FIXES[code].format(settings.project)}") from None
+        raise NeedsFix(f"{text}. {_FIXES[code].format(settings.parent.split('/')[1])}") from None
 
 
 def command(args, config: Config, environ: Mapping[str, str], out) -> int:

@@ -12,15 +12,12 @@ from collections.abc import Callable
 
 
 class OutputFormat(enum.StrEnum):
-    """How each event is laid out in the JSONL objects written to GCS."""
-
     API = "api"  # each event exactly as Harness's audit REST API returned it (the default)
     STREAMING = "streaming"  # Harness's audit streaming layout
 
 
 def parse_output_format(value: str) -> OutputFormat:
-    """A configured ``OUTPUT_FORMAT``, case and surrounding spaces ignored; ValueError naming
-    the valid values for anything else, the empty string included."""
+    """``OUTPUT_FORMAT``, case and spaces ignored; else a ValueError naming the valid values."""
     valid = ", ".join(repr(member.value) for member in OutputFormat)
     try:
         return OutputFormat(value.strip().lower())

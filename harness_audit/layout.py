@@ -53,21 +53,10 @@ _PLACES = {
     "authenticationInfo.labels": "principalLabels",
     **{name: name for name in (*_VERBATIM, "internalInfo")},  # copied as they are
 }
-
-
-def _put(node: dict, path: list[str], value: object) -> None:
-    """Set ``value`` at ``path`` in nested objects, creating them as needed."""
-    for key in path[:-1]:
-        node = node.setdefault(key, {})
-    node[path[-1]] = value
-
-
-_ROUTES = [(rest, place.split(".")) for rest, place in _PLACES.items()]
-# The table as nested REST objects, each leaf a route: the walk below compares whole keys, so a
-# REST key holding a "." never matches.
-_TREE: dict = {}
-for _route in _ROUTES:
-    _put(_TREE, _route[0].split("."), _route)
+_ROUTES = {tuple(rest.split(".")): place.split(".") for rest, place in _PLACES.items()}
+# The REST objects the table reads into (a non-object there is kept whole). Paths are tuples,
+# so that a REST key holding a "." is never taken for a path.
+_OBJECTS = {rest[:length] for rest in _ROUTES for length in range(1, len(rest))}
 
 
 def _time(timestamp: object) -> str | None:
@@ -77,19 +66,17 @@ def _time(timestamp: object) -> str | None:
     return timestamp if type(timestamp) is str else None
 
 
-def _sort(source: dict, tree: dict, placed: dict) -> dict:
-    """Put each value of ``source`` the table has a place for in ``placed``, by REST path;
-    return the others, at their REST paths, for unmappedFields. A non-object where the table
-    expects an object is kept whole."""
+def _sort(source: dict, path: tuple, placed: dict) -> dict:
+    """Put each value of ``source`` (at REST ``path``) the table has a place for in ``placed``;
+    return the others, at their REST paths, for unmappedFields."""
     kept = {}
     for key, value in source.items():
-        where = tree.get(key)
-        if type(where) is dict and isinstance(value, dict):
-            value = _sort(value, where, placed) or None
-        elif type(where) is tuple:
-            rest = where[0]
-            placed[rest] = _time(value) if rest == "timestamp" else value
-            if placed[rest] is not None:
+        name = (*path, key)
+        if name in _OBJECTS and isinstance(value, dict):
+            value = _sort(value, name, placed) or None
+        elif name in _ROUTES:
+            placed[name] = _time(value) if name == ("timestamp",) else value
+            if placed[name] is not None:
                 continue  # it has its place
         if value is not None:
             kept[key] = value
@@ -101,11 +88,14 @@ def to_streaming(event: dict) -> dict:
     unmappedFields. A USER's email-like identifier is its email when it has none (the REST
     principal carries none, as far as public sources show)."""
     placed: dict = {}
-    unmapped = _sort(event, _TREE, placed)
+    unmapped = _sort(event, (), placed)
     out: dict = {}
-    for rest, place in _ROUTES:
+    for rest, place in _ROUTES.items():
         if placed.get(rest) is not None:
-            _put(out, place, placed[rest])
+            node = out
+            for key in place[:-1]:
+                node = node.setdefault(key, {})
+            node[place[-1]] = placed[rest]
     principal = out.get("auditEventAuthor", {}).get("principal", {})
     identifier = principal.get("identifier")
     user = principal.get("type") == "USER" and isinstance(identifier, str)

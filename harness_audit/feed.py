@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
+from harness_audit.harness_client import EndpointChoice, HarnessClient
 from harness_audit.listing import FIRST_PAGE, AuditQuery
+from harness_audit.pacing import Pacer
 
-# Google's client bounds each call itself (30-300 s by method); the preflight gets a minute.
-PREFLIGHT_SECONDS = 60.0
+PREFLIGHT_SECONDS = 60.0  # Google's client bounds each of its calls itself (30-300 s)
 _RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
     "SECOPS_INSTANCE": (r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", "a UUID"),
     "SECOPS_REGION": (r"[a-z]+(-[a-z]+[0-9]*)?", "a location such as us, eu, europe-west2"),
@@ -37,8 +38,7 @@ _OWNED = [f"details.{name}" for name in ("log_type", "asset_namespace", "labels"
 
 @dataclass(frozen=True)
 class FeedSettings:
-    parent: str  # projects/P/locations/REGION/instances/CUSTOMER_ID
-    project: str
+    parent: str  # projects/PROJECT/locations/REGION/instances/CUSTOMER_ID
     endpoint: str
     display_name: str  # FUNCTION_NAME: how deploy.sh finds its feed again
     details: dict  # the feed's FeedDetails, as the client's types take them
@@ -49,17 +49,15 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
     get = {name: value.strip() for name, value in environ.items()}.get
     if not get("SECOPS_INSTANCE"):
         return None
-    values = {name: get(name, "") for name in _RULES}
-    values["SECOPS_PROJECT"] = values["SECOPS_PROJECT"] or get("PROJECT_ID", "")
-    values["SECOPS_MAX_LOOKBACK_DAYS"] = values["SECOPS_MAX_LOOKBACK_DAYS"] or "180"
+    defaults = {"SECOPS_PROJECT": get("PROJECT_ID", ""), "SECOPS_MAX_LOOKBACK_DAYS": "180"}
+    values = {name: get(name) or defaults.get(name, "") for name in _RULES}
     problems = [
         f"{name}={values[name][:40]!r} is not {what}"
         for name, (pattern, what) in _RULES.items()
         if not re.fullmatch(pattern, values[name])
     ]
-    try:
-        labels = dict(item.split("=", 1) for item in get("SECOPS_LABELS", "").split(",") if item)
-    except ValueError:
+    labels = [item.split("=", 1) for item in get("SECOPS_LABELS", "").split(",") if item]
+    if any(len(label) == 1 for label in labels):
         problems.append("SECOPS_LABELS must read key=value,key=value")
     if problems:
         raise ConfigError(problems)
@@ -72,11 +70,11 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
         "log_type": f"{parent}/logTypes/HARNESS_IO",
         "gcs_v2_settings": gcs,
         "asset_namespace": get("SECOPS_ASSET_NAMESPACE", ""),
-        "labels": {key.strip(): value.strip() for key, value in labels.items()},
+        "labels": {key.strip(): value.strip() for key, value in labels},
     }
     endpoint = get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com"
     name = get("FUNCTION_NAME") or "harness-audit-collector"
-    return FeedSettings(parent, project, endpoint, name, details)
+    return FeedSettings(parent, endpoint, name, details)
 
 
 def open_client(settings: FeedSettings):
@@ -103,14 +101,6 @@ def differing(current, target) -> list[str]:
     return [path for path in _OWNED if attrgetter(path)(current) != attrgetter(path)(target)]
 
 
-def account(client, settings: FeedSettings) -> str:
-    """The email of the account the feed reads the bucket as."""
-    with _errors(settings, "fetch the feed's service account"):
-        found = client.fetch_service_account_for_customer(parent=settings.parent)
-    # v1 documents no email field: subjectId, else the name's last part, carries it.
-    return found.subject_id if "@" in found.subject_id else found.name.rpartition("/")[2]
-
-
 def find(client, settings: FeedSettings):
     """The feed named after FUNCTION_NAME, or None; two of them is for a person to sort out."""
     with _errors(settings, "list the feeds"):
@@ -121,16 +111,12 @@ def find(client, settings: FeedSettings):
     return named[0] if named else None
 
 
-def ensure(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
+def ensure(client, settings: FeedSettings, current, *, dry_run: bool) -> list[str]:
     """Create, update, enable or leave the feed; the lines say what was (or would be) done."""
     from google.cloud.chronicle_v1 import types
 
-    lines = [f"service account {account(client, settings)}"]
     target = types.Feed(display_name=settings.display_name, details=settings.details)
-    current = find(client, settings)
-    mask = differing(current, target) if current else []
-    enable = current is not None and current.state == current.State.INACTIVE
-    would = "would " if dry_run else ""
+    would, lines = "would " if dry_run else "", []
     with _errors(settings, "change the feed"):
         if current is None:
             uri = target.details.gcs_v2_settings.bucket_uri
@@ -138,28 +124,27 @@ def ensure(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
             if not dry_run:
                 made = client.create_feed(parent=settings.parent, feed=target)
                 lines.append(f"created {made.name}")
-        if mask:
+            return lines
+        if mask := differing(current, target):
             lines.append(f"{would}update {current.name}: {', '.join(mask)}")
             target.name, target.display_name = current.name, ""  # unchanged: never sent
             if not dry_run:
                 client.update_feed(feed=target, update_mask={"paths": mask})
-        if enable:
+        if current.state == current.State.INACTIVE:
             lines.append(f"{would}enable {current.name}")
             if not dry_run:
                 client.enable_feed(name=current.name)
-    return lines + ([f"feed {current.name} is current"] if len(lines) == 1 else [])
+    return lines or [f"feed {current.name} is current"]
 
 
-def destroy(client, settings: FeedSettings, *, dry_run: bool) -> list[str]:
-    """Delete the feed; the account's first line tells deploy.sh which bindings to remove."""
-    lines = [f"service account {account(client, settings)}"]
-    current = find(client, settings)
+def destroy(client, settings: FeedSettings, current, *, dry_run: bool) -> list[str]:
+    """Delete the feed."""
     if current is None:
-        return [*lines, f"no feed named {settings.display_name!r}: nothing to delete"]
+        return [f"no feed named {settings.display_name!r}: nothing to delete"]
     if not dry_run:
         with _errors(settings, "delete the feed"):
             client.delete_feed(name=current.name)
-    return [*lines, f"{'would delete' if dry_run else 'deleted'} feed {current.name}"]
+    return [f"{'would delete' if dry_run else 'deleted'} feed {current.name}"]
 
 
 def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
@@ -188,9 +173,6 @@ def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
 
 def preflight(config: Config, clock: Clock, out) -> int:
     """One listing request for the last minute: a rejected key stops deploy.sh at once."""
-    from harness_audit.harness_client import EndpointChoice, HarnessClient
-    from harness_audit.pacing import Pacer
-
     client = HarnessClient.from_config(
         config, clock=clock, pacer=Pacer(0, clock), endpoint=EndpointChoice()
     )
@@ -220,14 +202,21 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
         text = f"could not {doing} at {settings.endpoint}: {' '.join(str(exc).split())[:300]}"
         if code not in _FIXES:
             raise TryLater(f"{text}; run again later") from None
-        raise NeedsFix(f"{text}. {_FIXES[code].format(settings.project)}") from None
+        raise NeedsFix(f"{text}. {_FIXES[code].format(settings.parent.split('/')[1])}") from None
 
 
 def command(args, config: Config, environ: Mapping[str, str], out) -> int:
-    """``feed ensure|destroy``: needs the bucket and prefix, never Harness's key or account."""
+    """``feed ensure|destroy``: needs the bucket and prefix, never Harness's key or account. The
+    first line, the feed's account, tells deploy.sh which bucket bindings to add or remove."""
     settings = feed_settings(environ, config)
     if settings is None:
         raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
+    client = open_client(settings)
+    with _errors(settings, "fetch the feed's service account"):
+        found = client.fetch_service_account_for_customer(parent=settings.parent)
+    # v1 documents no email field: subjectId, else the name's last part, carries it.
+    email = found.subject_id if "@" in found.subject_id else found.name.rpartition("/")[2]
     act = ensure if args.action == "ensure" else destroy
-    out.write("\n".join(act(open_client(settings), settings, dry_run=args.dry_run)) + "\n")
+    lines = act(client, settings, find(client, settings), dry_run=args.dry_run)
+    out.write("\n".join([f"service account {email}", *lines]) + "\n")
     return 0

@@ -12,15 +12,12 @@ from collections.abc import Callable
 
 
 class OutputFormat(enum.StrEnum):
-    """How each event is laid out in the JSONL objects written to GCS."""
-
     API = "api"  # each event exactly as Harness's audit REST API returned it (the default)
     STREAMING = "streaming"  # Harness's audit streaming layout
 
 
 def parse_output_format(value: str) -> OutputFormat:
-    """A configured ``OUTPUT_FORMAT``, case and surrounding spaces ignored; ValueError naming
-    the valid values for anything else, the empty string included."""
+    """``OUTPUT_FORMAT``, case and spaces ignored; else a ValueError naming the valid values."""
     valid = ", ".join(repr(member.value) for member in OutputFormat)
     try:
         return OutputFormat(value.strip().lower())
@@ -35,106 +32,76 @@ def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
 
 # One "@", a domain with at least one dot and no empty label, no whitespace anywhere.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+_VERBATIM = ("auditEventData", "environment", "impersonatingAuthenticationInfo", "insertId")
+# REST path: streaming path, in the streaming event's key order. The rest goes to unmappedFields.
+_PLACES = {
+    "auditId": "auditEventId",
+    "authenticationInfo.principal.type": "auditEventAuthor.principal.type",
+    "authenticationInfo.principal.identifier": "auditEventAuthor.principal.identifier",
+    "authenticationInfo.principal.email": "auditEventAuthor.principal.email",
+    "module": "auditModule",
+    "resource.type": "auditResource.type",
+    "resource.identifier": "auditResource.identifier",
+    "resourceScope.accountIdentifier": "auditResourceScope.accountIdentifier",
+    "resourceScope.orgIdentifier": "auditResourceScope.orgIdentifier",
+    "resourceScope.projectIdentifier": "auditResourceScope.projectIdentifier",
+    "action": "auditAction",
+    "httpRequestInfo.requestMethod": "auditHttpRequestInfo.requestMethod",
+    "requestMetadata.clientIP": "auditHttpRequestInfo.clientIP",
+    "timestamp": "auditEventTime",
+    "resource.labels": "resourceLabels",
+    "authenticationInfo.labels": "principalLabels",
+    **{name: name for name in (*_VERBATIM, "internalInfo")},  # copied as they are
+}
+_ROUTES = {tuple(rest.split(".")): place.split(".") for rest, place in _PLACES.items()}
+# The REST objects the table reads into (a non-object there is kept whole). Paths are tuples,
+# so that a REST key holding a "." is never taken for a path.
+_OBJECTS = {rest[:length] for rest in _ROUTES for length in range(1, len(rest))}
 
 
-def _looks_like_email(identifier: str) -> bool:
-    return _EMAIL.fullmatch(identifier) is not None
+def _time(timestamp: object) -> str | None:
+    """Epoch milliseconds as a string; None for what is not (a bool, a fraction of a ms...)."""
+    if type(timestamp) is int or (type(timestamp) is float and timestamp.is_integer()):
+        return str(int(timestamp))
+    return timestamp if type(timestamp) is str else None
 
 
-# REST fields copied as they are to a top-level key of the streaming event, in output order.
-_VERBATIM_EXTRAS = ("auditEventData", "environment", "impersonatingAuthenticationInfo")
-_VERBATIM_EXTRAS += ("insertId", "internalInfo")
-# The REST fields the mapping knows, per object it reads. Anything else goes to unmappedFields.
-_EVENT_KEYS = frozenset(("auditId", "authenticationInfo", "module", "resource", "resourceScope"))
-_EVENT_KEYS |= {"action", "httpRequestInfo", "requestMetadata", "timestamp", *_VERBATIM_EXTRAS}
-_AUTHENTICATION_KEYS = frozenset({"principal", "labels"})
-_PRINCIPAL_KEYS = frozenset({"type", "identifier", "email"})
-_RESOURCE_KEYS = frozenset({"type", "identifier", "labels"})
-_SCOPE_KEYS = frozenset({"accountIdentifier", "orgIdentifier", "projectIdentifier"})
-_HTTP_KEYS = frozenset({"requestMethod"})
-_METADATA_KEYS = frozenset({"clientIP"})
-
-
-def _keep(unmapped: dict, path: tuple[str, ...], value: object) -> None:
-    """Store ``value`` in ``unmapped`` at its REST ``path``."""
-    for part in path[:-1]:
-        unmapped = unmapped.setdefault(part, {})
-    unmapped[path[-1]] = value
-
-
-def _part(value: object, path: tuple[str, ...], known: frozenset[str], unmapped: dict) -> dict:
-    """``value`` when it is an object, its unknown fields kept in ``unmapped``; {} when it is
-    absent; anything else is kept whole in ``unmapped``."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        _keep(unmapped, path, value)
-        return {}
-    for key, item in value.items():
-        if key not in known and item is not None:
-            _keep(unmapped, (*path, key), item)
-    return value
-
-
-def _present(source: dict, names: tuple[str, ...]) -> dict:
-    """The fields of ``source`` named, in that order, those with a value."""
-    return {name: source[name] for name in names if source.get(name) is not None}
-
-
-def _author(principal: dict) -> dict:
-    """The principal's type, identifier and email; a USER's email-like identifier is its email
-    when it has none (the REST principal carries none, as far as public sources show)."""
-    author = _present(principal, ("type", "identifier", "email"))
-    identifier = author.get("identifier")
-    user = author.get("type") == "USER" and type(identifier) is str
-    if "email" not in author and user and _looks_like_email(identifier):
-        author["email"] = identifier
-    return author
+def _sort(source: dict, path: tuple, placed: dict) -> dict:
+    """Put each value of ``source`` (at REST ``path``) the table has a place for in ``placed``;
+    return the others, at their REST paths, for unmappedFields."""
+    kept = {}
+    for key, value in source.items():
+        name = (*path, key)
+        if name in _OBJECTS and isinstance(value, dict):
+            value = _sort(value, name, placed) or None
+        elif name in _ROUTES:
+            placed[name] = _time(value) if name == ("timestamp",) else value
+            if placed[name] is not None:
+                continue  # it has its place
+        if value is not None:
+            kept[key] = value
+    return kept
 
 
 def to_streaming(event: dict) -> dict:
-    """Map one REST audit event to Harness's streaming layout. Key order: the schema's fields,
-    then resourceLabels, principalLabels, the verbatim extras, unmappedFields."""
-    get, unmapped = event.get, {}
-    authentication = get("authenticationInfo")
-    inner = authentication.get("principal") if isinstance(authentication, dict) else None
-    principal = _part(inner, ("authenticationInfo", "principal"), _PRINCIPAL_KEYS, unmapped)
-    authentication = _part(authentication, ("authenticationInfo",), _AUTHENTICATION_KEYS, unmapped)
-    resource = _part(get("resource"), ("resource",), _RESOURCE_KEYS, unmapped)
-    scope = _part(get("resourceScope"), ("resourceScope",), _SCOPE_KEYS, unmapped)
-    http_request = _part(get("httpRequestInfo"), ("httpRequestInfo",), _HTTP_KEYS, unmapped)
-    metadata = _part(get("requestMetadata"), ("requestMetadata",), _METADATA_KEYS, unmapped)
-
-    timestamp, time = get("timestamp"), None
-    if type(timestamp) is int or (type(timestamp) is float and timestamp.is_integer()):
-        time = str(int(timestamp))
-    elif type(timestamp) is str:
-        time = timestamp
-    elif timestamp is not None:  # a bool, a fraction of a millisecond...: not epoch ms
-        _keep(unmapped, ("timestamp",), timestamp)
-    author = _author(principal)
-    scope = _present(scope, ("accountIdentifier", "orgIdentifier", "projectIdentifier"))
-    request = _present(http_request, ("requestMethod",)) | _present(metadata, ("clientIP",))
-    fields = {
-        "auditEventId": get("auditId"),
-        "auditEventAuthor": {"principal": author} if author else None,
-        "auditModule": get("module"),
-        "auditResource": _present(resource, ("type", "identifier")) or None,
-        "auditResourceScope": scope or None,
-        "auditAction": get("action"),
-        "auditHttpRequestInfo": request or None,
-        "auditEventTime": time,
-        "resourceLabels": resource.get("labels"),
-        "principalLabels": authentication.get("labels"),
-        **{key: get(key) for key in _VERBATIM_EXTRAS},
-    }
-    out = {key: value for key, value in fields.items() if value is not None}
-    for key, value in event.items():
-        if key not in _EVENT_KEYS and value is not None:
-            _keep(unmapped, (key,), value)
-    if unmapped:
-        out["unmappedFields"] = unmapped
-    return out
+    """Map one REST audit event to Harness's streaming layout, in ``_PLACES``' key order, then
+    unmappedFields. A USER's email-like identifier is its email when it has none (the REST
+    principal carries none, as far as public sources show)."""
+    placed: dict = {}
+    unmapped = _sort(event, (), placed)
+    out: dict = {}
+    for rest, place in _ROUTES.items():
+        if placed.get(rest) is not None:
+            node = out
+            for key in place[:-1]:
+                node = node.setdefault(key, {})
+            node[place[-1]] = placed[rest]
+    principal = out.get("auditEventAuthor", {}).get("principal", {})
+    identifier = principal.get("identifier")
+    user = principal.get("type") == "USER" and isinstance(identifier, str)
+    if user and "email" not in principal and _EMAIL.fullmatch(identifier):
+        principal["email"] = identifier
+    return out | {"unmappedFields": unmapped} if unmapped else out
 
 
 def encode_line(event: dict) -> bytes:

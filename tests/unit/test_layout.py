@@ -275,13 +275,8 @@ def test_the_field_table_covers_every_known_rest_field() -> None:
     rest_paths = {path for param in FIELD_TABLE for path, _ in _leaves(param.values[0])}
     prefixes = {path[:length] for path in rest_paths for length in range(1, len(path) + 1)}
     assert set(PLACES) <= prefixes
-    # ...and every field the module knows has a place in this file's table.
-    assert {path[0] for path in PLACES} == layout._EVENT_KEYS
-    assert {path[-1] for path in PLACES if path[:2] == ("authenticationInfo", "principal")} == (
-        layout._PRINCIPAL_KEYS
-    )
-    assert {path[1] for path in PLACES if path[0] == "resource"} == layout._RESOURCE_KEYS
-    assert {path[1] for path in PLACES if path[0] == "resourceScope"} == layout._SCOPE_KEYS
+    # ...and every field the module knows has a place in this file's table, and no other.
+    assert {tuple(path.split(".")) for path in layout._PLACES} == set(PLACES)
 
 
 def test_every_field_together_in_order() -> None:
@@ -530,6 +525,14 @@ def test_unknown_fields_without_known_ones() -> None:
             "requestMetadata": {"userAgent": "ua"},
             "x": 1,
         }
+    }
+
+
+def test_a_rest_key_holding_a_dot_is_a_name_not_a_path() -> None:
+    rest = {"resource.type": "x", "resource": {"type": "T", "labels.x": 1}}
+    assert _map(rest) == {
+        "auditResource": {"type": "T"},
+        "unmappedFields": {"resource.type": "x", "resource": {"labels.x": 1}},
     }
 
 

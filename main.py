@@ -1,7 +1,7 @@
-"""Cloud Run function entry point: one Pub/Sub-triggered run of the Harness audit collector,
-or verify when the message has the attribute ``command=verify`` (scheduled.py). Clients are
-built once per instance; each invocation logs one summary line, a failure is HTTP 500.
-"""
+"""Cloud Run function entry point: each Pub/Sub message (Scheduler, Force run, continuation,
+redelivery; body unused) is one collector run, or verify with the attribute ``command=verify``
+(scheduled.py). Clients are built once per instance; each invocation logs one summary line, a
+failure is HTTP 500 (no traceback)."""
 
 import functools
 import logging

@@ -39,12 +39,10 @@ NEXT_RUN = {  # how an unfinished window goes on, by the run's ``continuation``
 }
 
 
-class PublishFailed(Exception):
-    """The continuation message could not be published; the message says why."""
+class PublishFailed(Exception): ...  # the message could not be published; says why
 
 
-class _Transient(Exception):
-    """No answer, or a retryable one, from Pub/Sub."""
+class _Transient(Exception): ...  # no answer, or a retryable one, from Pub/Sub
 
 
 # Pub/Sub's own clients back off from 0.1 s, four times longer each time. Its 120 s timeout

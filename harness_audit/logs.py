@@ -29,22 +29,21 @@ def register_secret(value: str) -> None:
 
 def clean(value, cuts: list | None = None):
     """A JSON-ready copy of ``value``: strings redacted, then cut (noted in ``cuts``)."""
-    if isinstance(value, str):
-        for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
-            value = value.replace(secret, REDACTED)
-        if (over := len(value) - MAX_FIELD_CHARS) <= 0:
-            return value
-        (cuts if cuts is not None else []).append(over)
-        return f"{value[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):  # NaN and Infinity are not JSON
-        return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
         return {clean(str(key), cuts): clean(item, cuts) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [clean(item, cuts) for item in value]
-    return clean(str(value), cuts)
+    if value is None or isinstance(value, int):  # bool is an int
+        return value
+    if isinstance(value, float) and math.isfinite(value):  # NaN and Infinity become text
+        return value
+    value = str(value)
+    for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
+        value = value.replace(secret, REDACTED)
+    if (over := len(value) - MAX_FIELD_CHARS) <= 0:
+        return value
+    (cuts if cuts is not None else []).append(over)
+    return f"{value[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
 
 
 class JsonFormatter(logging.Formatter):

@@ -31,14 +31,18 @@ _HINTS = {
     403: ". Grant the function's service account roles/pubsub.publisher on TRIGGER_TOPIC",
     404: ". TRIGGER_TOPIC names a topic that does not exist",
 }
+NEXT_RUN = {  # how an unfinished window goes on, by the run's ``continuation``
+    "published": "the window continues in a run started now",
+    "not configured": "the window continues at the next trigger (TRIGGER_TOPIC is not set)",
+    "failed": "the window continues at the next trigger (the continuation was not published)",
+    "not needed": "the window continues at the next trigger",
+}
 
 
-class PublishFailed(Exception):
-    """The continuation message could not be published; the message says why."""
+class PublishFailed(Exception): ...  # the message could not be published; says why
 
 
-class _Transient(Exception):
-    """No answer, or a retryable one, from Pub/Sub."""
+class _Transient(Exception): ...  # no answer, or a retryable one, from Pub/Sub
 
 
 # Pub/Sub's own clients back off from 0.1 s, four times longer each time. Its 120 s timeout
@@ -46,41 +50,39 @@ class _Transient(Exception):
 PUBLISH_RETRY = Retry(if_exception_type(_Transient), initial=0.1, maximum=4.0, multiplier=4.0)
 
 
-def needed(summary) -> bool:
-    """Only a run stopped by its deadline whose saved position moved continues: pages read
-    are not progress (a cursor that never ends reads pages forever)."""
-    return summary.stopped is Stopped.DEADLINE and summary.position_moved
-
-
-def next_run_text(status: str) -> str:
-    """How an unfinished window goes on, for the run's final log line."""
-    return {
-        "published": "the window continues in a run started now",
-        "not configured": "the window continues at the next trigger (TRIGGER_TOPIC is not set)",
-        "failed": "the window continues at the next trigger (the continuation was not published)",
-    }.get(status, "the window continues at the next trigger")
-
-
 class Continuation:
-    def __init__(self, topic: str | None, clock: Clock, publisher=None):
-        """``publisher``: anything with PubSubPublisher's ``publish``."""
-        self.topic = topic
-        if publisher is None and topic is not None:
-            publisher = PubSubPublisher(topic, clock)
-        self._publisher = publisher
+    """``POST /v1/{topic}:publish`` through google-auth, or plainly to PUBSUB_EMULATOR_HOST."""
+
+    def __init__(
+        self,
+        topic: str | None,
+        clock: Clock,
+        *,
+        environ: Mapping[str, str] = os.environ,
+        credentials_loader: Callable = google.auth.default,
+        authorized_session: Callable = AuthorizedSession,
+        plain_session: Callable = requests.Session,
+        retry: Retry = PUBLISH_RETRY,
+    ):
+        self.topic, self._clock, self._retry, self._session = topic, clock, retry, None
+        self.emulator = environ.get("PUBSUB_EMULATOR_HOST", "").strip()
+        base = f"http://{self.emulator}" if self.emulator else PUBSUB_API
+        self.url = f"{base}/v1/{topic}:publish"
+        self._sessions = (credentials_loader, authorized_session, plain_session)
 
     def after(self, summary, started: float) -> str:
         """Publish if ``summary`` calls for it, before the function's timeout counted from
         ``started`` (monotonic); the summary's ``continuation``. Never raises."""
-        if not needed(summary):
+        # Only a saved position that moved is progress: a cursor that never ends reads pages.
+        if summary.stopped is not Stopped.DEADLINE or not summary.position_moved:
             return "not needed"
-        if self._publisher is None:
+        if self.topic is None:
             return "not configured"
         window = {"window_start": summary.window_start_ms, "window_end": summary.window_end_ms}
         attributes = {"reason": "continue"} | {name: iso(ms) for name, ms in window.items()}
         deadline = started + FUNCTION_TIMEOUT_LIMIT - TIMEOUT_MARGIN_SECONDS
         try:
-            message_id = self._publisher.publish(attributes, deadline)
+            message_id = self.publish(attributes, deadline)
         except Exception as failure:  # a defect here must not fail a run that succeeded
             cause = failure if isinstance(failure, PublishFailed) else repr(failure)[:300]
             log(
@@ -92,27 +94,6 @@ class Continuation:
             return "failed"
         log(logging.INFO, "published a continuation", topic=self.topic, message_id=message_id)
         return "published"
-
-
-class PubSubPublisher:
-    """``POST /v1/{topic}:publish`` through google-auth, or plainly to PUBSUB_EMULATOR_HOST."""
-
-    def __init__(
-        self,
-        topic: str,
-        clock: Clock,
-        *,
-        environ: Mapping[str, str] = os.environ,
-        credentials_loader: Callable = google.auth.default,
-        authorized_session: Callable = AuthorizedSession,
-        plain_session: Callable = requests.Session,
-        retry: Retry = PUBLISH_RETRY,
-    ):
-        self.emulator = environ.get("PUBSUB_EMULATOR_HOST", "").strip()
-        base = f"http://{self.emulator}" if self.emulator else PUBSUB_API
-        self.url = f"{base}/v1/{topic}:publish"
-        self._clock, self._retry, self._session = clock, retry, None
-        self._sessions = (credentials_loader, authorized_session, plain_session)
 
     def _open_session(self):
         credentials_loader, authorized_session, plain_session = self._sessions
@@ -130,7 +111,7 @@ class PubSubPublisher:
         self._session = self._session or self._open_session()
         body = {"messages": [{"data": "e30=", "attributes": dict(attributes)}]}  # b"{}"
         deadline = min(deadline, self._clock.monotonic() + PUBLISH_SECONDS)
-        failures: list[str] = []  # one per attempt made: every attempt but a success fails
+        failures: list[_Transient] = []  # the retry's on_error: every retried attempt
 
         def attempt() -> str:
             remaining = deadline - self._clock.monotonic()
@@ -141,8 +122,7 @@ class PubSubPublisher:
             try:
                 response = self._session.post(self.url, json=body, timeout=timeout)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failures.append(f"{type(exc).__name__} from {self.url}")
-                raise _Transient(failures[-1]) from exc
+                raise _Transient(f"{type(exc).__name__} from {self.url}") from exc
             except GoogleAuthError as exc:  # token refresh failed
                 raise PublishFailed(f"Google credentials were refused ({exc})") from None
             status, text = response.status_code, response.text[:300]
@@ -150,9 +130,9 @@ class PubSubPublisher:
                 with contextlib.suppress(ValueError, KeyError, IndexError, TypeError):
                     return response.json()["messageIds"][0]
                 raise PublishFailed(f"Pub/Sub answered 200 without a message id: {text}")
-            failures.append(f"HTTP {status} from {self.url}: {text}")
+            failure = f"HTTP {status} from {self.url}: {text}"
             if status in RETRYABLE_STATUS:
-                raise _Transient(failures[-1])
-            raise PublishFailed(failures[-1] + _HINTS.get(status, ""))
+                raise _Transient(failure)
+            raise PublishFailed(failure + _HINTS.get(status, ""))
 
-        return self._retry(attempt)()
+        return self._retry(attempt, on_error=failures.append)()

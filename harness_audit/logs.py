@@ -29,61 +29,55 @@ def register_secret(value: str) -> None:
 
 def clean(value, cuts: list | None = None):
     """A JSON-ready copy of ``value``: strings redacted, then cut (noted in ``cuts``)."""
-    if isinstance(value, str):
-        for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
-            value = value.replace(secret, REDACTED)
-        if (over := len(value) - MAX_FIELD_CHARS) <= 0:
-            return value
-        (cuts if cuts is not None else []).append(over)
-        return f"{value[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):  # NaN and Infinity are not JSON
-        return value if math.isfinite(value) else str(value)
     if isinstance(value, dict):
         return {clean(str(key), cuts): clean(item, cuts) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [clean(item, cuts) for item in value]
-    return clean(str(value), cuts)
-
-
-def fit_line(entry: dict) -> str:
-    """``entry`` (severity and message first) as one ASCII JSON line under MAX_LINE_BYTES."""
-    cuts: list[int] = []
-    entry = clean(entry, cuts) | ({"truncated": True} if cuts else {})
-    if len(line := json.dumps(entry)) < MAX_LINE_BYTES:
-        return line
-    kept = {"severity": entry["severity"], "message": entry["message"], "truncated": True}
-    return json.dumps(kept | {"dropped_fields": len(entry) - 2 - ("truncated" in entry)})
+    if value is None or isinstance(value, int):  # bool is an int
+        return value
+    if isinstance(value, float) and math.isfinite(value):  # NaN and Infinity become text
+        return value
+    value = str(value)
+    for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
+        value = value.replace(secret, REDACTED)
+    if (over := len(value) - MAX_FIELD_CHARS) <= 0:
+        return value
+    (cuts if cuts is not None else []).append(over)
+    return f"{value[:MAX_FIELD_CHARS]}… [truncated {over} chars]"
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        """One ASCII JSON line under MAX_LINE_BYTES, severity and message first."""
         entry = {"severity": severity_name(record.levelno), "message": record.getMessage()}
         for key, value in getattr(record, "fields", {}).items():
             entry[f"{key}_field" if key in ("severity", "message") else key] = value
         entry |= {"logger": record.name} if record.name != LOGGER_NAME else {}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return fit_line(entry)
+        cuts: list[int] = []
+        entry = clean(entry, cuts) | ({"truncated": True} if cuts else {})
+        if len(line := json.dumps(entry)) < MAX_LINE_BYTES:
+            return line
+        kept = {"severity": entry["severity"], "message": entry["message"], "truncated": True}
+        return json.dumps(kept | {"dropped_fields": len(entry) - 2 - ("truncated" in entry)})
 
 
 class _StdoutHandler(logging.StreamHandler):  # whatever sys.stdout is now: pytest swaps it
     stream = property(lambda self: sys.stdout, lambda self, _value: None)
 
 
-def configure_logging() -> logging.Logger:
+def configure_logging() -> None:
     """This package's logs, and urllib3's errors (not its retry warnings), as JSON on stdout."""
-    logger = logging.getLogger(LOGGER_NAME)
-    if not any(isinstance(h, _StdoutHandler) for h in logger.handlers):
-        handler = _StdoutHandler()
-        handler.setFormatter(JsonFormatter())
-        for name, level in ((LOGGER_NAME, logging.INFO), ("urllib3", logging.ERROR)):
-            target = logging.getLogger(name)
-            target.addHandler(handler)
-            target.setLevel(level)
-            target.propagate = False
-    return logger
+    if any(isinstance(h, _StdoutHandler) for h in logging.getLogger(LOGGER_NAME).handlers):
+        return  # already: main.py is loaded again by each test's function instance
+    handler = _StdoutHandler()
+    handler.setFormatter(JsonFormatter())
+    for name, level in ((LOGGER_NAME, logging.INFO), ("urllib3", logging.ERROR)):
+        target = logging.getLogger(name)
+        target.addHandler(handler)
+        target.setLevel(level)
+        target.propagate = False
 
 
 def log(severity: int, message: str, /, **fields) -> None:

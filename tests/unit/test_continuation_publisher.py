@@ -18,8 +18,6 @@ from harness_audit.continuation import (
     PUBSUB_SCOPE,
     Continuation,
     PublishFailed,
-    PubSubPublisher,
-    needed,
 )
 from harness_audit.run import RunSummary, Stopped
 
@@ -73,7 +71,7 @@ def publisher(session, *, environ=None, clock=None, loader=None):
         made["scopes"] = scopes
         return "the-credentials", "my-project"
 
-    result = PubSubPublisher(
+    result = Continuation(
         TOPIC,
         clock or FakeClock(),
         environ=environ if environ is not None else {},
@@ -100,6 +98,21 @@ def summary(**changes) -> RunSummary:
     return RunSummary(**{**values, **changes})
 
 
+class Recorder(Continuation):
+    """A continuation whose publish records its arguments, then fails with ``error``."""
+
+    def __init__(self, topic, clock, error: Exception | None = None):
+        super().__init__(topic, clock)
+        self.error = error
+        self.calls = []
+
+    def publish(self, attributes, deadline):
+        self.calls.append((attributes, deadline))
+        if self.error:
+            raise self.error
+        return "77"
+
+
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
@@ -113,7 +126,8 @@ def summary(**changes) -> RunSummary:
     ],
 )
 def test_only_a_run_stopped_by_its_deadline_after_progress_continues(changes, expected):
-    assert needed(summary(**changes)) is expected
+    status = Recorder(TOPIC, FakeClock()).after(summary(**changes), 0)
+    assert status == ("published" if expected else "not needed")
 
 
 def test_publishes_to_pubsub_with_google_credentials():
@@ -161,7 +175,7 @@ def test_bearer_token_reaches_the_endpoint_through_authorized_session(monkeypatc
     """The real AuthorizedSession, against a local endpoint standing in for Pub/Sub."""
     with FakePubSub() as fake:
         monkeypatch.setattr(continuation, "PUBSUB_API", f"http://{fake.host}")
-        pub = PubSubPublisher(
+        pub = Continuation(
             TOPIC,
             FakeClock(),
             environ={},
@@ -276,24 +290,12 @@ def test_no_time_left_means_no_attempt():
     assert session.posts == []
 
 
-class Recorder:
-    def __init__(self, error: Exception | None = None):
-        self.error = error
-        self.calls = []
-
-    def publish(self, attributes, deadline):
-        self.calls.append((attributes, deadline))
-        if self.error:
-            raise self.error
-        return "77"
-
-
 def test_continuation_publishes_the_window_bounds_within_the_function_timeout():
     clock = FakeClock()
-    recorder = Recorder()
+    recorder = Recorder(TOPIC, clock)
     started = clock.monotonic()
     clock.advance(60)
-    assert Continuation(TOPIC, clock, recorder).after(summary(), started) == "published"
+    assert recorder.after(summary(), started) == "published"
     [(attributes, until)] = recorder.calls
     assert attributes == {
         "reason": "continue",
@@ -305,21 +307,19 @@ def test_continuation_publishes_the_window_bounds_within_the_function_timeout():
 
 def test_continuation_statuses():
     clock = FakeClock()
-    recorder = Recorder()
-    assert (
-        Continuation(TOPIC, clock, recorder).after(summary(position_moved=False), 0) == "not needed"
-    )
-    assert Continuation(None, clock).after(summary(), 0) == "not configured"
+    recorder = Recorder(TOPIC, clock)
+    assert recorder.after(summary(position_moved=False), 0) == "not needed"
+    assert Recorder(None, clock).after(summary(), 0) == "not configured"
     assert recorder.calls == []
-    failing = Continuation(TOPIC, clock, Recorder(PublishFailed("HTTP 503")))
+    failing = Recorder(TOPIC, clock, PublishFailed("HTTP 503"))
     assert failing.after(summary(), clock.monotonic()) == "failed"
-    broken = Continuation(TOPIC, clock, Recorder(RuntimeError("a defect")))
+    broken = Recorder(TOPIC, clock, RuntimeError("a defect"))
     assert broken.after(summary(), clock.monotonic()) == "failed"
 
 
 def test_a_failed_publish_logs_a_warning(caplog):
     clock = FakeClock()
-    failing = Continuation(TOPIC, clock, Recorder(PublishFailed("HTTP 503 from x")))
+    failing = Recorder(TOPIC, clock, PublishFailed("HTTP 503 from x"))
     with caplog.at_level(logging.INFO, logger="harness_audit"):
         failing.after(summary(), clock.monotonic())
     [record] = caplog.records

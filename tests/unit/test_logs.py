@@ -10,9 +10,9 @@ from harness_audit.logs import (
     MAX_FIELD_CHARS,
     MAX_LINE_BYTES,
     REDACTED,
+    JsonFormatter,
     clean,
     configure_logging,
-    fit_line,
     log,
     register_secret,
     severity_name,
@@ -51,6 +51,14 @@ def lines(capsys):
         return [json.loads(line) for line in raw], raw
 
     return written
+
+
+def fit_line(entry: dict) -> str:
+    """``entry`` (severity, message, fields) as the handler's formatter writes it."""
+    fields = dict(entry)
+    level, message = getattr(logging, fields.pop("severity")), fields.pop("message")
+    record = {"name": logs.LOGGER_NAME, "levelno": level, "msg": message, "fields": fields}
+    return JsonFormatter().format(logging.makeLogRecord(record))
 
 
 def key_pieces(key: str, size: int = 4):

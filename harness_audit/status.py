@@ -5,23 +5,20 @@ import json
 from datetime import timedelta
 from typing import TextIO
 
-from google.api_core import exceptions as api_exceptions
-from google.cloud.storage.retry import DEFAULT_RETRY
-
 from harness_audit.checkpoint import CheckpointStore
 from harness_audit.cli_common import EXIT_FOUND, EXIT_OK
 from harness_audit.clock import Clock, iso, utc
 from harness_audit.config import Config
-from harness_audit.errors import StateCorrupt, StorageUnavailable
-from harness_audit.gcs import storage_errors
-from harness_audit.sink import object_name
+from harness_audit.errors import StateCorrupt
+from harness_audit.gcs import call_options, storage_errors
+from harness_audit.sink import folder, object_name
 from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
 
 RECENT_OBJECTS = 5
 # The last week's date folders first (one short listing); the whole prefix only when that
 # finds too few (a backfill window's folder is older).
 RECENT_DAYS = 7
-CALL_SECONDS = 5.0  # each Cloud Storage request, and all of its retries together
+CALL_SECONDS = 5.0  # each Cloud Storage call, all of its attempts together
 
 
 def _duration(seconds: float) -> str:
@@ -37,35 +34,26 @@ def _duration(seconds: float) -> str:
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
     """The last objects written under the prefix, newest first."""
-    base = f"{config.prefix}/" if config.prefix else ""
-    first = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
-    found = _list(bucket, base, first, config.state_key)
-    if len(found) < RECENT_OBJECTS:
-        found = _list(bucket, base, None, config.state_key)
-    found.sort(key=lambda blob: (blob.time_created is not None, blob.time_created, blob.name))
+    base = folder(config.prefix)
+    week = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
+    with storage_errors("list the objects under the prefix", bucket.name):
+        for start_offset in (week, None):
+            listed = bucket.list_blobs(
+                prefix=base or None, start_offset=start_offset, **call_options(CALL_SECONDS)
+            )
+            found = [
+                blob for blob in listed if blob.name != config.state_key and blob.name[-1:] != "/"
+            ]
+            if len(found) >= RECENT_OBJECTS:
+                break
+    found.sort(key=lambda blob: (blob.time_created, blob.name))
     recent = []
     for blob in reversed(found[-RECENT_OBJECTS:]):
-        count, created = (blob.metadata or {}).get("event-count", ""), blob.time_created
-        item = {"uri": f"gs://{bucket.name}/{blob.name}", "size": blob.size}
-        item["created"] = iso(int(created.timestamp() * 1000)) if created else None
+        count = (blob.metadata or {}).get("event-count", "")
+        created = iso(int(blob.time_created.timestamp() * 1000))
+        item = {"uri": f"gs://{bucket.name}/{blob.name}", "size": blob.size, "created": created}
         recent.append(item | {"events": int(count) if count.isdigit() else None})
     return recent
-
-
-def _list(bucket, base: str, start_offset: str | None, state_key: str) -> list:
-    retry = DEFAULT_RETRY.with_timeout(CALL_SECONDS)
-    with storage_errors("list the objects under the prefix", bucket.name):
-        try:
-            blobs = bucket.list_blobs(
-                prefix=base or None, start_offset=start_offset, timeout=CALL_SECONDS, retry=retry
-            )
-            return [blob for blob in blobs if blob.name != state_key and blob.name[-1:] != "/"]
-        except (api_exceptions.RetryError, api_exceptions.ServerError, OSError) as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise StorageUnavailable(
-                f"Cloud Storage did not answer for bucket {bucket.name} in {CALL_SECONDS:.0f} s "
-                f"({type(cause).__name__}); check the network, then try again"
-            ) from None
 
 
 def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: str) -> dict:
@@ -162,7 +150,7 @@ def render(document: dict) -> list[str]:
     lines.append(f"last objects {newest}")
     for item in document["recent_objects"]:
         events = "? events" if item["events"] is None else f"{item['events']} events"
-        lines.append(f"  {item['created'] or '?':<26}{events:>14}  {item['uri']}")
+        lines.append(f"  {item['created']:<26}{events:>14}  {item['uri']}")
     feed = document.get("secops_feed") or {}
     return lines + [f"secops feed  {key}: {value}" for key, value in feed.items() if value]
 

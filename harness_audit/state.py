@@ -88,7 +88,7 @@ def decode_state(data: bytes) -> State:
     """Parse a checkpoint (ours or the guide's); raise StateCorrupt saying what is wrong."""
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # a UnicodeDecodeError is a ValueError
         raise StateCorrupt(f"it is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(document, dict):
         raise StateCorrupt("it is not a JSON object")
@@ -96,14 +96,14 @@ def decode_state(data: bytes) -> State:
         # The guide's {"since": ms, "pageToken": ...}: its token belongs to a request that
         # cannot be rebuilt, so the window restarts at since less the overlap instead.
         since = document["since"]
-        if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
+        if type(since) is not int or not 0 < since <= MAX_EPOCH_MS:
             raise StateCorrupt(
                 f"it looks like the guide's format but 'since' is {_short(since)}, not epoch "
                 "milliseconds"
             )
         return State(watermark_ms=since, origin=ORIGIN_GUIDE)
     version = document.get("version")
-    if not _is_int(version) or version != STATE_VERSION:
+    if type(version) is not int or version != STATE_VERSION:  # 2.0 is not version 2
         raise StateCorrupt(
             f"its version is {_short(version)}, this collector reads version {STATE_VERSION} "
             "(or the guide's {'since': ...} format)"
@@ -185,9 +185,8 @@ def _id_map(raw, name: str) -> dict[str, int]:
 
 
 def _number(raw: dict, name: str, low: int = 0, high: int | None = MAX_EPOCH_MS) -> int:
-    """``raw[name]``, a whole number from ``low`` to ``high`` (None: no limit)."""
     value = raw[name]
-    if _is_int(value) and low <= value and (high is None or value <= high):
+    if type(value) is int and low <= value and (high is None or value <= high):
         return value
     must = f"a whole number from {low}" if high is None else "epoch milliseconds (1970 to 9999)"
     raise ValueError(f"{name} must be {must}, not {_short(value)}")
@@ -197,12 +196,8 @@ def _optional_ms(raw: dict, name: str) -> int | None:
     return None if raw.get(name) is None else _number(raw, name)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_ms(value) -> bool:
-    return _is_int(value) and 0 <= value <= MAX_EPOCH_MS
+    return type(value) is int and 0 <= value <= MAX_EPOCH_MS  # a bool is not an int here
 
 
 def _short(value) -> str:

@@ -33,7 +33,6 @@ def _duration(seconds: float) -> str:
 
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
-    """The last objects written under the prefix, newest first."""
     base = folder(config.prefix)
     week = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
@@ -56,12 +55,11 @@ def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
     return recent
 
 
-def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: str) -> dict:
-    # Before the first window completes, nothing is delivered before its start.
-    since = state.watermark_ms
-    if since is None and state.window is not None:
-        since = state.window.start_ms
-    lag = None if since is None else max(0, now_ms - since) / 1000
+def checkpoint_document(state: State, config: Config, now_ms: int) -> dict:
+    # Before the first window completes, nothing is delivered before its start (a watermark
+    # of 0 is older than any lookback: refused on load).
+    since = state.watermark_ms or (state.window and state.window.start_ms)
+    lag = None if since is None else round(max(0, now_ms - since) / 1000, 3)
     lease, lease_document = state.lease, {"state": "free"}
     if lease is not None:
         lease_document = {"state": "held" if lease.is_live(now_ms) else "expired"}
@@ -71,15 +69,15 @@ def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: s
         "origin": state.origin,
         "watermark": iso(state.watermark_ms) if state.watermark_ms is not None else None,
         "watermark_ms": state.watermark_ms,
-        "lag_seconds": None if lag is None else round(lag, 3),
+        "lag_seconds": lag,
         "alert_lag_minutes": config.alert_lag_minutes,
         "lag_alert": lag is not None and lag > config.alert_lag_minutes * 60,
-        "window": window_document(state.window, config, bucket_uri) if state.window else None,
+        "window": window_document(state.window, config) if state.window else None,
         "lease": lease_document,
     }
 
 
-def window_document(window: WindowProgress, config: Config, bucket_uri: str) -> dict:
+def window_document(window: WindowProgress, config: Config) -> dict:
     position, span = window.position, window.end_ms - window.start_ms + 1
     left = max(0, position.upper_ms - position.lower_ms + 1)
     left += sum(high - low + 1 for low, high in position.pending)
@@ -94,8 +92,8 @@ def window_document(window: WindowProgress, config: Config, bucket_uri: str) -> 
         "parts_written": window.next_part - 1,
         "events_written": window.events_written,
         "parts": [
-            f"{bucket_uri}/{object_name(config.prefix, window.start_ms, window.end_ms, number)}"
-            for number in range(1, window.next_part)
+            f"gs://{config.bucket}/{object_name(config.prefix, window.start_ms, window.end_ms, part)}"
+            for part in range(1, window.next_part)
         ],
     }
 
@@ -113,8 +111,7 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
     else:
         document["exists"] = snapshot.generation != 0
         if snapshot.generation:
-            bucket_uri = f"gs://{bucket.name}"
-            document |= checkpoint_document(snapshot.state, config, now_ms, bucket_uri)
+            document |= checkpoint_document(snapshot.state, config, now_ms)
     document["recent_objects"] = recent
     problems = ["checkpoint unreadable"] * ("error" in document)
     if document.get("lag_alert"):

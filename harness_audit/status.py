@@ -92,8 +92,8 @@ def window_document(window: WindowProgress, config: Config) -> dict:
         "parts_written": window.next_part - 1,
         "events_written": window.events_written,
         "parts": [
-            f"gs://{config.bucket}/{object_name(config.prefix, window.start_ms, window.end_ms, part)}"
-            for part in range(1, window.next_part)
+            f"gs://{config.bucket}/{object_name(config.prefix, window.start_ms, window.end_ms, n)}"
+            for n in range(1, window.next_part)
         ],
     }
 

@@ -31,7 +31,7 @@ def adopt_guide_state(
                 "before MAX_RUN_SECONDS; the next run tries again"
             )
         if blob.time_created.timestamp() * 1000 >= since_ms:
-            ids = sink.ids_of(blob, seconds=deadline.storage_seconds())
+            ids = sink.read_ids(blob.name, seconds=deadline.storage_seconds())
             delivered.update((i, ts) for i, ts in ids.items() if ts >= since_ms)
     message = "continuing from the guide's checkpoint"
     found = {"since": iso(state.watermark_ms), "window_start": iso(since_ms)}

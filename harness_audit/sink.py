@@ -88,22 +88,20 @@ class ObjectSink:
         return True
 
     def read_ids(self, name: str, *, seconds: float | None = None) -> dict[str, int]:
-        """The ids in an existing object (none if it has gone since)."""
+        """The ids in an existing object, whichever layout it was written in (none if it has
+        gone since). One larger than any part is refused unread: it is not ours, and reading
+        it could exhaust the memory."""
         with storage_errors(f"read {name}", self.bucket.name):
             blob = self.bucket.get_blob(name, **call_options(seconds))
-        return {} if blob is None else self.ids_of(blob, seconds=seconds)
-
-    def ids_of(self, blob, *, seconds: float | None = None) -> dict[str, int]:
-        """The ids in ``blob``, whichever layout it was written in. One larger than any part
-        is refused unread: it is not ours, and reading it could exhaust the memory."""
-        if blob.size is not None and blob.size > MAX_PART_BYTES:
-            uri = self.uri(blob.name)
-            raise ForeignObject(
-                f"{uri} is {blob.size} bytes, larger than any part this collector writes "
-                f"({MAX_PART_BYTES}): it is not one of ours and was not read. Move it out of "
-                f"the prefix (gcloud storage mv {uri} gs://<elsewhere>); the next run resumes"
-            )
-        with storage_errors(f"read {blob.name}", self.bucket.name):
+            if blob is None:
+                return {}
+            if blob.size > MAX_PART_BYTES:
+                raise ForeignObject(
+                    f"{self.uri(name)} is {blob.size} bytes, larger than any part this "
+                    f"collector writes ({MAX_PART_BYTES}): it is not one of ours and was not "
+                    f"read. Move it out of the prefix (gcloud storage mv {self.uri(name)} "
+                    "gs://<elsewhere>); the next run resumes"
+                )
             data = blob.download_as_bytes(**call_options(seconds))
         return dict(line_identities(data, fallback_ms=0))
 

@@ -9,7 +9,6 @@ from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
 # Epoch milliseconds any date can hold: 1970 up to the end of year 9999.
 MAX_EPOCH_MS = 253_402_300_799_999
@@ -60,7 +59,7 @@ class State:
     delivered: Mapping[str, int] = field(default_factory=dict)
     window: WindowProgress | None = None
     lease: Lease | None = None
-    origin: str = ORIGIN_COLLECTOR
+    origin: str = "collector"  # or ORIGIN_GUIDE
 
 
 def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:

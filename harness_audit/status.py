@@ -133,13 +133,12 @@ def render(document: dict) -> list[str]:
             lines[0] += " (the guide's format; the next run converts it)"
         lag, verdict = document["lag_seconds"], "ALERT" if document["lag_alert"] else "ok"
         limit = f"{verdict} (alert over {document['alert_lag_minutes']} min)"
-        watermark = document["watermark"]
-        lines.append(
-            f"watermark    {watermark}  (end of the last completed window)"
-            if watermark
-            else "watermark    none: the first window has not completed yet"
-        )
-        since = "" if watermark else " since the first window's start"
+        if watermark := document["watermark"]:
+            lines.append(f"watermark    {watermark}  (end of the last completed window)")
+            since = ""
+        else:
+            lines.append("watermark    none: the first window has not completed yet")
+            since = " since the first window's start"
         lines += [f"lag          {_duration(lag)}{since}  {limit}"] if lag is not None else []
         lines += _render_window(document["window"])
         lines.append(f"lease        {_render_lease(document['lease'])}")

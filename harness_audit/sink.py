@@ -109,8 +109,7 @@ class ObjectSink:
         """The name of one object under the prefix, if there is any: one list call."""
         with storage_errors("list the objects under the prefix", self.bucket.name):
             listed = {"prefix": folder(self.prefix), "max_results": 1, **call_options(seconds)}
-            found = self.bucket.list_blobs(**listed)
-            return next((blob.name for blob in found), None)
+            return next((blob.name for blob in self.bucket.list_blobs(**listed)), None)
 
 
 def line_identities(data: bytes, *, fallback_ms: int) -> Iterator[tuple[str, int]]:

@@ -16,11 +16,9 @@ CLOCK_SKEW_MS = 60_000
 # A window's whole numbers: (lowest, highest), None for no highest. An exhausted range ends
 # one millisecond below its start: -1 is the only upper_ms below 0.
 _MS, _COUNT, _PART = (0, MAX_EPOCH_MS), (0, None), (1, None)
-_WINDOW_NUMBERS = dict(
-    start_ms=_MS, end_ms=_MS, next_part=_PART, pages=_COUNT, events_written=_COUNT
-)
-_POSITION_NUMBERS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": _PART}
-_POSITION_FIELDS = (*_POSITION_NUMBERS, "order", "burst_ms", "burst_new", "pending")
+_WINDOW_INTS = dict(start_ms=_MS, end_ms=_MS, next_part=_PART, pages=_COUNT, events_written=_COUNT)
+_POSITION_INTS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": _PART}
+_POSITION_FIELDS = (*_POSITION_INTS, "order", "burst_ms", "burst_new", "pending")
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
 
 def _encode_window(window: WindowProgress) -> dict:
     return {
-        **{name: getattr(window, name) for name in (*_WINDOW_NUMBERS, "committed", "ahead")},
+        **{name: getattr(window, name) for name in (*_WINDOW_INTS, "committed", "ahead")},
         **{name: getattr(window.position, name) for name in _POSITION_FIELDS},
         "edge_ids": sorted(window.position.edge_ids),
     }
@@ -150,7 +148,7 @@ def _decode_window(raw: dict) -> WindowProgress:
     if not isinstance(raw.get("burst_new", False), bool):
         raise TypeError("window.burst_new must be true or false")
     position = Position(
-        **{name: _number(raw, name, *bounds) for name, bounds in _POSITION_NUMBERS.items()},
+        **{name: _number(raw, name, *bounds) for name, bounds in _POSITION_INTS.items()},
         order=order,
         edge_ids=frozenset(edge_ids),
         burst_ms=_optional_ms(raw, "burst_ms"),
@@ -158,7 +156,7 @@ def _decode_window(raw: dict) -> WindowProgress:
         pending=tuple((low, high) for low, high in pending),
     )
     window = WindowProgress(
-        **{name: _number(raw, name, *bounds) for name, bounds in _WINDOW_NUMBERS.items()},
+        **{name: _number(raw, name, *bounds) for name, bounds in _WINDOW_INTS.items()},
         position=position,
         committed=_id_map(raw.get("committed", {}), "window.committed"),
         ahead=_id_map(raw.get("ahead", {}), "window.ahead"),

@@ -157,10 +157,8 @@ def _render_window(window: dict | None) -> list[str]:
     lines = [f"window       in progress: {window['start']} .. {window['end']}"]
     if window["still_to_read"]:
         order = f" ({window['order'].replace('_', ' ')})" if window["order"] else ""
-        low, high = window["still_to_read"]
-        lines.append(
-            f"             still to read {low} .. {high}{order}, {window['read_percent']}% read"
-        )
+        (low, high), percent = window["still_to_read"], window["read_percent"]
+        lines.append(f"             still to read {low} .. {high}{order}, {percent}% read")
     parts, events, pages = window["parts_written"], window["events_written"], window["pages"]
     plural = "" if parts == 1 else "s"
     lines.append(f"             {parts} part{plural}, {events} events written, {pages} pages read")

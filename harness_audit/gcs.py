@@ -51,8 +51,14 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
             "the service account provides them; locally run "
             "'gcloud auth application-default login'"
         ) from None
-    except (api_exceptions.GoogleAPICallError, api_exceptions.RetryError, OSError) as exc:
+    except api_exceptions.GoogleAPICallError as exc:  # one the library does not retry
         raise StorageUnavailable(
             f"Cloud Storage failed to {action} in the time the run had left: "
             f"{type(exc).__name__}: {str(exc)[:300]}"
+        ) from None
+    except (api_exceptions.RetryError, OSError) as exc:
+        cause = getattr(exc, "cause", None) or exc  # a RetryError's last failure
+        raise StorageUnavailable(
+            f"Cloud Storage did not answer in time to {action} in bucket {bucket_name} "
+            f"({type(cause).__name__}); check the network, then try again"
         ) from None

@@ -12,16 +12,15 @@ from harness_audit.gcs import PreconditionFailed, call_options, storage_errors
 from harness_audit.harness_client import MAX_PAGE_BYTES
 from harness_audit.listing import event_identity
 
-CONTENT_TYPE = "application/x-ndjson"
 # A part holds at most MAX_OBJECT_MB (at most 8 MB), or one larger event alone, and no
 # event is larger than the Harness page (32 MiB) it came in. Reading one peaks at 124 MB RSS.
 MAX_PART_BYTES = MAX_PAGE_BYTES
+CONTENT_TYPE = "application/x-ndjson"
 
 
 def _stamp(epoch_ms: int) -> str:
     """``20250610T130000123Z``: a time in object names, sorting as it reads."""
-    moment = utc(epoch_ms)
-    return moment.strftime("%Y%m%dT%H%M%S") + f"{moment.microsecond // 1000:03d}Z"
+    return f"{utc(epoch_ms):%Y%m%dT%H%M%S}{epoch_ms % 1000:03d}Z"
 
 
 def folder(prefix: str) -> str:
@@ -89,34 +88,28 @@ class ObjectSink:
         return True
 
     def read_ids(self, name: str, *, seconds: float | None = None) -> dict[str, int]:
-        """The ids in an existing object (none if it has gone since)."""
+        """The ids in an existing object, whichever layout it was written in (none if it has
+        gone since). One larger than any part is refused unread: it is not ours, and reading
+        it could exhaust the memory."""
         with storage_errors(f"read {name}", self.bucket.name):
             blob = self.bucket.get_blob(name, **call_options(seconds))
-        return {} if blob is None else self.ids_of(blob, seconds=seconds)
-
-    def ids_of(self, blob, *, seconds: float | None = None) -> dict[str, int]:
-        """The ids in ``blob``, whichever layout it was written in. One larger than any part
-        is refused unread: it is not ours, and reading it could exhaust the memory."""
-        if blob.size is not None and blob.size > MAX_PART_BYTES:
-            uri = self.uri(blob.name)
-            raise ForeignObject(
-                f"{uri} is {blob.size} bytes, larger than any part this collector writes "
-                f"({MAX_PART_BYTES}): it is not one of ours and was not read. Move it out of "
-                f"the prefix (gcloud storage mv {uri} gs://<elsewhere>); the next run resumes"
-            )
-        with storage_errors(f"read {blob.name}", self.bucket.name):
-            return ids_in(blob.download_as_bytes(**call_options(seconds)))
+            if blob is None:
+                return {}
+            if blob.size > MAX_PART_BYTES:
+                raise ForeignObject(
+                    f"{self.uri(name)} is {blob.size} bytes, larger than any part this "
+                    f"collector writes ({MAX_PART_BYTES}): it is not one of ours and was not "
+                    f"read. Move it out of the prefix (gcloud storage mv {self.uri(name)} "
+                    "gs://<elsewhere>); the next run resumes"
+                )
+            data = blob.download_as_bytes(**call_options(seconds))
+        return dict(line_identities(data, fallback_ms=0))
 
     def first_object(self, *, seconds: float | None = None) -> str | None:
         """The name of one object under the prefix, if there is any: one list call."""
         with storage_errors("list the objects under the prefix", self.bucket.name):
             listed = {"prefix": folder(self.prefix), "max_results": 1, **call_options(seconds)}
-            found = self.bucket.list_blobs(**listed)
-            return next((blob.name for blob in found), None)
-
-
-def ids_in(data: bytes) -> dict[str, int]:
-    return dict(line_identities(data, fallback_ms=0))
+            return next((blob.name for blob in self.bucket.list_blobs(**listed)), None)
 
 
 def line_identities(data: bytes, *, fallback_ms: int) -> Iterator[tuple[str, int]]:

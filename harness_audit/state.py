@@ -9,7 +9,6 @@ from harness_audit.errors import StateCorrupt
 from harness_audit.paging import ORDERS, Position
 
 STATE_VERSION = 2
-ORIGIN_COLLECTOR = "collector"
 ORIGIN_GUIDE = "guide"
 # Epoch milliseconds any date can hold: 1970 up to the end of year 9999.
 MAX_EPOCH_MS = 253_402_300_799_999
@@ -17,11 +16,9 @@ CLOCK_SKEW_MS = 60_000
 # A window's whole numbers: (lowest, highest), None for no highest. An exhausted range ends
 # one millisecond below its start: -1 is the only upper_ms below 0.
 _MS, _COUNT, _PART = (0, MAX_EPOCH_MS), (0, None), (1, None)
-_WINDOW_NUMBERS = dict(
-    start_ms=_MS, end_ms=_MS, next_part=_PART, pages=_COUNT, events_written=_COUNT
-)
-_POSITION_NUMBERS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": _PART}
-_POSITION_FIELDS = (*_POSITION_NUMBERS, "order", "burst_ms", "burst_new", "pending")
+_WINDOW_INTS = dict(start_ms=_MS, end_ms=_MS, next_part=_PART, pages=_COUNT, events_written=_COUNT)
+_POSITION_INTS = {"lower_ms": _MS, "upper_ms": (-1, MAX_EPOCH_MS), "burst_pass": _PART}
+_POSITION_FIELDS = (*_POSITION_INTS, "order", "burst_ms", "burst_new", "pending")
 
 
 @dataclass(frozen=True)
@@ -60,7 +57,7 @@ class State:
     delivered: Mapping[str, int] = field(default_factory=dict)
     window: WindowProgress | None = None
     lease: Lease | None = None
-    origin: str = ORIGIN_COLLECTOR
+    origin: str = "collector"  # or ORIGIN_GUIDE
 
 
 def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
@@ -78,7 +75,7 @@ def encode_state(state: State, *, updated_ms: int, version: str) -> bytes:
 
 def _encode_window(window: WindowProgress) -> dict:
     return {
-        **{name: getattr(window, name) for name in (*_WINDOW_NUMBERS, "committed", "ahead")},
+        **{name: getattr(window, name) for name in (*_WINDOW_INTS, "committed", "ahead")},
         **{name: getattr(window.position, name) for name in _POSITION_FIELDS},
         "edge_ids": sorted(window.position.edge_ids),
     }
@@ -88,7 +85,7 @@ def decode_state(data: bytes) -> State:
     """Parse a checkpoint (ours or the guide's); raise StateCorrupt saying what is wrong."""
     try:
         document = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # a UnicodeDecodeError is a ValueError
         raise StateCorrupt(f"it is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(document, dict):
         raise StateCorrupt("it is not a JSON object")
@@ -96,14 +93,14 @@ def decode_state(data: bytes) -> State:
         # The guide's {"since": ms, "pageToken": ...}: its token belongs to a request that
         # cannot be rebuilt, so the window restarts at since less the overlap instead.
         since = document["since"]
-        if not _is_int(since) or not 0 < since <= MAX_EPOCH_MS:
+        if type(since) is not int or not 0 < since <= MAX_EPOCH_MS:
             raise StateCorrupt(
                 f"it looks like the guide's format but 'since' is {_short(since)}, not epoch "
                 "milliseconds"
             )
         return State(watermark_ms=since, origin=ORIGIN_GUIDE)
     version = document.get("version")
-    if not _is_int(version) or version != STATE_VERSION:
+    if type(version) is not int or version != STATE_VERSION:  # 2.0 is not version 2
         raise StateCorrupt(
             f"its version is {_short(version)}, this collector reads version {STATE_VERSION} "
             "(or the guide's {'since': ...} format)"
@@ -151,7 +148,7 @@ def _decode_window(raw: dict) -> WindowProgress:
     if not isinstance(raw.get("burst_new", False), bool):
         raise TypeError("window.burst_new must be true or false")
     position = Position(
-        **{name: _number(raw, name, *bounds) for name, bounds in _POSITION_NUMBERS.items()},
+        **{name: _number(raw, name, *bounds) for name, bounds in _POSITION_INTS.items()},
         order=order,
         edge_ids=frozenset(edge_ids),
         burst_ms=_optional_ms(raw, "burst_ms"),
@@ -159,7 +156,7 @@ def _decode_window(raw: dict) -> WindowProgress:
         pending=tuple((low, high) for low, high in pending),
     )
     window = WindowProgress(
-        **{name: _number(raw, name, *bounds) for name, bounds in _WINDOW_NUMBERS.items()},
+        **{name: _number(raw, name, *bounds) for name, bounds in _WINDOW_INTS.items()},
         position=position,
         committed=_id_map(raw.get("committed", {}), "window.committed"),
         ahead=_id_map(raw.get("ahead", {}), "window.ahead"),
@@ -185,9 +182,8 @@ def _id_map(raw, name: str) -> dict[str, int]:
 
 
 def _number(raw: dict, name: str, low: int = 0, high: int | None = MAX_EPOCH_MS) -> int:
-    """``raw[name]``, a whole number from ``low`` to ``high`` (None: no limit)."""
     value = raw[name]
-    if _is_int(value) and low <= value and (high is None or value <= high):
+    if type(value) is int and low <= value and (high is None or value <= high):
         return value
     must = f"a whole number from {low}" if high is None else "epoch milliseconds (1970 to 9999)"
     raise ValueError(f"{name} must be {must}, not {_short(value)}")
@@ -197,12 +193,8 @@ def _optional_ms(raw: dict, name: str) -> int | None:
     return None if raw.get(name) is None else _number(raw, name)
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_ms(value) -> bool:
-    return _is_int(value) and 0 <= value <= MAX_EPOCH_MS
+    return type(value) is int and 0 <= value <= MAX_EPOCH_MS  # a bool is not an int here
 
 
 def _short(value) -> str:

@@ -5,23 +5,20 @@ import json
 from datetime import timedelta
 from typing import TextIO
 
-from google.api_core import exceptions as api_exceptions
-from google.cloud.storage.retry import DEFAULT_RETRY
-
 from harness_audit.checkpoint import CheckpointStore
 from harness_audit.cli_common import EXIT_FOUND, EXIT_OK
 from harness_audit.clock import Clock, iso, utc
 from harness_audit.config import Config
-from harness_audit.errors import StateCorrupt, StorageUnavailable
-from harness_audit.gcs import storage_errors
-from harness_audit.sink import object_name
+from harness_audit.errors import StateCorrupt
+from harness_audit.gcs import call_options, storage_errors
+from harness_audit.sink import folder, object_name
 from harness_audit.state import ORIGIN_GUIDE, State, WindowProgress
 
 RECENT_OBJECTS = 5
 # The last week's date folders first (one short listing); the whole prefix only when that
 # finds too few (a backfill window's folder is older).
 RECENT_DAYS = 7
-CALL_SECONDS = 5.0  # each Cloud Storage request, and all of its retries together
+CALL_SECONDS = 5.0  # each Cloud Storage call, all of its attempts together
 
 
 def _duration(seconds: float) -> str:
@@ -36,44 +33,33 @@ def _duration(seconds: float) -> str:
 
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
-    """The last objects written under the prefix, newest first."""
-    base = f"{config.prefix}/" if config.prefix else ""
-    first = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
-    found = _list(bucket, base, first, config.state_key)
-    if len(found) < RECENT_OBJECTS:
-        found = _list(bucket, base, None, config.state_key)
-    found.sort(key=lambda blob: (blob.time_created is not None, blob.time_created, blob.name))
+    base = folder(config.prefix)
+    week = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
+    with storage_errors("list the objects under the prefix", bucket.name):
+        for start_offset in (week, None):
+            listed = bucket.list_blobs(
+                prefix=base or None, start_offset=start_offset, **call_options(CALL_SECONDS)
+            )
+            found = [
+                blob for blob in listed if blob.name != config.state_key and blob.name[-1:] != "/"
+            ]
+            if len(found) >= RECENT_OBJECTS:
+                break
+    found.sort(key=lambda blob: (blob.time_created, blob.name))
     recent = []
     for blob in reversed(found[-RECENT_OBJECTS:]):
-        count, created = (blob.metadata or {}).get("event-count", ""), blob.time_created
-        item = {"uri": f"gs://{bucket.name}/{blob.name}", "size": blob.size}
-        item["created"] = iso(int(created.timestamp() * 1000)) if created else None
+        count = (blob.metadata or {}).get("event-count", "")
+        created = iso(int(blob.time_created.timestamp() * 1000))
+        item = {"uri": f"gs://{bucket.name}/{blob.name}", "size": blob.size, "created": created}
         recent.append(item | {"events": int(count) if count.isdigit() else None})
     return recent
 
 
-def _list(bucket, base: str, start_offset: str | None, state_key: str) -> list:
-    retry = DEFAULT_RETRY.with_timeout(CALL_SECONDS)
-    with storage_errors("list the objects under the prefix", bucket.name):
-        try:
-            blobs = bucket.list_blobs(
-                prefix=base or None, start_offset=start_offset, timeout=CALL_SECONDS, retry=retry
-            )
-            return [blob for blob in blobs if blob.name != state_key and blob.name[-1:] != "/"]
-        except (api_exceptions.RetryError, api_exceptions.ServerError, OSError) as exc:
-            cause = getattr(exc, "cause", None) or exc
-            raise StorageUnavailable(
-                f"Cloud Storage did not answer for bucket {bucket.name} in {CALL_SECONDS:.0f} s "
-                f"({type(cause).__name__}); check the network, then try again"
-            ) from None
-
-
-def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: str) -> dict:
-    # Before the first window completes, nothing is delivered before its start.
-    since = state.watermark_ms
-    if since is None and state.window is not None:
-        since = state.window.start_ms
-    lag = None if since is None else max(0, now_ms - since) / 1000
+def checkpoint_document(state: State, config: Config, now_ms: int) -> dict:
+    # Before the first window completes, nothing is delivered before its start (a watermark
+    # of 0 is older than any lookback: refused on load).
+    since = state.watermark_ms or (state.window and state.window.start_ms)
+    lag = None if since is None else round(max(0, now_ms - since) / 1000, 3)
     lease, lease_document = state.lease, {"state": "free"}
     if lease is not None:
         lease_document = {"state": "held" if lease.is_live(now_ms) else "expired"}
@@ -83,15 +69,15 @@ def checkpoint_document(state: State, config: Config, now_ms: int, bucket_uri: s
         "origin": state.origin,
         "watermark": iso(state.watermark_ms) if state.watermark_ms is not None else None,
         "watermark_ms": state.watermark_ms,
-        "lag_seconds": None if lag is None else round(lag, 3),
+        "lag_seconds": lag,
         "alert_lag_minutes": config.alert_lag_minutes,
         "lag_alert": lag is not None and lag > config.alert_lag_minutes * 60,
-        "window": window_document(state.window, config, bucket_uri) if state.window else None,
+        "window": window_document(state.window, config) if state.window else None,
         "lease": lease_document,
     }
 
 
-def window_document(window: WindowProgress, config: Config, bucket_uri: str) -> dict:
+def window_document(window: WindowProgress, config: Config) -> dict:
     position, span = window.position, window.end_ms - window.start_ms + 1
     left = max(0, position.upper_ms - position.lower_ms + 1)
     left += sum(high - low + 1 for low, high in position.pending)
@@ -106,8 +92,8 @@ def window_document(window: WindowProgress, config: Config, bucket_uri: str) -> 
         "parts_written": window.next_part - 1,
         "events_written": window.events_written,
         "parts": [
-            f"{bucket_uri}/{object_name(config.prefix, window.start_ms, window.end_ms, number)}"
-            for number in range(1, window.next_part)
+            f"gs://{config.bucket}/{object_name(config.prefix, window.start_ms, window.end_ms, n)}"
+            for n in range(1, window.next_part)
         ],
     }
 
@@ -125,8 +111,7 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
     else:
         document["exists"] = snapshot.generation != 0
         if snapshot.generation:
-            bucket_uri = f"gs://{bucket.name}"
-            document |= checkpoint_document(snapshot.state, config, now_ms, bucket_uri)
+            document |= checkpoint_document(snapshot.state, config, now_ms)
     document["recent_objects"] = recent
     problems = ["checkpoint unreadable"] * ("error" in document)
     if document.get("lag_alert"):
@@ -148,13 +133,12 @@ def render(document: dict) -> list[str]:
             lines[0] += " (the guide's format; the next run converts it)"
         lag, verdict = document["lag_seconds"], "ALERT" if document["lag_alert"] else "ok"
         limit = f"{verdict} (alert over {document['alert_lag_minutes']} min)"
-        watermark = document["watermark"]
-        lines.append(
-            f"watermark    {watermark}  (end of the last completed window)"
-            if watermark
-            else "watermark    none: the first window has not completed yet"
-        )
-        since = "" if watermark else " since the first window's start"
+        if watermark := document["watermark"]:
+            lines.append(f"watermark    {watermark}  (end of the last completed window)")
+            since = ""
+        else:
+            lines.append("watermark    none: the first window has not completed yet")
+            since = " since the first window's start"
         lines += [f"lag          {_duration(lag)}{since}  {limit}"] if lag is not None else []
         lines += _render_window(document["window"])
         lines.append(f"lease        {_render_lease(document['lease'])}")
@@ -162,7 +146,7 @@ def render(document: dict) -> list[str]:
     lines.append(f"last objects {newest}")
     for item in document["recent_objects"]:
         events = "? events" if item["events"] is None else f"{item['events']} events"
-        lines.append(f"  {item['created'] or '?':<26}{events:>14}  {item['uri']}")
+        lines.append(f"  {item['created']:<26}{events:>14}  {item['uri']}")
     feed = document.get("secops_feed") or {}
     return lines + [f"secops feed  {key}: {value}" for key, value in feed.items() if value]
 
@@ -173,10 +157,8 @@ def _render_window(window: dict | None) -> list[str]:
     lines = [f"window       in progress: {window['start']} .. {window['end']}"]
     if window["still_to_read"]:
         order = f" ({window['order'].replace('_', ' ')})" if window["order"] else ""
-        low, high = window["still_to_read"]
-        lines.append(
-            f"             still to read {low} .. {high}{order}, {window['read_percent']}% read"
-        )
+        (low, high), percent = window["still_to_read"], window["read_percent"]
+        lines.append(f"             still to read {low} .. {high}{order}, {percent}% read")
     parts, events, pages = window["parts_written"], window["events_written"], window["pages"]
     plural = "" if parts == 1 else "s"
     lines.append(f"             {parts} part{plural}, {events} events written, {pages} pages read")

@@ -1,5 +1,5 @@
 from harness_audit.clock import iso
-from harness_audit.sink import PartBuffer, ids_in, object_name
+from harness_audit.sink import PartBuffer, line_identities, object_name
 
 
 def test_object_names_are_deterministic_and_sort_by_time():
@@ -44,4 +44,4 @@ def test_a_new_buffer_is_empty():
 
 def test_ids_read_back_from_either_layout_and_bad_lines_ignored():
     data = b'{"auditId":"a","timestamp":5}\n{"auditEventId":"b","auditEventTime":"6"}\n\nnot json\n'
-    assert ids_in(data) == {"a": 5, "b": 6}
+    assert dict(line_identities(data, fallback_ms=0)) == {"a": 5, "b": 6}

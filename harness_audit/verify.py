@@ -176,17 +176,15 @@ def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, set
     with storage_errors("list the objects under the prefix", bucket.name):
         listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
         names = [blob.name for blob in listing if first <= blob.name < last]
-    by_hour, read = defaultdict(list), 0
-    for name in names:
-        if not may_hold(name[len(base) :], lo_ms, hi_ms):
-            continue
+    by_hour = defaultdict(list)
+    held = [name for name in names if may_hold(name[len(base) :], lo_ms, hi_ms)]
+    for name in held:
         with storage_errors(f"read {name}", bucket.name):
             data = bucket.blob(name).download_as_bytes()
-        read += 1
         for audit_id, timestamp in line_identities(data, fallback_ms=-1):
             if lo_ms <= timestamp < hi_ms:
                 by_hour[timestamp - timestamp % HOUR_MS].append((audit_id, name))
-    return by_hour, set(names), read
+    return by_hour, set(names), len(held)
 
 
 def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadline: Deadline):
@@ -200,8 +198,7 @@ def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadl
             for taken in step.events:
                 events.setdefault(taken.audit_id, taken)
             position = step.position
-    except Unplaceable:
-        # Listed but not placeable in time: counted as missing, so the hour is never "OK".
+    except Unplaceable:  # counted as missing, so the hour is never "OK"
         return events, 1
     except PagingInconsistent as exc:
         raise HarnessInconsistent(
@@ -345,14 +342,11 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
         )
     lines = [f"Harness against {uri}, checked up to {basis}", _line("hour (UTC)", COLUMNS, [])]
     lines += [_row_text(row) for row in result.hours]
-    lines.append(
-        _line("total", summary, [f"repaired {result.repaired}"] if result.repaired else [])
-    )
+    repaired = [f"repaired {result.repaired}"] if result.repaired else []
+    lines.append(_line("total", summary, repaired))
     lines += [f"wrote {name}" for name in summary["repair_objects"]]
-    lines += [
-        f"not repaired: another writer created {name} first; run verify again"
-        for name in result.conflicts
-    ]
+    raced = "not repaired: another writer created {} first; run verify again"
+    lines += map(raced.format, result.conflicts)
     if result.still_missing:
         more = result.still_missing - len(result.missing_ids)
         named = ", ".join(result.missing_ids) + (f" (and {more} more)" if more else "")

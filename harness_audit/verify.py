@@ -100,14 +100,9 @@ class HourResult:
 
     def counts(self) -> dict[str, int]:
         unresolved = len(self.still_missing) + self.unplaceable
-        return {
-            "in_harness": self.in_harness,
-            "in_bucket": self.in_bucket,
-            "missing": unresolved + self.repaired,
-            "still_missing": unresolved,
-            "duplicated": len(self.duplicated),
-            "repaired": self.repaired,
-        }
+        missing, duplicated = unresolved + self.repaired, len(self.duplicated)
+        values = (self.in_harness, self.in_bucket, missing, unresolved, duplicated, self.repaired)
+        return dict(zip(COUNTS, values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -271,7 +266,7 @@ def verify_range(
     pacer = pacer or Pacer(config.max_requests_per_minute, clock)
     harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
     checked = []
-    try:
+    with contextlib.closing(harness):
         for row in todo:
             try:
                 listed, unplaceable = listed_events(harness, config, row, deadline)
@@ -279,8 +274,6 @@ def verify_range(
                 break
             row = _check(row, listed, unplaceable, stored[row.hour_ms], sink)
             checked.append(_repair(row, listed, sink, config, names) if repair else row)
-    finally:
-        harness.close()
     # Hours the deadline left unchecked are reported as not checked.
     rest = [replace(row, checked_until_ms=None) for row in hours[len(checked) :]]
     done = {"cut_short": len(checked) < len(todo), "harness_requests": harness.requests}

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import count
+from types import SimpleNamespace
 from typing import TextIO
 
 from harness_audit.checkpoint import MAX_LOOKBACK_MS, CheckpointStore
@@ -42,15 +43,8 @@ COLUMNS |= {"duplicated": "duplicated"}
 _NAME = re.compile(r"harness-audit-(?:repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-\d{4,}\.jsonl")
 
 
-@dataclass(frozen=True)
-class Request:
-    since_ms: int
-    until_ms: int
-    repair: bool = False
-    json: bool = False
-
-
-def request_from(args) -> Request:
+def request_from(args) -> SimpleNamespace:
+    """The command line with its range checked and in milliseconds (since_ms, until_ms)."""
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if since >= until:
         raise UsageError(f"--since {iso(since)} is not before --until {iso(until)}: empty range")
@@ -59,7 +53,7 @@ def request_from(args) -> Request:
             f"the range is {(until - since) / DAY_MS:.1f} days, more than {MAX_RANGE_DAYS}: "
             "every hour costs at least one Harness request; check it in parts, or add --force"
         )
-    return Request(since, until, repair=args.repair, json=args.json)
+    return SimpleNamespace(**vars(args), since_ms=since, until_ms=until)
 
 
 def repair_object_name(prefix: str, hour_ms: int, part: int) -> str:
@@ -290,12 +284,11 @@ def _hour_json(row: HourResult) -> dict:
 
 def summary_of(result: VerifyResult) -> dict:
     """The result as the CLI's --json summary and the function's log line."""
-    watermark, settled = result.watermark_ms, result.settled_ms
     return {
         "since": iso(result.since_ms),
         "until": iso(result.until_ms),
-        "watermark": iso(watermark) if watermark is not None else None,
-        "checked_until": iso(min(settled, result.until_ms)) if result.checked else None,
+        "watermark": None if result.watermark_ms is None else iso(result.watermark_ms),
+        "checked_until": iso(min(result.settled_ms, result.until_ms)) if result.checked else None,
         "checked": result.checked,
         "cut_short": result.cut_short,
         "hours_checked": result.hours_checked,
@@ -349,9 +342,7 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
     if result.duplicated:
         holders = ", ".join(summary["duplicate_objects"])
         lines.append(f"duplicated {result.duplicated} ids, held by: {holders}")
-    if result.problem in VERDICTS:
-        lines.append(VERDICTS[result.problem])
-    return lines
+    return [*lines, VERDICTS[result.problem]] if result.problem in VERDICTS else lines
 
 
 VERDICTS = {
@@ -368,7 +359,7 @@ def exit_code(result: VerifyResult) -> int:
     return {None: EXIT_OK, "cut short by the deadline": EXIT_FAILED}.get(result.problem, EXIT_FOUND)
 
 
-def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> int:
+def run(config: Config, bucket, clock: Clock, request: SimpleNamespace, out: TextIO) -> int:
     """The CLI: verify, then print the report (text or --json); the exit code."""
     since, until = request.since_ms, request.until_ms
     deadline = Deadline(clock, ((until - since) // HOUR_MS + 2) * HOUR_DEADLINE_SECONDS, 0)

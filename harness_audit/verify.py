@@ -6,7 +6,7 @@ reported, not retried; duplicates are reported, never deleted."""
 import contextlib
 import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -156,23 +156,23 @@ def may_hold(name: str, lo_ms: int, hi_ms: int) -> bool:
     return first <= name[:11] <= last
 
 
-def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, set[str], int]:
-    """(auditId, object name) of each line stamped in ``[lo_ms, hi_ms)``, by hour; the names
-    listed; how many objects were read (each once)."""
-    base = folder(prefix)
+def bucket_lines(sink: ObjectSink, lo_ms: int, hi_ms: int) -> tuple[dict, set[str], int]:
+    """By hour, each auditId stamped in ``[lo_ms, hi_ms)`` with the object (URI) of each of its
+    lines; the names listed; how many objects were read (each once)."""
+    bucket, base = sink.bucket, folder(sink.prefix)
     first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)):%Y/%m/%d}/"
     last = f"{base}{utc(hi_ms - 1 + 2 * DAY_MS):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
         listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
         names = [blob.name for blob in listing if first <= blob.name < last]
-    by_hour = defaultdict(list)
+    by_hour = defaultdict(lambda: defaultdict(list))
     held = [name for name in names if may_hold(name[len(base) :], lo_ms, hi_ms)]
     for name in held:
         with storage_errors(f"read {name}", bucket.name):
-            data = bucket.blob(name).download_as_bytes()
+            data, uri = bucket.blob(name).download_as_bytes(), sink.uri(name)
         for audit_id, timestamp in line_identities(data, fallback_ms=-1):
             if lo_ms <= timestamp < hi_ms:
-                by_hour[timestamp - timestamp % HOUR_MS].append((audit_id, name))
+                by_hour[timestamp - timestamp % HOUR_MS][audit_id].append(uri)
     return by_hour, set(names), len(held)
 
 
@@ -197,14 +197,11 @@ def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadl
     return events, 0
 
 
-def _check(row: HourResult, listed: dict, unplaceable: int, lines: list, sink) -> HourResult:
-    counts, holders = Counter(audit_id for audit_id, _ in lines), defaultdict(set)
-    for audit_id, name in lines:
-        if counts[audit_id] > 1:
-            holders[audit_id].add(sink.uri(name))
-    missing = tuple(sorted(audit_id for audit_id in listed if audit_id not in counts))
-    duplicated = tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items()))
-    counted = {"in_harness": len(listed), "in_bucket": len(counts), "unplaceable": unplaceable}
+def _check(row: HourResult, listed: dict, unplaceable: int, held: dict) -> HourResult:
+    missing = tuple(sorted(key for key in listed if key not in held))
+    twice = sorted(key for key, uris in held.items() if len(uris) > 1)
+    duplicated = tuple((key, tuple(sorted(set(held[key])))) for key in twice)
+    counted = {"in_harness": len(listed), "in_bucket": len(held), "unplaceable": unplaceable}
     return replace(row, **counted, still_missing=missing, duplicated=duplicated)
 
 
@@ -254,9 +251,8 @@ def verify_range(
     todo = [row for row in hours if row.checked_until_ms is not None]
     if not todo:
         return result
-    lo, hi = todo[0].start_ms, todo[-1].checked_until_ms
-    stored, names, objects_read = bucket_lines(bucket, config.prefix, lo, hi)
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
+    stored, names, objects_read = bucket_lines(sink, todo[0].start_ms, todo[-1].checked_until_ms)
     pacer = pacer or Pacer(config.max_requests_per_minute, clock)
     harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
     checked = []
@@ -266,7 +262,7 @@ def verify_range(
                 listed, unplaceable = listed_events(harness, config, row, deadline)
             except DeadlineReached:
                 break
-            row = _check(row, listed, unplaceable, stored[row.hour_ms], sink)
+            row = _check(row, listed, unplaceable, stored[row.hour_ms])
             checked.append(_repair(row, listed, sink, config, names) if repair else row)
     # Hours the deadline left unchecked are reported as not checked.
     rest = [replace(row, checked_until_ms=None) for row in hours[len(checked) :]]

@@ -145,9 +145,8 @@ def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[Hou
 
 
 def may_hold(name: str, lo_ms: int, hi_ms: int) -> bool:
-    """Whether an object (its name under the prefix) may hold events stamped in [lo_ms, hi_ms):
-    ours by the window its name gives; another writer's (the guide's) by its date folder, which
-    holds that day's events and the day before's."""
+    """Whether an object (named under the prefix) may hold events of [lo_ms, hi_ms): ours by the
+    window in its name; another writer's (the guide's) by its folder's date and the day before."""
     if found := _NAME.fullmatch(name.rsplit("/", 1)[-1]):
         with contextlib.suppress(ValueError):  # not a time in it: not one of ours
             start, end = (datetime.strptime(stamp, "%Y%m%dT%H%M%S%f%z") for stamp in found.groups())
@@ -222,8 +221,7 @@ def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
 
 
 def _repair(row: HourResult, listed: dict, sink: ObjectSink, config, names: set) -> HourResult:
-    """Write what is missing into the hour's repair objects after those listed; a name another
-    writer took first stops it."""
+    """Write what is missing into the hour's next repair objects; a name taken first stops it."""
     hour, written, repaired = row.hour_ms, [], set()
     first = next(n for n in count(1) if repair_object_name(config.prefix, hour, n) not in names)
     todo = [listed[key] for key in row.still_missing]
@@ -300,7 +298,6 @@ def summary_of(result: VerifyResult) -> dict:
 
 
 def _line(label: str, counts: dict, notes: list[str]) -> str:
-    """A row of the text report: the label, the COLUMNS, then any notes."""
     columns = "".join(f"{counts[name]:>12}" for name in COLUMNS)
     return f"{label:<18}{columns}" + ("  " + "; ".join(notes) if notes else "")
 
@@ -369,6 +366,5 @@ def run(config: Config, bucket, clock: Clock, request: SimpleNamespace, out: Tex
     else:
         uri = f"gs://{bucket.name}/{config.prefix}".rstrip("/")
         lines = report_text(result, summary, uri, config.overlap_seconds)
-    out.write("\n".join(lines) + "\n")
-    out.flush()
+    print("\n".join(lines), file=out, flush=True)
     return summary["exit_code"]

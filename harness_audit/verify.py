@@ -262,7 +262,6 @@ def verify_range(
                 break
             row = _check(row, listed, unplaceable, stored[row.hour_ms])
             checked.append(_repair(row, listed, sink, config, names) if repair else row)
-    # Hours the deadline left unchecked are reported as not checked.
     rest = [replace(row, checked_until_ms=None) for row in hours[len(checked) :]]
     done = {"cut_short": len(checked) < len(todo), "harness_requests": harness.requests}
     return replace(result, hours=(*checked, *rest), objects_read=objects_read, **done)
@@ -302,16 +301,6 @@ def _line(label: str, counts: dict, notes: list[str]) -> str:
     return f"{label:<18}{columns}" + ("  " + "; ".join(notes) if notes else "")
 
 
-def _row_text(row: HourResult) -> str:
-    label = iso(row.start_ms).replace(":00.000Z", "Z")  # to the minute, when it is one
-    if row.checked_until_ms is None:
-        return _line(label, dict.fromkeys(COLUMNS, "-"), ["in progress"])
-    notes = [f"checked to {iso(row.checked_until_ms)}"] if row.state == "partial" else []
-    notes += [f"repaired {row.repaired}"] if row.repaired else []
-    notes += [f"{row.unplaceable} without a usable timestamp"] if row.unplaceable else []
-    return _line(label, row.counts(), notes)
-
-
 def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -> list[str]:
     basis = "nothing yet: the collector has not completed a window"
     if result.settled_ms is not None:
@@ -320,7 +309,15 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
             f"{overlap_s}; later events are still the collector's to write)"
         )
     lines = [f"Harness against {uri}, checked up to {basis}", _line("hour (UTC)", COLUMNS, [])]
-    lines += [_row_text(row) for row in result.hours]
+    for row in result.hours:
+        label = iso(row.start_ms).replace(":00.000Z", "Z")  # to the minute, when it is one
+        if row.checked_until_ms is None:
+            lines.append(_line(label, dict.fromkeys(COLUMNS, "-"), ["in progress"]))
+            continue
+        notes = [f"checked to {iso(row.checked_until_ms)}"] if row.state == "partial" else []
+        notes += [f"repaired {row.repaired}"] if row.repaired else []
+        notes += [f"{row.unplaceable} without a usable timestamp"] if row.unplaceable else []
+        lines.append(_line(label, row.counts(), notes))
     repaired = [f"repaired {result.repaired}"] if result.repaired else []
     lines.append(_line("total", summary, repaired))
     lines += [f"wrote {name}" for name in summary["repair_objects"]]

@@ -127,7 +127,6 @@ class VerifyResult:
 
     @property
     def problem(self) -> str | None:
-        """Why this is not "all good", or None."""
         if self.cut_short:
             return "cut short by the deadline"
         if not self.checked:
@@ -151,8 +150,7 @@ def may_hold(name: str, lo_ms: int, hi_ms: int) -> bool:
         with contextlib.suppress(ValueError):  # not a time in it: not one of ours
             start, end = (datetime.strptime(stamp, "%Y%m%dT%H%M%S%f%z") for stamp in found.groups())
             return start < utc(hi_ms) and end >= utc(lo_ms)
-    first, last = (f"{utc(ms):%Y/%m/%d}/" for ms in (lo_ms, hi_ms - 1 + DAY_MS))
-    return first <= name[:11] <= last
+    return f"{utc(lo_ms):%Y/%m/%d}/" <= name[:11] <= f"{utc(hi_ms - 1 + DAY_MS):%Y/%m/%d}/"
 
 
 def bucket_lines(sink: ObjectSink, lo_ms: int, hi_ms: int) -> tuple[dict, set[str], int]:

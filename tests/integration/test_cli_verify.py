@@ -171,9 +171,8 @@ def test_a_second_repair_of_an_hour_takes_the_next_part(collected, clock, bucket
     assert code == 0 and summary["repaired"] == 1
     repairs = [n for n in data_objects(bucket) if "-repair-" in n]
     assert [n.rsplit("-", 1)[1] for n in repairs] == ["0001.jsonl", "0002.jsonl"]
-    assert [line_id(x) for x in bucket.blob(repairs[1]).download_as_bytes().splitlines()] == [
-        second
-    ]
+    written = bucket.blob(repairs[1]).download_as_bytes().splitlines()
+    assert [line_id(line) for line in written] == [second]
 
 
 def test_a_repair_is_written_in_the_streaming_layout(start_instance, harness, clock, bucket):

@@ -1,18 +1,17 @@
-"""``verify``: compare Harness with the bucket hour by hour, optionally repair; then report.
-
-Only what the collector has finished is checked: its watermark less OVERLAP_SECONDS. No hour
-checked is a problem (a wrong STATE_KEY would otherwise pass forever), and so is an item listed
-without a usable timestamp. A repair writes create-only objects; a name another writer took
-first is reported, not retried. Duplicates are reported, never deleted.
-"""
+"""``verify``: compare Harness with the bucket hour by hour up to the collector's watermark
+less OVERLAP_SECONDS, optionally repair; then report. Nothing checked is a problem (a wrong
+STATE_KEY would otherwise pass forever); a repair is create-only and a name taken first is
+reported, not retried; duplicates are reported, never deleted."""
 
 import contextlib
 import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
+from itertools import count
+from types import SimpleNamespace
 from typing import TextIO
 
 from harness_audit.checkpoint import MAX_LOOKBACK_MS, CheckpointStore
@@ -38,20 +37,14 @@ HOUR_DEADLINE_SECONDS = 900
 MAX_NAMED = 20
 # What an hour's row and the totals count, in the order the JSON gives them.
 COUNTS = ("in_harness", "in_bucket", "missing", "still_missing", "duplicated", "repaired")
-COLUMNS = ("in_harness", "in_bucket", "missing", "duplicated")  # the text report's
-_NAME = re.compile(r"harness-audit-(repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-(\d{4,})\.jsonl")
-_FOLDER = re.compile(r"(\d{4})/(\d{2})/(\d{2})/")
+# The text report's columns and their headings.
+COLUMNS = {"in_harness": "in Harness", "in_bucket": "in bucket", "missing": "missing"}
+COLUMNS |= {"duplicated": "duplicated"}
+_NAME = re.compile(r"harness-audit-(?:repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-\d{4,}\.jsonl")
 
 
-@dataclass(frozen=True)
-class Request:
-    since_ms: int
-    until_ms: int
-    repair: bool = False
-    json: bool = False
-
-
-def request_from(args) -> Request:
+def request_from(args) -> SimpleNamespace:
+    """The command line with its range checked and in milliseconds (since_ms, until_ms)."""
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if since >= until:
         raise UsageError(f"--since {iso(since)} is not before --until {iso(until)}: empty range")
@@ -60,23 +53,21 @@ def request_from(args) -> Request:
             f"the range is {(until - since) / DAY_MS:.1f} days, more than {MAX_RANGE_DAYS}: "
             "every hour costs at least one Harness request; check it in parts, or add --force"
         )
-    return Request(since, until, repair=args.repair, json=args.json)
+    return SimpleNamespace(**vars(args), since_ms=since, until_ms=until)
 
 
 def repair_object_name(prefix: str, hour_ms: int, part: int) -> str:
     """The sink's name for the hour's window, marked as a repair."""
-    folder_name, _, name = object_name(prefix, hour_ms, hour_ms + HOUR_MS, part).rpartition("/")
-    return f"{folder_name}/{name.replace('harness-audit-', 'harness-audit-repair-', 1)}"
+    name = object_name(prefix, hour_ms, hour_ms + HOUR_MS, part)
+    return "harness-audit-repair-".join(name.rsplit("harness-audit-", 1))
 
 
 def settled_until(state: State, overlap_ms: int) -> int | None:
     """Up to where the collector is done; None before its first window completes."""
     if state.watermark_ms is None:
         return None
-    settled = state.watermark_ms - overlap_ms
-    if state.window is not None:
-        settled = min(settled, state.window.start_ms)
-    return max(settled, 0)
+    window_start = state.window.start_ms if state.window else state.watermark_ms
+    return max(min(state.watermark_ms - overlap_ms, window_start), 0)
 
 
 @dataclass(frozen=True)
@@ -103,14 +94,9 @@ class HourResult:
 
     def counts(self) -> dict[str, int]:
         unresolved = len(self.still_missing) + self.unplaceable
-        return {
-            "in_harness": self.in_harness,
-            "in_bucket": self.in_bucket,
-            "missing": unresolved + self.repaired,
-            "still_missing": unresolved,
-            "duplicated": len(self.duplicated),
-            "repaired": self.repaired,
-        }
+        missing, duplicated = unresolved + self.repaired, len(self.duplicated)
+        values = (self.in_harness, self.in_bucket, missing, unresolved, duplicated, self.repaired)
+        return dict(zip(COUNTS, values, strict=True))
 
 
 @dataclass(frozen=True)
@@ -124,28 +110,23 @@ class VerifyResult:
     objects_read: int = 0
     harness_requests: int = 0
 
+    def __getattr__(self, name: str) -> int:
+        """``in_harness``, ``missing`` and the other COUNTS: sums over the hours."""
+        if name not in COUNTS:
+            raise AttributeError(name)
+        return sum(hour.counts()[name] for hour in self.hours)
+
     def _all(self, name: str) -> list:
         return [item for hour in self.hours for item in getattr(hour, name)]
 
-    @property
-    def totals(self) -> dict[str, int]:
-        return {name: sum(hour.counts()[name] for hour in self.hours) for name in COUNTS}
-
     hours_checked = property(lambda self: sum(h.state != "in_progress" for h in self.hours))
     checked = property(lambda self: self.hours_checked > 0)
-    in_harness = property(lambda self: self.totals["in_harness"])
-    in_bucket = property(lambda self: self.totals["in_bucket"])
-    repaired = property(lambda self: self.totals["repaired"])
-    missing = property(lambda self: self.totals["missing"])
-    still_missing = property(lambda self: self.totals["still_missing"])
-    duplicated = property(lambda self: self.totals["duplicated"])
     missing_ids = property(lambda self: tuple(self._all("still_missing")[:MAX_NAMED]))
     conflicts = property(lambda self: [h.conflict for h in self.hours if h.conflict])
     found = property(lambda self: bool(self.still_missing or self.duplicated or self.conflicts))
 
     @property
     def problem(self) -> str | None:
-        """Why this is not "all good", or None."""
         if self.cut_short:
             return "cut short by the deadline"
         if not self.checked:
@@ -162,60 +143,34 @@ def plan_hours(since_ms: int, until_ms: int, settled_ms: int | None) -> list[Hou
     return hours
 
 
-def _stamp_ms(text: str) -> int:
-    moment = datetime.strptime(text[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-    return int(moment.timestamp()) * 1000 + int(text[15:18])
+def may_hold(name: str, lo_ms: int, hi_ms: int) -> bool:
+    """Whether an object (named under the prefix) may hold events of [lo_ms, hi_ms): ours by the
+    window in its name; another writer's (the guide's) by its folder's date and the day before."""
+    if found := _NAME.fullmatch(name.rsplit("/", 1)[-1]):
+        with contextlib.suppress(ValueError):  # not a time in it: not one of ours
+            start, end = (datetime.strptime(stamp, "%Y%m%dT%H%M%S%f%z") for stamp in found.groups())
+            return start < utc(hi_ms) and end >= utc(lo_ms)
+    return f"{utc(lo_ms):%Y/%m/%d}/" <= name[:11] <= f"{utc(hi_ms - 1 + DAY_MS):%Y/%m/%d}/"
 
 
-@dataclass(frozen=True)
-class Stored:
-    name: str
-    start_ms: int | None = None  # the window (or repaired hour) in its name; None: not ours
-    end_ms: int | None = None
-    repair_part: int = 0  # 0: not a repair
-    day: date | None = None  # its date folder
-
-    def may_hold(self, start_ms: int, limit_ms: int) -> bool:
-        if self.start_ms is not None:
-            return self.start_ms < limit_ms and self.end_ms >= start_ms
-        # Another writer's object (the guide's): its events are of its day or the day before.
-        first, last = utc(start_ms).date(), utc(limit_ms - 1).date()
-        return self.day is not None and first <= self.day and last >= self.day - timedelta(1)
-
-
-def describe(name: str, base: str) -> Stored:
-    rest, day = name[len(base) :], None
-    if dated := _FOLDER.match(rest):
-        with contextlib.suppress(ValueError):  # not a date: no folder day
-            day = date(*map(int, dated.groups()))
-    found = _NAME.fullmatch(rest.rsplit("/", 1)[-1])
-    with contextlib.suppress(TypeError, ValueError):  # not our name, or not a time in it
-        start, end = _stamp_ms(found[2]), _stamp_ms(found[3])
-        return Stored(name, start, end, int(found[4]) if found[1] else 0, day)
-    return Stored(name, day=day)
-
-
-def bucket_lines(bucket, prefix: str, lo_ms: int, hi_ms: int) -> tuple[dict, Counter, int]:
-    """(auditId, timestamp, object name) of each line stamped in ``[lo_ms, hi_ms)``, by hour;
-    the highest repair part of each hour; how many objects were read (each once)."""
-    base = folder(prefix)
-    first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)).date():%Y/%m/%d}/"
-    last = f"{base}{utc(hi_ms - 1).date() + timedelta(days=2):%Y/%m/%d}/"
+def bucket_lines(sink: ObjectSink, lo_ms: int, hi_ms: int) -> tuple[dict, set[str], int]:
+    """By hour, each auditId stamped in ``[lo_ms, hi_ms)`` with the object (URI) of each of its
+    lines; the names listed; how many objects were read (each once)."""
+    bucket, base = sink.bucket, folder(sink.prefix)
+    first = f"{base}{utc(max(0, lo_ms - MAX_WINDOW_MS)):%Y/%m/%d}/"
+    last = f"{base}{utc(hi_ms - 1 + 2 * DAY_MS):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
         listing = bucket.list_blobs(prefix=base or None, start_offset=first, end_offset=last)
-        stored = [describe(blob.name, base) for blob in listing if first <= blob.name < last]
-    by_hour, parts, read = defaultdict(list), Counter(), 0
-    for item in stored:
-        parts[item.start_ms] = max(parts[item.start_ms], item.repair_part)
-        if not item.may_hold(lo_ms, hi_ms):
-            continue
-        with storage_errors(f"read {item.name}", bucket.name):
-            data = bucket.blob(item.name).download_as_bytes()
-        read += 1
+        names = [blob.name for blob in listing if first <= blob.name < last]
+    by_hour = defaultdict(lambda: defaultdict(list))
+    held = [name for name in names if may_hold(name[len(base) :], lo_ms, hi_ms)]
+    for name in held:
+        with storage_errors(f"read {name}", bucket.name):
+            data, uri = bucket.blob(name).download_as_bytes(), sink.uri(name)
         for audit_id, timestamp in line_identities(data, fallback_ms=-1):
             if lo_ms <= timestamp < hi_ms:
-                by_hour[timestamp - timestamp % HOUR_MS].append((audit_id, timestamp, item.name))
-    return by_hour, parts, read
+                by_hour[timestamp - timestamp % HOUR_MS][audit_id].append(uri)
+    return by_hour, set(names), len(held)
 
 
 def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadline: Deadline):
@@ -229,8 +184,7 @@ def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadl
             for taken in step.events:
                 events.setdefault(taken.audit_id, taken)
             position = step.position
-    except Unplaceable:
-        # Listed but not placeable in time: counted as missing, so the hour is never "OK".
+    except Unplaceable:  # counted as missing, so the hour is never "OK"
         return events, 1
     except PagingInconsistent as exc:
         raise HarnessInconsistent(
@@ -238,6 +192,14 @@ def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadl
             f"{exc}. Nothing there can be called complete; try again later"
         ) from None
     return events, 0
+
+
+def _check(row: HourResult, listed: dict, unplaceable: int, held: dict) -> HourResult:
+    missing = tuple(sorted(key for key in listed if key not in held))
+    twice = sorted(key for key, uris in held.items() if len(uris) > 1)
+    duplicated = tuple((key, tuple(sorted(set(held[key])))) for key in twice)
+    counted = {"in_harness": len(listed), "in_bucket": len(held), "unplaceable": unplaceable}
+    return replace(row, **counted, still_missing=missing, duplicated=duplicated)
 
 
 def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
@@ -256,11 +218,12 @@ def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
         yield part
 
 
-def _repair(row: HourResult, listed: dict, sink: ObjectSink, config, part: int) -> HourResult:
+def _repair(row: HourResult, listed: dict, sink: ObjectSink, config, names: set) -> HourResult:
     """Write what is missing into the hour's next repair objects; a name taken first stops it."""
     hour, written, repaired = row.hour_ms, [], set()
+    first = next(n for n in count(1) if repair_object_name(config.prefix, hour, n) not in names)
     todo = [listed[key] for key in row.still_missing]
-    for number, buffer in enumerate(repair_parts(todo, config), start=part):
+    for number, buffer in enumerate(repair_parts(todo, config), start=first):
         name = repair_object_name(config.prefix, hour, number)
         if not sink.create(name, buffer, start_ms=hour, end_ms=hour + HOUR_MS, part=number):
             row = replace(row, conflict=sink.uri(name))
@@ -269,18 +232,6 @@ def _repair(row: HourResult, listed: dict, sink: ObjectSink, config, part: int) 
         repaired.update(audit_id for audit_id, _ in buffer.ids)
     still = tuple(key for key in row.still_missing if key not in repaired)
     return replace(row, still_missing=still, repaired=len(repaired), repair_objects=tuple(written))
-
-
-def _check(row: HourResult, listed, unplaceable, lines, sink, config, repair_part) -> HourResult:
-    counts, holders = Counter(audit_id for audit_id, _, _ in lines), {}
-    for audit_id, _, name in lines:
-        if counts[audit_id] > 1:
-            holders.setdefault(audit_id, set()).add(sink.uri(name))
-    missing = tuple(sorted(audit_id for audit_id in listed if audit_id not in counts))
-    duplicated = tuple((key, tuple(sorted(names))) for key, names in sorted(holders.items()))
-    counted = {"in_harness": len(listed), "in_bucket": len(counts), "unplaceable": unplaceable}
-    row = replace(row, **counted, still_missing=missing, duplicated=duplicated)
-    return _repair(row, listed, sink, config, repair_part) if repair_part else row
 
 
 def verify_range(
@@ -296,33 +247,22 @@ def verify_range(
     todo = [row for row in hours if row.checked_until_ms is not None]
     if not todo:
         return result
-    stored, parts, objects_read = bucket_lines(
-        bucket, config.prefix, todo[0].start_ms, todo[-1].checked_until_ms
-    )
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
+    stored, names, objects_read = bucket_lines(sink, todo[0].start_ms, todo[-1].checked_until_ms)
     pacer = pacer or Pacer(config.max_requests_per_minute, clock)
     harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
     checked = []
-    try:
+    with contextlib.closing(harness):
         for row in todo:
             try:
                 listed, unplaceable = listed_events(harness, config, row, deadline)
             except DeadlineReached:
                 break
-            part = parts[row.hour_ms] + 1 if repair else 0
-            lines = stored[row.hour_ms]
-            checked.append(_check(row, listed, unplaceable, lines, sink, config, part))
-    finally:
-        harness.close()
-    # Hours the deadline left unchecked are reported as not checked.
+            row = _check(row, listed, unplaceable, stored[row.hour_ms])
+            checked.append(_repair(row, listed, sink, config, names) if repair else row)
     rest = [replace(row, checked_until_ms=None) for row in hours[len(checked) :]]
-    return replace(
-        result,
-        hours=(*checked, *rest),
-        cut_short=len(checked) < len(todo),
-        objects_read=objects_read,
-        harness_requests=harness.requests,
-    )
+    done = {"cut_short": len(checked) < len(todo), "harness_requests": harness.requests}
+    return replace(result, hours=(*checked, *rest), objects_read=objects_read, **done)
 
 
 def _hour_json(row: HourResult) -> dict:
@@ -335,17 +275,16 @@ def _hour_json(row: HourResult) -> dict:
 
 def summary_of(result: VerifyResult) -> dict:
     """The result as the CLI's --json summary and the function's log line."""
-    watermark, settled = result.watermark_ms, result.settled_ms
     return {
         "since": iso(result.since_ms),
         "until": iso(result.until_ms),
-        "watermark": iso(watermark) if watermark is not None else None,
-        "checked_until": iso(min(settled, result.until_ms)) if result.checked else None,
+        "watermark": None if result.watermark_ms is None else iso(result.watermark_ms),
+        "checked_until": iso(min(result.settled_ms, result.until_ms)) if result.checked else None,
         "checked": result.checked,
         "cut_short": result.cut_short,
         "hours_checked": result.hours_checked,
         "hours_in_progress": len(result.hours) - result.hours_checked,
-        **result.totals,
+        **{name: getattr(result, name) for name in COUNTS},
         "missing_ids": list(result.missing_ids),
         "duplicate_objects": sorted({n for _, names in result._all("duplicated") for n in names}),
         "repair_objects": result._all("repair_objects"),
@@ -355,21 +294,9 @@ def summary_of(result: VerifyResult) -> dict:
     }
 
 
-def _columns(label: str, counts) -> str:
-    return f"{label:<18}" + "".join(f"{count:>12}" for count in counts)
-
-
-def _row_text(row: HourResult) -> str:
-    label = (
-        f"{utc(row.start_ms):%Y-%m-%dT%H:%M}Z" if row.start_ms % 60_000 == 0 else iso(row.start_ms)
-    )
-    if row.checked_until_ms is None:
-        return _columns(label, "----") + "  in progress"
-    notes = [f"checked to {iso(row.checked_until_ms)}"] if row.state == "partial" else []
-    notes += [f"repaired {row.repaired}"] if row.repaired else []
-    notes += [f"{row.unplaceable} without a usable timestamp"] if row.unplaceable else []
-    counts = row.counts()
-    return _columns(label, map(counts.get, COLUMNS)) + ("  " + "; ".join(notes) if notes else "")
+def _line(label: str, counts: dict, notes: list[str]) -> str:
+    columns = "".join(f"{counts[name]:>12}" for name in COLUMNS)
+    return f"{label:<18}{columns}" + ("  " + "; ".join(notes) if notes else "")
 
 
 def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -> list[str]:
@@ -379,16 +306,21 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
             f"{iso(result.settled_ms)} (watermark {iso(result.watermark_ms)} less OVERLAP_SECONDS="
             f"{overlap_s}; later events are still the collector's to write)"
         )
-    lines = [f"Harness against {uri}, checked up to {basis}"]
-    lines.append(_columns("hour (UTC)", ("in Harness", "in bucket", "missing", "duplicated")))
-    lines += [_row_text(row) for row in result.hours]
-    repaired = f"  repaired {result.repaired}" if result.repaired else ""
-    lines.append(_columns("total", map(summary.get, COLUMNS)) + repaired)
+    lines = [f"Harness against {uri}, checked up to {basis}", _line("hour (UTC)", COLUMNS, [])]
+    for row in result.hours:
+        label = iso(row.start_ms).replace(":00.000Z", "Z")  # to the minute, when it is one
+        if row.checked_until_ms is None:
+            lines.append(_line(label, dict.fromkeys(COLUMNS, "-"), ["in progress"]))
+            continue
+        notes = [f"checked to {iso(row.checked_until_ms)}"] if row.state == "partial" else []
+        notes += [f"repaired {row.repaired}"] if row.repaired else []
+        notes += [f"{row.unplaceable} without a usable timestamp"] if row.unplaceable else []
+        lines.append(_line(label, row.counts(), notes))
+    repaired = [f"repaired {result.repaired}"] if result.repaired else []
+    lines.append(_line("total", summary, repaired))
     lines += [f"wrote {name}" for name in summary["repair_objects"]]
-    lines += [
-        f"not repaired: another writer created {name} first; run verify again"
-        for name in result.conflicts
-    ]
+    raced = "not repaired: another writer created {} first; run verify again"
+    lines += map(raced.format, result.conflicts)
     if result.still_missing:
         more = result.still_missing - len(result.missing_ids)
         named = ", ".join(result.missing_ids) + (f" (and {more} more)" if more else "")
@@ -398,9 +330,7 @@ def report_text(result: VerifyResult, summary: dict, uri: str, overlap_s: int) -
     if result.duplicated:
         holders = ", ".join(summary["duplicate_objects"])
         lines.append(f"duplicated {result.duplicated} ids, held by: {holders}")
-    if result.problem in VERDICTS:
-        lines.append(VERDICTS[result.problem])
-    return lines
+    return [*lines, VERDICTS[result.problem]] if result.problem in VERDICTS else lines
 
 
 VERDICTS = {
@@ -417,11 +347,10 @@ def exit_code(result: VerifyResult) -> int:
     return {None: EXIT_OK, "cut short by the deadline": EXIT_FAILED}.get(result.problem, EXIT_FOUND)
 
 
-def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> int:
+def run(config: Config, bucket, clock: Clock, request: SimpleNamespace, out: TextIO) -> int:
     """The CLI: verify, then print the report (text or --json); the exit code."""
-    hours = (request.until_ms - request.since_ms) // HOUR_MS + 2
-    deadline = Deadline(clock, hours * HOUR_DEADLINE_SECONDS, 0)
     since, until = request.since_ms, request.until_ms
+    deadline = Deadline(clock, ((until - since) // HOUR_MS + 2) * HOUR_DEADLINE_SECONDS, 0)
     result = verify_range(
         config, bucket, clock, since, until, repair=request.repair, deadline=deadline
     )
@@ -432,6 +361,5 @@ def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> 
     else:
         uri = f"gs://{bucket.name}/{config.prefix}".rstrip("/")
         lines = report_text(result, summary, uri, config.overlap_seconds)
-    out.write("\n".join(lines) + "\n")
-    out.flush()
+    print("\n".join(lines), file=out, flush=True)
     return summary["exit_code"]

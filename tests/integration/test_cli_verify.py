@@ -158,6 +158,23 @@ def test_a_repair_racing_another_repair_writes_nothing_twice(collected, clock, b
     assert code == 0 and summary["still_missing"] == 0 and summary["repaired"] == 0
 
 
+def test_a_second_repair_of_an_hour_takes_the_next_part(collected, clock, bucket):
+    _, t0, events = collected
+    (name,) = data_objects(bucket)
+    hour = [e["auditId"] for e in events if t0 - 3 * HOUR_MS <= e["timestamp"] < t0 - 2 * HOUR_MS]
+    first, second = hour[:2]
+    since, until = iso(t0 - 3 * HOUR_MS), iso(t0 - 2 * HOUR_MS)
+    rewrite(bucket, name, lambda lines: [x for x in lines if line_id(x) != first])
+    assert verify_json(clock, "--since", since, "--until", until, "--repair")[2]["repaired"] == 1
+    rewrite(bucket, name, lambda lines: [x for x in lines if line_id(x) != second])
+    code, _, summary, _ = verify_json(clock, "--since", since, "--until", until, "--repair")
+    assert code == 0 and summary["repaired"] == 1
+    repairs = [n for n in data_objects(bucket) if "-repair-" in n]
+    assert [n.rsplit("-", 1)[1] for n in repairs] == ["0001.jsonl", "0002.jsonl"]
+    written = bucket.blob(repairs[1]).download_as_bytes().splitlines()
+    assert [line_id(line) for line in written] == [second]
+
+
 def test_a_repair_is_written_in_the_streaming_layout(start_instance, harness, clock, bucket):
     t0 = clock.now_ms()
     events = generate_events(200, t0 - HOUR_MS, t0 - 1, seed=75)

@@ -15,7 +15,7 @@ from harness_audit.state import Lease, State, new_window
 from harness_audit.verify import (
     HOUR_MS,
     MAX_WINDOW_MS,
-    describe,
+    may_hold,
     plan_hours,
     repair_object_name,
     request_from,
@@ -82,11 +82,11 @@ def test_hours_split_by_the_range_and_the_settled_point():
 
 def test_names_parse_back_to_the_window_they_hold():
     start, end = T - 2 * 86_400_000, T + 5 * 60_000
-    stored = describe(object_name("p/q", start, end, 12), "p/q/")
-    assert (stored.start_ms, stored.end_ms, stored.repair_part) == (start, end, 0)
-    assert stored.may_hold(T, T + HOUR_MS) and stored.may_hold(end, end + 1)
-    assert not stored.may_hold(end + 1, end + HOUR_MS)
-    assert not stored.may_hold(start - HOUR_MS, start)
+    name = object_name("p/q", start, end, 12).removeprefix("p/q/")
+    assert may_hold(name, start, start + 1)
+    assert may_hold(name, T, T + HOUR_MS) and may_hold(name, end, end + 1)
+    assert not may_hold(name, end + 1, end + HOUR_MS)
+    assert not may_hold(name, start - HOUR_MS, start)
 
 
 def test_repair_names_sort_with_their_hour_and_parse_back():
@@ -96,19 +96,20 @@ def test_repair_names_sort_with_their_hour_and_parse_back():
         "-0001.jsonl"
     )
     assert repair_object_name("", T, 2).startswith("2026/11/01/harness-audit-repair")
-    stored = describe(name, "harness/audit/")
-    assert stored.repair_part == 1 and stored.start_ms == T and stored.end_ms == T + HOUR_MS
+    stored = name.removeprefix("harness/audit/")
+    assert may_hold(stored, T, T + 1) and may_hold(stored, T + HOUR_MS, T + HOUR_MS + 1)
+    assert not may_hold(stored, T - 1, T) and not may_hold(stored, T + HOUR_MS + 1, T + 2 * HOUR_MS)
     later = repair_object_name("harness/audit", T + HOUR_MS, 1)
     assert sorted([later, name]) == [name, later]
 
 
 def test_other_objects_count_for_their_folders_day_and_the_day_before():
-    stored = describe("harness/audit/2026/11/02/from-the-guide.json", "harness/audit/")
-    assert stored.start_ms is None
-    assert stored.may_hold(T, T + HOUR_MS)  # the day before
-    assert stored.may_hold(T + 24 * HOUR_MS, T + 25 * HOUR_MS)
-    assert not stored.may_hold(T + 48 * HOUR_MS, T + 49 * HOUR_MS)
-    assert not describe("harness/audit/loose.json", "harness/audit/").may_hold(0, T)
+    stored = "2026/11/02/from-the-guide.json"
+    assert may_hold(stored, T, T + HOUR_MS)  # the day before
+    assert may_hold(stored, T + 24 * HOUR_MS, T + 25 * HOUR_MS)
+    assert not may_hold(stored, T + 48 * HOUR_MS, T + 49 * HOUR_MS)
+    assert not may_hold(stored, T - 24 * HOUR_MS, T - 1)
+    assert not may_hold("loose.json", 0, T)
 
 
 def test_lines_are_read_in_either_layout_and_bad_lines_skipped():

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, make_dataclass
 from urllib.parse import urlsplit
 
 from harness_audit.errors import ConfigError
-from harness_audit.layout import OutputFormat, parse_output_format
+from harness_audit.layout import OutputFormat
 
 # Event-driven Cloud Run functions time out after at most 540 s.
 FUNCTION_TIMEOUT_LIMIT = 540
@@ -131,39 +131,37 @@ def _api_base(s: Setting, raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _object_name(s: Setting, raw: str, name: str, max_bytes: int) -> str:
-    """GCS's object naming rules; ``name`` is the object name (or prefix) made from ``raw``."""
-    if (
-        any(_is_control(ch) for ch in name)
-        or any(segment in (".", "..") for segment in name.split("/"))
-        or (name + "/").startswith(_ACME_PREFIX)
-    ):
-        raise Invalid(
-            f"{s.name}={shown(raw)} is not a usable object name: write it in UTF-8 without "
-            "line breaks, tabs or other control characters, without '.' or '..' path segments "
-            f"(GCS tools resolve them away), and not under {_ACME_PREFIX} (GCS reserves it)"
-        )
-    size = len(name.encode("utf-8"))
-    if size > max_bytes:
-        raise Invalid(
-            f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 so that the "
-            f"object names built from it stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte limit"
-        )
-    return name
+def _object_name(max_bytes: int, folder: bool = False):
+    """GCS's object naming rules. GCS names have no root ("/harness/audit/" can only mean
+    "harness/audit"); only a ``folder`` (the prefix) may end in "/"."""
 
+    def parse(s: Setting, raw: str) -> str:
+        if raw.endswith("/") and not folder:
+            raise Invalid(
+                f"{s.name}={shown(raw)} names a folder, not an object: give an object name, "
+                f"e.g. {s.default}"
+            )
+        name = raw.strip("/")
+        if (
+            any(_is_control(ch) for ch in name)
+            or any(segment in (".", "..") for segment in name.split("/"))
+            or (name + "/").startswith(_ACME_PREFIX)
+        ):
+            raise Invalid(
+                f"{s.name}={shown(raw)} is not a usable object name: write it in UTF-8 without "
+                "line breaks, tabs or other control characters, without '.' or '..' path "
+                f"segments (GCS tools resolve them away), and not under {_ACME_PREFIX} (GCS "
+                "reserves it)"
+            )
+        if (size := len(name.encode("utf-8"))) > max_bytes:
+            raise Invalid(
+                f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 so that "
+                f"the object names built from it stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte "
+                "limit"
+            )
+        return name
 
-def _prefix(s: Setting, raw: str) -> str:
-    # GCS names have no root: "/harness/audit/" can only mean "harness/audit".
-    return _object_name(s, raw, raw.strip("/"), MAX_PREFIX_BYTES)
-
-
-def _state_key(s: Setting, raw: str) -> str:
-    if raw.endswith("/"):
-        raise Invalid(
-            f"{s.name}={shown(raw)} names a folder, not an object: give an object name, e.g. "
-            f"{s.default}"
-        )
-    return _object_name(s, raw, raw.lstrip("/"), MAX_OBJECT_NAME_BYTES)
+    return parse
 
 
 def _words(example: str):
@@ -180,21 +178,6 @@ def _words(example: str):
     return parse
 
 
-def _boolean(s: Setting, raw: str) -> bool:
-    if raw.lower() not in ("true", "false"):
-        raise Invalid(f"{s.name}={shown(raw)}: set it to true or false (default {s.default})")
-    return raw.lower() == "true"
-
-
-def _static_filter(s: Setting, raw: str) -> str:
-    if raw.upper() not in STATIC_FILTERS:
-        raise Invalid(
-            f"{s.name}={shown(raw.upper())} is not one of {', '.join(STATIC_FILTERS)}: pick "
-            "one, or unset it"
-        )
-    return raw.upper()
-
-
 def _object_bytes(s: Setting, raw: str) -> int:
     megabytes = float(raw) if re.fullmatch(r"[0-9]*\.?[0-9]+", raw) else math.nan
     if not 0.001 <= megabytes <= MAX_OBJECT_MEGABYTES:  # NaN fails both
@@ -205,11 +188,20 @@ def _object_bytes(s: Setting, raw: str) -> int:
     return int(megabytes * 1_000_000)
 
 
-def _output_format(s: Setting, raw: str) -> OutputFormat:
-    try:
-        return parse_output_format(raw)
-    except ValueError as problem:
-        raise Invalid(f"{s.name}: {problem} (default {s.default})") from None
+def _choice(values: Mapping[str, object]):
+    """One of a few words, in any case; ``values`` maps each word to what it stands for."""
+    by_word = {word.lower(): value for word, value in values.items()}
+
+    def parse(s: Setting, raw: str) -> object:
+        if raw.lower() not in by_word:
+            default = f" for the default {s.default}" if s.default else ""
+            raise Invalid(
+                f"{s.name}={shown(raw)} is not one of {', '.join(values)}: set it to "
+                f"{' or '.join(values)}, or unset it{default}"
+            )
+        return by_word[raw.lower()]
+
+    return parse
 
 
 def _topic(s: Setting, raw: str) -> str:
@@ -238,15 +230,18 @@ SETTINGS = (
     ),
     Setting("GCS_BUCKET", "bucket", None, _bucket, "the name of the bucket the SecOps feed reads"),
     Setting("HARNESS_API_BASE", "api_base", "https://app.harness.io", _api_base),
-    Setting("GCS_PREFIX", "prefix", "harness/audit", _prefix),
+    Setting("GCS_PREFIX", "prefix", "harness/audit", _object_name(MAX_PREFIX_BYTES, folder=True)),
     # Outside the prefix: the SecOps feed reads everything under it, and its "delete
     # transferred files" option would delete a checkpoint kept there.
-    Setting("STATE_KEY", "state_key", "harness/state/audit-state.json", _state_key),
+    Setting(
+        "STATE_KEY", "state_key", "harness/state/audit-state.json",
+        _object_name(MAX_OBJECT_NAME_BYTES),
+    ),
     Setting("PAGE_SIZE", "page_size", "100", _integer(1, 100)),
     Setting("START_MINUTES_BACK", "start_minutes_back", "60", _integer(1, 525_600, " minutes")),
     Setting("FILTER_MODULES", "modules", "", _words("CD,CI,CORE")),
     Setting("FILTER_ACTIONS", "actions", "", _words("CREATE,UPDATE,DELETE")),
-    Setting("STATIC_FILTER", "static_filter", None, _static_filter),
+    Setting("STATIC_FILTER", "static_filter", None, _choice({f: f for f in STATIC_FILTERS})),
     Setting("MAX_RETRIES", "max_retries", "8", _integer(0, 20)),
     Setting(
         "MAX_RUN_SECONDS", "max_run_seconds", "480",
@@ -255,7 +250,7 @@ SETTINGS = (
     ),
     Setting("OVERLAP_SECONDS", "overlap_seconds", "600", _integer(0, 86_400, " seconds")),
     Setting("MAX_OBJECT_MB", "max_object_bytes", str(MAX_OBJECT_MEGABYTES), _object_bytes),
-    Setting("OUTPUT_FORMAT", "output_format", "api", _output_format),
+    Setting("OUTPUT_FORMAT", "output_format", "api", _choice({f.value: f for f in OutputFormat})),
     # Harness documents no limit; one request per 167 ms stays well below its 429s.
     Setting(
         "MAX_REQUESTS_PER_MINUTE", "max_requests_per_minute", "360",
@@ -265,7 +260,7 @@ SETTINGS = (
     # Three hours without progress is an outage worth a page, not a slow afternoon.
     Setting("ALERT_LAG_MINUTES", "alert_lag_minutes", "180", _integer(1, 525_600, " minutes")),
     # false: the scheduled verify (command=verify) reports what is missing without writing it.
-    Setting("VERIFY_REPAIR", "verify_repair", "true", _boolean),
+    Setting("VERIFY_REPAIR", "verify_repair", "true", _choice({"true": True, "false": False})),
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 ALL = tuple(BY_NAME)

@@ -131,7 +131,7 @@ def _api_base(s: Setting, raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _object_name(max_bytes: int, folder: bool = False):
+def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):
     """GCS's object naming rules. GCS names have no root ("/harness/audit/" can only mean
     "harness/audit"); only a ``folder`` (the prefix) may end in "/"."""
 
@@ -233,10 +233,7 @@ SETTINGS = (
     Setting("GCS_PREFIX", "prefix", "harness/audit", _object_name(MAX_PREFIX_BYTES, folder=True)),
     # Outside the prefix: the SecOps feed reads everything under it, and its "delete
     # transferred files" option would delete a checkpoint kept there.
-    Setting(
-        "STATE_KEY", "state_key", "harness/state/audit-state.json",
-        _object_name(MAX_OBJECT_NAME_BYTES),
-    ),
+    Setting("STATE_KEY", "state_key", "harness/state/audit-state.json", _object_name()),
     Setting("PAGE_SIZE", "page_size", "100", _integer(1, 100)),
     Setting("START_MINUTES_BACK", "start_minutes_back", "60", _integer(1, 525_600, " minutes")),
     Setting("FILTER_MODULES", "modules", "", _words("CD,CI,CORE")),
@@ -292,14 +289,13 @@ def load_config(
     if problems:
         raise ConfigError(problems)
     prefix, state_key = values["prefix"], values["state_key"]
-    warnings = ()
-    if prefix == "" or state_key.startswith(prefix + "/"):
-        warnings = (
-            f"STATE_KEY={shown(state_key)} lies under GCS_PREFIX={shown(prefix)}: the SecOps "
-            "feed will try to ingest it, and 'delete transferred files' would delete it. Move "
-            f"it outside the prefix (default {BY_NAME['STATE_KEY'].default})",
-        )
-    return Config(**values, warnings=warnings)
+    warning = (
+        f"STATE_KEY={shown(state_key)} lies under GCS_PREFIX={shown(prefix)}: the SecOps feed "
+        "will try to ingest it, and 'delete transferred files' would delete it. Move it outside "
+        f"the prefix (default {BY_NAME['STATE_KEY'].default})"
+    )
+    under = prefix == "" or state_key.startswith(prefix + "/")
+    return Config(**values, warnings=(warning,) if under else ())
 
 
 def _is_control(ch: str) -> bool:

@@ -15,7 +15,7 @@ from typing import TextIO
 from harness_audit import feed, status, verify
 from harness_audit.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from harness_audit.clock import Clock, SystemClock
-from harness_audit.config import ALL, BY_NAME, Config, load_config
+from harness_audit.config import ALL, BY_NAME, SETTINGS, Config, load_config
 from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageRejected
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
@@ -38,13 +38,10 @@ class Command:
 
 
 def open_bucket(config: Config):
-    """Anonymous against a fake-gcs-server (STORAGE_EMULATOR_HOST), else Google's ADC."""
-    from google.auth.credentials import AnonymousCredentials
+    """Google's ADC; storage.Client() itself goes anonymous when STORAGE_EMULATOR_HOST is set."""
     from google.auth.exceptions import DefaultCredentialsError
     from google.cloud import storage
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client("local", AnonymousCredentials()).bucket(config.bucket)
     try:
         return storage.Client().bucket(config.bucket)
     except DefaultCredentialsError:
@@ -69,14 +66,14 @@ def _feed_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_config(args, config: Config, clock: Clock, out: TextIO, environ) -> int:
     """Print each setting as the function will use it, NAME=value (the key left out)."""
-    for setting in BY_NAME.values():
+    for setting in SETTINGS:
         value = getattr(config, setting.field)
         if setting.name == "MAX_OBJECT_MB":
             value = f"{value / 1e6:g}"
         elif isinstance(value, tuple):
             value = ",".join(value)
         if setting.name != "HARNESS_API_KEY":
-            out.write(f"{setting.name}={getattr(value, 'value', value) or ''}\n")
+            out.write(f"{setting.name}={'' if value is None else value}\n")
     return EXIT_OK
 
 
@@ -149,42 +146,39 @@ def build_parser() -> argparse.ArgumentParser:
             + (" (required)" if BY_NAME[name].required and name not in command.optional else "")
             for name in command.settings
         )
-        epilog = textwrap.fill(f"reads the environment variables {reads}", 78)
-        epilog += "\n\nexit codes:\n  0  all well\n" + "".join(
-            f"  {line}\n" for line in command.exit_codes
-        )
+        codes = "".join(f"\n  {line}" for line in ("0  all well", *command.exit_codes))
         sub = commands.add_parser(
             command.name,
             help=command.summary,
             description=textwrap.fill(command.summary, 78),
-            epilog=epilog,
+            epilog=textwrap.fill(f"reads the environment variables {reads}", 78)
+            + f"\n\nexit codes:{codes}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.arguments(sub)
     return parser
 
 
-class _StderrLines(logging.StreamHandler):
+class _Lines(logging.Formatter):
     """The package's log lines, short and redacted, on stderr: stdout carries the report."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = getattr(record, "fields", {})
-        details = f" ({', '.join(f'{key}={value}' for key, value in fields.items())})"
-        line = record.getMessage() + (details if fields else "")
-        self.stream.write(clean(f"{record.levelname.lower()}: {line}") + "\n")
+    def format(self, record: logging.LogRecord) -> str:
+        fields = ", ".join(f"{key}={value}" for key, value in getattr(record, "fields", {}).items())
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        return clean(line + (f" ({fields})" if fields else ""))
 
 
 @contextlib.contextmanager
 def _logs_to(stream: TextIO):
-    logger = logging.getLogger(LOGGER_NAME)
-    saved = (logger.handlers, logger.level, logger.propagate)
-    logger.handlers, logger.propagate = [_StderrLines(stream)], False
-    logger.setLevel(logging.WARNING)
+    logger, handler = logging.getLogger(LOGGER_NAME), logging.StreamHandler(stream)
+    handler.setFormatter(_Lines())
+    handler.setLevel(logging.WARNING)
+    saved = logger.handlers, logger.propagate
+    logger.handlers, logger.propagate = [handler], False
     try:
         yield
     finally:
-        logger.handlers, _, logger.propagate = saved
-        logger.setLevel(saved[1])
+        logger.handlers, logger.propagate = saved
 
 
 def main(
@@ -205,7 +199,7 @@ def main(
         try:
             args = build_parser().parse_args(argv)
         except UsageError as problem:
-            raise UsageError(f"{problem} (see {PROG}{title[13:]} --help)") from None
+            raise UsageError(f"{problem} (see python -m {title} --help)") from None
         if getattr(args, "api_key_stdin", False):
             environ = {**environ, "HARNESS_API_KEY": sys.stdin.read()}
         config = load_config(environ, command.settings, command.optional)
@@ -214,23 +208,20 @@ def main(
             for warning in config.warnings:
                 stderr.write(clean(f"warning: {warning}") + "\n")
             return command.run(args, config, clock or SystemClock(), stdout, environ)
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else EXIT_OK
-    except ConfigError as problem:
-        lines = problem.problems if named == "check-config" else [str(problem)]
-        return max(_fail(stderr, title, line, EXIT_USAGE) for line in lines)
+    except SystemExit:  # --help (argparse's other exits go through _Parser.error)
+        return EXIT_OK
+    except ConfigError as problem:  # check-config: one line each, as deploy.sh reads them
+        code, lines = EXIT_USAGE, problem.problems if named == "check-config" else [str(problem)]
     except (UsageError, NeedsFix) as problem:  # NeedsFix: a rejected key, refused access, ...
-        return _fail(stderr, title, str(problem), EXIT_USAGE)
+        code, lines = EXIT_USAGE, [str(problem)]
     except CollectorError as problem:
-        return _fail(stderr, title, str(problem), EXIT_FAILED)
+        code, lines = EXIT_FAILED, [str(problem)]
     except KeyboardInterrupt:
-        return _fail(stderr, title, "interrupted", 130)
+        code, lines = 130, ["interrupted"]
     except Exception as unexpected:  # a defect: still one line
-        message = f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}"
-        return _fail(stderr, title, message + "; please report it", EXIT_FAILED)
-
-
-def _fail(stderr: TextIO, title: str, message: str, code: int) -> int:
-    stderr.write(f"{title}: error: {' '.join(clean(message).split())}\n")
+        name = type(unexpected).__name__
+        code, lines = EXIT_FAILED, [f"unexpected {name}: {str(unexpected)[:500]}; please report it"]
+    for line in lines:
+        stderr.write(f"{title}: error: {' '.join(clean(line).split())}\n")
     stderr.flush()
     return code

@@ -12,11 +12,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
+from google.cloud import storage
+
 from harness_audit import feed, status, verify
 from harness_audit.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from harness_audit.clock import Clock, SystemClock
 from harness_audit.config import ALL, BY_NAME, SETTINGS, Config, load_config
-from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageRejected
+from harness_audit.errors import CollectorError, ConfigError, NeedsFix
+from harness_audit.gcs import storage_errors
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 PROG = "python -m harness_audit"
@@ -39,16 +42,8 @@ class Command:
 
 def open_bucket(config: Config):
     """Google's ADC; storage.Client() itself goes anonymous when STORAGE_EMULATOR_HOST is set."""
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
-
-    try:
+    with storage_errors("read the bucket", config.bucket):
         return storage.Client().bucket(config.bucket)
-    except DefaultCredentialsError:
-        raise StorageRejected(
-            "no Google credentials found: run 'gcloud auth application-default login' "
-            "(or set STORAGE_EMULATOR_HOST to use a local fake-gcs-server)"
-        ) from None
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,7 +23,8 @@ MAX_PREFIX_BYTES = 900
 MAX_OBJECT_MEGABYTES = 8
 STATIC_FILTERS = ("EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS")
 _ACME_PREFIX = ".well-known/acme-challenge/"  # reserved by GCS for domain verification
-_INTEGER = re.compile(r"[+-]?[0-9]+")  # int() also takes "1_000" and "٣"
+# int() also takes "1_000" and "٣", and refuses over 4,300 digits.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 class Invalid(Exception):

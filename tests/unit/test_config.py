@@ -306,6 +306,7 @@ def test_accepted_values(name, value, attribute, expected):
         ("FILTER_ACTIONS", "CREATE\nDELETE", "'CREATE\\nDELETE'"),
         ("STATIC_FILTER", "EXCLUDE_LOGIN_EVENTS\x00", "EXCLUDE_LOGIN_EVENTS\\x00"),
         ("PAGE_SIZE", "٣", "not a whole number"),
+        ("PAGE_SIZE", "1" * 5000, "not a whole number"),  # int() refuses over 4,300 digits
         ("VERIFY_REPAIR", "no", "set it to true or false"),
     ],
 )

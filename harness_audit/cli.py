@@ -32,11 +32,11 @@ _BUCKET = ("GCS_BUCKET", "GCS_PREFIX")
 class Command:
     name: str
     summary: str
-    settings: tuple[str, ...]  # what it reads; the others stay at their defaults, unread
     exit_codes: tuple[str, ...]
-    arguments: Callable[[argparse.ArgumentParser], object]
     # (args, config, clock, stdout, environ) -> exit code
     run: Callable[[argparse.Namespace, Config, Clock, TextIO, Mapping[str, str]], int]
+    arguments: Callable[[argparse.ArgumentParser], object] = lambda parser: None
+    settings: tuple[str, ...] = ALL  # what it reads; the others stay at their defaults, unread
     optional: tuple[str, ...] = ()  # settings it reads that may be missing
 
 
@@ -78,50 +78,46 @@ COMMANDS = (
         "compare Harness with the bucket hour by hour over [--since, --until), up to the "
         "checkpoint's watermark less OVERLAP_SECONDS; --repair writes what is missing into new "
         "create-only repair objects",
-        ALL,
         ("1  events missing or written twice", _USAGE + ", an unreadable checkpoint", _FAILED),
-        _verify_arguments,
         lambda args, config, clock, out, environ: verify.run(
             config, open_bucket(config), clock, verify.request_from(args), out
         ),
+        _verify_arguments,
     ),
     Command(
         "status",
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
-        (*_BUCKET, "STATE_KEY", "ALERT_LAG_MINUTES"),
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
-        lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
         lambda args, config, clock, out, environ: status.run(
             config, open_bucket(config), clock, out, args.json, feed.status_section(environ, config)
         ),
+        lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
+        settings=(*_BUCKET, "STATE_KEY", "ALERT_LAG_MINUTES"),
     ),
     Command(
         "check-config",
         "check the function's settings as it will at load (deploy.sh runs this first); print "
         "each as NAME=value, or each problem on a line of its own",
-        ALL,
         ("2  a setting the function would refuse",),
+        _check_config,
         lambda parser: parser.add_argument(
             "--api-key-stdin", action="store_true", help="read HARNESS_API_KEY from stdin"
         ),
-        _check_config,
         optional=("HARNESS_API_KEY",),
     ),
     Command(
         "feed",
         "ensure or destroy the Google SecOps feed that reads GCS_PREFIX (SECOPS_* settings; "
         "deploy.sh runs it)",
-        _BUCKET,
         ("1  a SecOps API call failed: run it again later", _USAGE),
-        _feed_arguments,
         lambda args, config, clock, out, environ: feed.command(args, config, environ, out),
+        _feed_arguments,
+        settings=_BUCKET,
     ),
     Command(
         "preflight",
         "one listing request to Harness for the last minute: is the key accepted?",
-        ALL,
         ("2  Harness refused the key (401, 403) or a setting is invalid", _FAILED),
-        lambda parser: None,
         lambda args, config, clock, out, environ: feed.preflight(config, clock, out),
     ),
 )

@@ -27,16 +27,12 @@ _ACME_PREFIX = ".well-known/acme-challenge/"  # reserved by GCS for domain verif
 _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
-class Invalid(Exception):
-    """A value breaks its setting's rule; ``args`` are the problems, each with its fix."""
-
-
 @dataclass(frozen=True)
 class Setting:
     name: str
     field: str
     default: str | None  # as written in the environment; None: no value unless set
-    parse: Callable[["Setting", str], object]
+    parse: Callable[["Setting", str], object]  # ValueError: the problem, with its fix
     required: str = ""  # for a setting without a default: what to set it to
 
 
@@ -49,9 +45,9 @@ def _integer(low: int, high: int, unit: str = ""):
     def parse(s: Setting, raw: str) -> int:
         fix = f"set it to an integer from {low} to {high}{unit}, or unset it for the default"
         if not _INTEGER.fullmatch(raw):
-            raise Invalid(f"{s.name}={shown(raw)} is not a whole number: {fix} {s.default}")
+            raise ValueError(f"{s.name}={shown(raw)} is not a whole number: {fix} {s.default}")
         if not low <= int(raw) <= high:
-            raise Invalid(f"{s.name}={int(raw)} is out of range: {fix} {s.default}")
+            raise ValueError(f"{s.name}={int(raw)} is out of range: {fix} {s.default}")
         return int(raw)
 
     return parse
@@ -59,7 +55,7 @@ def _integer(low: int, high: int, unit: str = ""):
 
 def _account_id(s: Setting, raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", raw):
-        raise Invalid(
+        raise ValueError(
             f"{s.name} has characters an account identifier never has: copy the id only "
             "(letters, digits, '-' and '_'), not a URL"
         )
@@ -72,7 +68,7 @@ def _api_key(s: Setting, key: str) -> str:
     bad = [i for i, ch in enumerate(key, 1) if not "!" <= ch <= "~"]
     if bad:
         at = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise Invalid(
+        raise ValueError(
             f"{s.name} has white space or characters that are not printable ASCII inside it (at "
             f"position {at}), so it cannot be sent in an HTTP header: copy the token again from "
             "Harness, as plain text, and store it alone"
@@ -83,7 +79,7 @@ def _api_key(s: Setting, key: str) -> str:
 def _bucket(s: Setting, raw: str) -> str:
     """Cloud Storage's published rules (cloud.google.com/storage/docs/naming-buckets)."""
     if raw.startswith("gs://"):
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)}: give the bucket name only, without gs:// or a path (put "
             "the path in GCS_PREFIX)"
         )
@@ -95,7 +91,7 @@ def _bucket(s: Setting, raw: str) -> str:
         or re.match("goog", raw)
         or re.search("g[o0][o0]g[l1]e", raw)
     ):
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)} is not a valid bucket name: use 3-63 lowercase letters, "
             "digits, '-', '_' or '.', starting and ending with a letter or digit (up to 222 with "
             "dots, 63 between dots); not an IP address, not starting with 'goog', not "
@@ -123,7 +119,7 @@ def _api_base(s: Setting, raw: str) -> str:
         or "@" in parts.netloc
         or (parts.scheme == "http" and not (host == "localhost" or (ip and ip.is_loopback)))
     ):
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)} is not a usable Harness URL: https, a DNS host name (in its "
             "xn-- form if international) and a port from 1 to 65535, without white space, "
             "backslash, credentials, query or fragment (plain http only for a loopback host "
@@ -138,7 +134,7 @@ def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):
 
     def parse(s: Setting, raw: str) -> str:
         if raw.endswith("/") and not folder:
-            raise Invalid(
+            raise ValueError(
                 f"{s.name}={shown(raw)} names a folder, not an object: give an object name, "
                 f"e.g. {s.default}"
             )
@@ -148,14 +144,14 @@ def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):
             or any(segment in (".", "..") for segment in name.split("/"))
             or (name + "/").startswith(_ACME_PREFIX)
         ):
-            raise Invalid(
+            raise ValueError(
                 f"{s.name}={shown(raw)} is not a usable object name: write it in UTF-8 without "
                 "line breaks, tabs or other control characters, without '.' or '..' path "
                 f"segments (GCS tools resolve them away), and not under {_ACME_PREFIX} (GCS "
                 "reserves it)"
             )
         if (size := len(name.encode("utf-8"))) > max_bytes:
-            raise Invalid(
+            raise ValueError(
                 f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 so that "
                 f"the object names built from it stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte "
                 "limit"
@@ -170,7 +166,7 @@ def _words(example: str):
         words = tuple(word.strip() for word in raw.split(",") if word.strip())
         bad = [word for word in words if not re.fullmatch(r"[A-Z][A-Z0-9_]*", word)]
         if bad:
-            raise Invalid(
+            raise ValueError(
                 f"{s.name} has values that are not upper-case words: "
                 f"{', '.join(map(shown, bad))}: write a comma-separated list such as {example}"
             )
@@ -182,7 +178,7 @@ def _words(example: str):
 def _object_bytes(s: Setting, raw: str) -> int:
     megabytes = float(raw) if re.fullmatch(r"[0-9]*\.?[0-9]+", raw) else math.nan
     if not 0.001 <= megabytes <= MAX_OBJECT_MEGABYTES:  # NaN fails both
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)} must be a number of megabytes from 0.001 to "
             f"{MAX_OBJECT_MEGABYTES}, or unset for the default {s.default}"
         )
@@ -196,7 +192,7 @@ def _choice(values: Mapping[str, object]):
     def parse(s: Setting, raw: str) -> object:
         if raw.lower() not in by_word:
             default = f" for the default {s.default}" if s.default else ""
-            raise Invalid(
+            raise ValueError(
                 f"{s.name}={shown(raw)} is not one of {', '.join(values)}: set it to "
                 f"{' or '.join(values)}, or unset it{default}"
             )
@@ -210,7 +206,7 @@ def _topic(s: Setting, raw: str) -> str:
         r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/topics/([A-Za-z][\w.~+%-]{2,254})", raw
     )
     if shape is None or shape[2].startswith("goog") or not shape[2].isascii():
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)} is not a full topic name: write it as projects/<project-id>/"
             "topics/<topic-id>: a project id of 6-30 lowercase letters, digits and hyphens, "
             "starting with a letter; a topic id of 3-255 letters, digits and - _ . ~ + %, "
@@ -285,7 +281,7 @@ def load_config(
         raw = raw or s.default
         try:
             values[s.field] = s.parse(s, raw) if raw is not None else ("" if s.required else None)
-        except Invalid as bad:
+        except ValueError as bad:
             problems += bad.args
     if problems:
         raise ConfigError(problems)

@@ -78,11 +78,6 @@ def _api_key(s: Setting, key: str) -> str:
 
 def _bucket(s: Setting, raw: str) -> str:
     """Cloud Storage's published rules (cloud.google.com/storage/docs/naming-buckets)."""
-    if raw.startswith("gs://"):
-        raise ValueError(
-            f"{s.name}={shown(raw)}: give the bucket name only, without gs:// or a path (put "
-            "the path in GCS_PREFIX)"
-        )
     if (
         not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", raw)
         or max(map(len, raw.split("."))) > 63
@@ -92,10 +87,10 @@ def _bucket(s: Setting, raw: str) -> str:
         or re.search("g[o0][o0]g[l1]e", raw)
     ):
         raise ValueError(
-            f"{s.name}={shown(raw)} is not a valid bucket name: use 3-63 lowercase letters, "
-            "digits, '-', '_' or '.', starting and ending with a letter or digit (up to 222 with "
-            "dots, 63 between dots); not an IP address, not starting with 'goog', not "
-            "containing 'google'"
+            f"{s.name}={shown(raw)} is not a valid bucket name: give the name only, without gs:// "
+            "or a path (put the path in GCS_PREFIX): 3-63 lowercase letters, digits, '-', '_' "
+            "or '.', starting and ending with a letter or digit (up to 222 with dots, 63 between "
+            "dots); not an IP address, not starting with 'goog', not containing 'google'"
         )
     return raw
 
@@ -258,8 +253,7 @@ SETTINGS = (
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 ALL = tuple(BY_NAME)
-# The frozen configuration: one attribute per setting (``config.page_size``), the key kept
-# out of repr, and what is worth saying but not worth stopping for.
+# One attribute per setting, the key kept out of repr; warnings: worth saying, not stopping for.
 Config = make_dataclass(
     "Config",
     [(s.field, object, field(repr=s.field != "api_key")) for s in SETTINGS]

@@ -140,16 +140,14 @@ def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):
             or (name + "/").startswith(_ACME_PREFIX)
         ):
             raise ValueError(
-                f"{s.name}={shown(raw)} is not a usable object name: write it in UTF-8 without "
-                "line breaks, tabs or other control characters, without '.' or '..' path "
-                f"segments (GCS tools resolve them away), and not under {_ACME_PREFIX} (GCS "
-                "reserves it)"
+                f"{s.name}={shown(raw)} is not a usable object name: use UTF-8 without control "
+                "characters (line breaks, tabs), without '.' or '..' segments (GCS tools resolve "
+                f"them away), and not under {_ACME_PREFIX} (GCS reserves it)"
             )
         if (size := len(name.encode("utf-8"))) > max_bytes:
             raise ValueError(
-                f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 so that "
-                f"the object names built from it stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte "
-                "limit"
+                f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 (names "
+                f"built from it must stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte limit)"
             )
         return name
 

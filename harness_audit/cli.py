@@ -25,7 +25,6 @@ from harness_audit.logs import LOGGER_NAME, clean, register_secret
 PROG = "python -m harness_audit"
 _USAGE = "2  a bad argument or setting, no Google login, access refused"
 _FAILED = "3  Harness or Cloud Storage kept failing: run it again later"
-_BUCKET = ("GCS_BUCKET", "GCS_PREFIX")
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ COMMANDS = (
             config, open_bucket(config), clock, out, args.json, feed.status_section(environ, config)
         ),
         lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
-        settings=(*_BUCKET, "STATE_KEY", "ALERT_LAG_MINUTES"),
+        settings=("GCS_BUCKET", "GCS_PREFIX", "STATE_KEY", "ALERT_LAG_MINUTES"),
     ),
     Command(
         "check-config",
@@ -112,7 +111,7 @@ COMMANDS = (
         ("1  a SecOps API call failed: run it again later", _USAGE),
         lambda args, config, clock, out, environ: feed.command(args, config, environ, out),
         _feed_arguments,
-        settings=_BUCKET,
+        settings=("GCS_BUCKET", "GCS_PREFIX"),
     ),
     Command(
         "preflight",

@@ -32,7 +32,6 @@ class Command:
     name: str
     summary: str
     exit_codes: tuple[str, ...]
-    # (args, config, clock, stdout, environ) -> exit code
     run: Callable[[argparse.Namespace, Config, Clock, TextIO, Mapping[str, str]], int]
     arguments: Callable[[argparse.ArgumentParser], object] = lambda parser: None
     settings: tuple[str, ...] = ALL  # what it reads; the others stay at their defaults, unread
@@ -131,11 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Operate the Harness audit collector.")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        reads = ", ".join(
-            name
-            + (" (required)" if BY_NAME[name].required and name not in command.optional else "")
-            for name in command.settings
-        )
+        required = {n for n in command.settings if BY_NAME[n].required}
+        required -= set(command.optional)
+        reads = ", ".join(n + (" (required)" if n in required else "") for n in command.settings)
         codes = "".join(f"\n  {line}" for line in ("0  all well", *command.exit_codes))
         sub = commands.add_parser(
             command.name,

@@ -232,8 +232,7 @@ SETTINGS = (
     Setting("MAX_RETRIES", "max_retries", "8", _integer(0, 20)),
     Setting(
         "MAX_RUN_SECONDS", "max_run_seconds", "480",
-        _integer(10, FUNCTION_TIMEOUT_LIMIT - 1, " seconds (below the function timeout, at "
-                 "most 540 s for event-driven functions)"),
+        _integer(10, FUNCTION_TIMEOUT_LIMIT - 1, " s (below the function timeout, at most 540 s)"),
     ),
     Setting("OVERLAP_SECONDS", "overlap_seconds", "600", _integer(0, 86_400, " seconds")),
     Setting("MAX_OBJECT_MB", "max_object_bytes", str(MAX_OBJECT_MEGABYTES), _object_bytes),

@@ -195,10 +195,8 @@ def _choice(values: Mapping[str, object]):
 
 
 def _topic(s: Setting, raw: str) -> str:
-    shape = re.fullmatch(
-        r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/topics/([A-Za-z][\w.~+%-]{2,254})", raw
-    )
-    if shape is None or shape[2].startswith("goog") or not shape[2].isascii():
+    project, topic = r"[a-z][a-z0-9-]{4,28}[a-z0-9]", r"(?!goog)[A-Za-z][\w.~+%-]{2,254}"
+    if not re.fullmatch(f"projects/{project}/topics/{topic}", raw, re.ASCII):
         raise ValueError(
             f"{s.name}={shown(raw)} is not a full topic name: write it as projects/<project-id>/"
             "topics/<topic-id>: a project id of 6-30 lowercase letters, digits and hyphens, "

@@ -245,6 +245,7 @@ def test_accepted_values(name, value, attribute, expected):
         ("TRIGGER_TOPIC", "projects/my-proj/topics/ab c", "is not a full topic name"),
         ("TRIGGER_TOPIC", "projects/my-proj/topics/ab$c", "is not a full topic name"),
         ("TRIGGER_TOPIC", "projects/my-proj/topics/google-audit", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/topic-\u00e9", "is not a full topic name"),
         # GCS object naming rules for the prefix.
         ("GCS_PREFIX", "a" * (MAX_PREFIX_BYTES + 1), "keep it to 900 bytes"),
         ("GCS_PREFIX", "é" * (MAX_PREFIX_BYTES // 2 + 1), "902 bytes long"),

@@ -105,6 +105,7 @@ def test_all_problems_reported_at_once_and_key_never_echoed():
         ("MAX_OBJECT_MB", "lots", "from 0.001 to 8"),
         ("GCS_BUCKET", "Bad_Bucket", "not a valid bucket name"),
         ("GCS_BUCKET", "ab", "not a valid bucket name"),
+        ("GCS_BUCKET", "audit..logs", "not a valid bucket name"),
         ("HARNESS_ACCOUNT_ID", "https://app.harness.io/ng/account/x", "not a URL"),
         ("HARNESS_API_BASE", "http://app.harness.io", "is not a usable Harness URL"),
         ("HARNESS_API_BASE", "ftp://app.harness.io", "is not a usable Harness URL"),

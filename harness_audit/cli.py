@@ -12,46 +12,36 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
+from google.cloud import storage
+
 from harness_audit import feed, status, verify
 from harness_audit.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from harness_audit.clock import Clock, SystemClock
-from harness_audit.config import ALL, BY_NAME, Config, load_config
-from harness_audit.errors import CollectorError, ConfigError, NeedsFix, StorageRejected
+from harness_audit.config import ALL, BY_NAME, SETTINGS, Config, load_config
+from harness_audit.errors import CollectorError, ConfigError, NeedsFix
+from harness_audit.gcs import storage_errors
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 PROG = "python -m harness_audit"
 _USAGE = "2  a bad argument or setting, no Google login, access refused"
 _FAILED = "3  Harness or Cloud Storage kept failing: run it again later"
-_BUCKET = ("GCS_BUCKET", "GCS_PREFIX")
 
 
 @dataclass(frozen=True)
 class Command:
     name: str
     summary: str
-    settings: tuple[str, ...]  # what it reads; the others stay at their defaults, unread
     exit_codes: tuple[str, ...]
-    arguments: Callable[[argparse.ArgumentParser], object]
-    # (args, config, clock, stdout, environ) -> exit code
     run: Callable[[argparse.Namespace, Config, Clock, TextIO, Mapping[str, str]], int]
+    arguments: Callable[[argparse.ArgumentParser], object] = lambda parser: None
+    settings: tuple[str, ...] = ALL  # what it reads; the others stay at their defaults, unread
     optional: tuple[str, ...] = ()  # settings it reads that may be missing
 
 
 def open_bucket(config: Config):
-    """Anonymous against a fake-gcs-server (STORAGE_EMULATOR_HOST), else Google's ADC."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import storage
-
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client("local", AnonymousCredentials()).bucket(config.bucket)
-    try:
+    """Google's ADC; storage.Client() itself goes anonymous when STORAGE_EMULATOR_HOST is set."""
+    with storage_errors("read the bucket", config.bucket):
         return storage.Client().bucket(config.bucket)
-    except DefaultCredentialsError:
-        raise StorageRejected(
-            "no Google credentials found: run 'gcloud auth application-default login' "
-            "(or set STORAGE_EMULATOR_HOST to use a local fake-gcs-server)"
-        ) from None
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,14 +59,14 @@ def _feed_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _check_config(args, config: Config, clock: Clock, out: TextIO, environ) -> int:
     """Print each setting as the function will use it, NAME=value (the key left out)."""
-    for setting in BY_NAME.values():
+    for setting in SETTINGS:
         value = getattr(config, setting.field)
         if setting.name == "MAX_OBJECT_MB":
             value = f"{value / 1e6:g}"
         elif isinstance(value, tuple):
             value = ",".join(value)
         if setting.name != "HARNESS_API_KEY":
-            out.write(f"{setting.name}={getattr(value, 'value', value) or ''}\n")
+            out.write(f"{setting.name}={'' if value is None else value}\n")
     return EXIT_OK
 
 
@@ -86,50 +76,46 @@ COMMANDS = (
         "compare Harness with the bucket hour by hour over [--since, --until), up to the "
         "checkpoint's watermark less OVERLAP_SECONDS; --repair writes what is missing into new "
         "create-only repair objects",
-        ALL,
         ("1  events missing or written twice", _USAGE + ", an unreadable checkpoint", _FAILED),
-        _verify_arguments,
         lambda args, config, clock, out, environ: verify.run(
             config, open_bucket(config), clock, verify.request_from(args), out
         ),
+        _verify_arguments,
     ),
     Command(
         "status",
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
-        (*_BUCKET, "STATE_KEY", "ALERT_LAG_MINUTES"),
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
-        lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
         lambda args, config, clock, out, environ: status.run(
             config, open_bucket(config), clock, out, args.json, feed.status_section(environ, config)
         ),
+        lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
+        settings=("GCS_BUCKET", "GCS_PREFIX", "STATE_KEY", "ALERT_LAG_MINUTES"),
     ),
     Command(
         "check-config",
         "check the function's settings as it will at load (deploy.sh runs this first); print "
         "each as NAME=value, or each problem on a line of its own",
-        ALL,
         ("2  a setting the function would refuse",),
+        _check_config,
         lambda parser: parser.add_argument(
             "--api-key-stdin", action="store_true", help="read HARNESS_API_KEY from stdin"
         ),
-        _check_config,
         optional=("HARNESS_API_KEY",),
     ),
     Command(
         "feed",
         "ensure or destroy the Google SecOps feed that reads GCS_PREFIX (SECOPS_* settings; "
         "deploy.sh runs it)",
-        _BUCKET,
         ("1  a SecOps API call failed: run it again later", _USAGE),
-        _feed_arguments,
         lambda args, config, clock, out, environ: feed.command(args, config, environ, out),
+        _feed_arguments,
+        settings=("GCS_BUCKET", "GCS_PREFIX"),
     ),
     Command(
         "preflight",
         "one listing request to Harness for the last minute: is the key accepted?",
-        ALL,
         ("2  Harness refused the key (401, 403) or a setting is invalid", _FAILED),
-        lambda parser: None,
         lambda args, config, clock, out, environ: feed.preflight(config, clock, out),
     ),
 )
@@ -144,47 +130,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Operate the Harness audit collector.")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        reads = ", ".join(
-            name
-            + (" (required)" if BY_NAME[name].required and name not in command.optional else "")
-            for name in command.settings
-        )
-        epilog = textwrap.fill(f"reads the environment variables {reads}", 78)
-        epilog += "\n\nexit codes:\n  0  all well\n" + "".join(
-            f"  {line}\n" for line in command.exit_codes
-        )
+        required = {n for n in command.settings if BY_NAME[n].required}
+        required -= set(command.optional)
+        reads = ", ".join(n + (" (required)" if n in required else "") for n in command.settings)
+        codes = "".join(f"\n  {line}" for line in ("0  all well", *command.exit_codes))
         sub = commands.add_parser(
             command.name,
             help=command.summary,
             description=textwrap.fill(command.summary, 78),
-            epilog=epilog,
+            epilog=textwrap.fill(f"reads the environment variables {reads}", 78)
+            + f"\n\nexit codes:{codes}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         command.arguments(sub)
     return parser
 
 
-class _StderrLines(logging.StreamHandler):
+class _Lines(logging.Formatter):
     """The package's log lines, short and redacted, on stderr: stdout carries the report."""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = getattr(record, "fields", {})
-        details = f" ({', '.join(f'{key}={value}' for key, value in fields.items())})"
-        line = record.getMessage() + (details if fields else "")
-        self.stream.write(clean(f"{record.levelname.lower()}: {line}") + "\n")
+    def format(self, record: logging.LogRecord) -> str:
+        fields = ", ".join(f"{key}={value}" for key, value in getattr(record, "fields", {}).items())
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        return clean(line + (f" ({fields})" if fields else ""))
 
 
 @contextlib.contextmanager
 def _logs_to(stream: TextIO):
-    logger = logging.getLogger(LOGGER_NAME)
-    saved = (logger.handlers, logger.level, logger.propagate)
-    logger.handlers, logger.propagate = [_StderrLines(stream)], False
-    logger.setLevel(logging.WARNING)
+    logger, handler = logging.getLogger(LOGGER_NAME), logging.StreamHandler(stream)
+    handler.setFormatter(_Lines())
+    handler.setLevel(logging.WARNING)
+    saved = logger.handlers, logger.propagate
+    logger.handlers, logger.propagate = [handler], False
     try:
         yield
     finally:
-        logger.handlers, _, logger.propagate = saved
-        logger.setLevel(saved[1])
+        logger.handlers, logger.propagate = saved
 
 
 def main(
@@ -205,7 +186,7 @@ def main(
         try:
             args = build_parser().parse_args(argv)
         except UsageError as problem:
-            raise UsageError(f"{problem} (see {PROG}{title[13:]} --help)") from None
+            raise UsageError(f"{problem} (see python -m {title} --help)") from None
         if getattr(args, "api_key_stdin", False):
             environ = {**environ, "HARNESS_API_KEY": sys.stdin.read()}
         config = load_config(environ, command.settings, command.optional)
@@ -214,23 +195,20 @@ def main(
             for warning in config.warnings:
                 stderr.write(clean(f"warning: {warning}") + "\n")
             return command.run(args, config, clock or SystemClock(), stdout, environ)
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else EXIT_OK
-    except ConfigError as problem:
-        lines = problem.problems if named == "check-config" else [str(problem)]
-        return max(_fail(stderr, title, line, EXIT_USAGE) for line in lines)
+    except SystemExit:  # --help (argparse's other exits go through _Parser.error)
+        return EXIT_OK
+    except ConfigError as problem:  # check-config: one line each, as deploy.sh reads them
+        code, lines = EXIT_USAGE, problem.problems if named == "check-config" else [str(problem)]
     except (UsageError, NeedsFix) as problem:  # NeedsFix: a rejected key, refused access, ...
-        return _fail(stderr, title, str(problem), EXIT_USAGE)
+        code, lines = EXIT_USAGE, [str(problem)]
     except CollectorError as problem:
-        return _fail(stderr, title, str(problem), EXIT_FAILED)
+        code, lines = EXIT_FAILED, [str(problem)]
     except KeyboardInterrupt:
-        return _fail(stderr, title, "interrupted", 130)
+        code, lines = 130, ["interrupted"]
     except Exception as unexpected:  # a defect: still one line
-        message = f"unexpected {type(unexpected).__name__}: {str(unexpected)[:500]}"
-        return _fail(stderr, title, message + "; please report it", EXIT_FAILED)
-
-
-def _fail(stderr: TextIO, title: str, message: str, code: int) -> int:
-    stderr.write(f"{title}: error: {' '.join(clean(message).split())}\n")
+        name = type(unexpected).__name__
+        code, lines = EXIT_FAILED, [f"unexpected {name}: {str(unexpected)[:500]}; please report it"]
+    for line in lines:
+        stderr.write(f"{title}: error: {' '.join(clean(line).split())}\n")
     stderr.flush()
     return code

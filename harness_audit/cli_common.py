@@ -14,8 +14,7 @@ class UsageError(Exception):
 
 
 def parse_time(text: str, name: str) -> int:
-    """Epoch milliseconds of an ISO 8601 time, UTC unless it names an offset:
-    ``2026-11-01T00:00:00Z``, ``2026-11-01T00:00Z``, ``2026-11-01``."""
+    """Epoch milliseconds of an ISO 8601 time, UTC unless it names an offset."""
     try:
         moment = datetime.fromisoformat(text.strip())
     except ValueError:

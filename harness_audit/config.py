@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, make_dataclass
 from urllib.parse import urlsplit
 
 from harness_audit.errors import ConfigError
-from harness_audit.layout import OutputFormat, parse_output_format
+from harness_audit.layout import OutputFormat
 
 # Event-driven Cloud Run functions time out after at most 540 s.
 FUNCTION_TIMEOUT_LIMIT = 540
@@ -23,11 +23,8 @@ MAX_PREFIX_BYTES = 900
 MAX_OBJECT_MEGABYTES = 8
 STATIC_FILTERS = ("EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS")
 _ACME_PREFIX = ".well-known/acme-challenge/"  # reserved by GCS for domain verification
-_INTEGER = re.compile(r"[+-]?[0-9]+")  # int() also takes "1_000" and "٣"
-
-
-class Invalid(Exception):
-    """A value breaks its setting's rule; ``args`` are the problems, each with its fix."""
+# int() also takes "1_000" and "٣", and refuses over 4,300 digits.
+_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,7 @@ class Setting:
     name: str
     field: str
     default: str | None  # as written in the environment; None: no value unless set
-    parse: Callable[["Setting", str], object]
+    parse: Callable[["Setting", str], object]  # ValueError: the problem, with its fix
     required: str = ""  # for a setting without a default: what to set it to
 
 
@@ -48,9 +45,9 @@ def _integer(low: int, high: int, unit: str = ""):
     def parse(s: Setting, raw: str) -> int:
         fix = f"set it to an integer from {low} to {high}{unit}, or unset it for the default"
         if not _INTEGER.fullmatch(raw):
-            raise Invalid(f"{s.name}={shown(raw)} is not a whole number: {fix} {s.default}")
+            raise ValueError(f"{s.name}={shown(raw)} is not a whole number: {fix} {s.default}")
         if not low <= int(raw) <= high:
-            raise Invalid(f"{s.name}={int(raw)} is out of range: {fix} {s.default}")
+            raise ValueError(f"{s.name}={int(raw)} is out of range: {fix} {s.default}")
         return int(raw)
 
     return parse
@@ -58,7 +55,7 @@ def _integer(low: int, high: int, unit: str = ""):
 
 def _account_id(s: Setting, raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", raw):
-        raise Invalid(
+        raise ValueError(
             f"{s.name} has characters an account identifier never has: copy the id only "
             "(letters, digits, '-' and '_'), not a URL"
         )
@@ -71,7 +68,7 @@ def _api_key(s: Setting, key: str) -> str:
     bad = [i for i, ch in enumerate(key, 1) if not "!" <= ch <= "~"]
     if bad:
         at = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise Invalid(
+        raise ValueError(
             f"{s.name} has white space or characters that are not printable ASCII inside it (at "
             f"position {at}), so it cannot be sent in an HTTP header: copy the token again from "
             "Harness, as plain text, and store it alone"
@@ -81,24 +78,18 @@ def _api_key(s: Setting, key: str) -> str:
 
 def _bucket(s: Setting, raw: str) -> str:
     """Cloud Storage's published rules (cloud.google.com/storage/docs/naming-buckets)."""
-    if raw.startswith("gs://"):
-        raise Invalid(
-            f"{s.name}={shown(raw)}: give the bucket name only, without gs:// or a path (put "
-            "the path in GCS_PREFIX)"
-        )
     if (
         not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]", raw)
-        or max(map(len, raw.split("."))) > 63
-        or ".." in raw
+        or any(not 0 < len(label) <= 63 for label in raw.split("."))
         or re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+", raw)
-        or re.match("goog", raw)
+        or raw.startswith("goog")
         or re.search("g[o0][o0]g[l1]e", raw)
     ):
-        raise Invalid(
-            f"{s.name}={shown(raw)} is not a valid bucket name: use 3-63 lowercase letters, "
-            "digits, '-', '_' or '.', starting and ending with a letter or digit (up to 222 with "
-            "dots, 63 between dots); not an IP address, not starting with 'goog', not "
-            "containing 'google'"
+        raise ValueError(
+            f"{s.name}={shown(raw)} is not a valid bucket name: give the name only, without gs:// "
+            "or a path (put the path in GCS_PREFIX): 3-63 lowercase letters, digits, '-', '_' "
+            "or '.', starting and ending with a letter or digit (up to 222 with dots, 63 between "
+            "dots); not an IP address, not starting with 'goog', not containing 'google'"
         )
     return raw
 
@@ -122,7 +113,7 @@ def _api_base(s: Setting, raw: str) -> str:
         or "@" in parts.netloc
         or (parts.scheme == "http" and not (host == "localhost" or (ip and ip.is_loopback)))
     ):
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)} is not a usable Harness URL: https, a DNS host name (in its "
             "xn-- form if international) and a port from 1 to 65535, without white space, "
             "backslash, credentials, query or fragment (plain http only for a loopback host "
@@ -131,39 +122,35 @@ def _api_base(s: Setting, raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _object_name(s: Setting, raw: str, name: str, max_bytes: int) -> str:
-    """GCS's object naming rules; ``name`` is the object name (or prefix) made from ``raw``."""
-    if (
-        any(_is_control(ch) for ch in name)
-        or any(segment in (".", "..") for segment in name.split("/"))
-        or (name + "/").startswith(_ACME_PREFIX)
-    ):
-        raise Invalid(
-            f"{s.name}={shown(raw)} is not a usable object name: write it in UTF-8 without "
-            "line breaks, tabs or other control characters, without '.' or '..' path segments "
-            f"(GCS tools resolve them away), and not under {_ACME_PREFIX} (GCS reserves it)"
-        )
-    size = len(name.encode("utf-8"))
-    if size > max_bytes:
-        raise Invalid(
-            f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 so that the "
-            f"object names built from it stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte limit"
-        )
-    return name
+def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):
+    """GCS's object naming rules. GCS names have no root ("/harness/audit/" can only mean
+    "harness/audit"); only a ``folder`` (the prefix) may end in "/"."""
 
+    def parse(s: Setting, raw: str) -> str:
+        if raw.endswith("/") and not folder:
+            raise ValueError(
+                f"{s.name}={shown(raw)} names a folder, not an object: give an object name, "
+                f"e.g. {s.default}"
+            )
+        name = raw.strip("/")
+        if (
+            any(_is_control(ch) for ch in name)
+            or any(segment in (".", "..") for segment in name.split("/"))
+            or (name + "/").startswith(_ACME_PREFIX)
+        ):
+            raise ValueError(
+                f"{s.name}={shown(raw)} is not a usable object name: use UTF-8 without control "
+                "characters (line breaks, tabs), without '.' or '..' segments (GCS tools resolve "
+                f"them away), and not under {_ACME_PREFIX} (GCS reserves it)"
+            )
+        if (size := len(name.encode("utf-8"))) > max_bytes:
+            raise ValueError(
+                f"{s.name} is {size} bytes long: keep it to {max_bytes} bytes of UTF-8 (names "
+                f"built from it must stay under GCS's {MAX_OBJECT_NAME_BYTES}-byte limit)"
+            )
+        return name
 
-def _prefix(s: Setting, raw: str) -> str:
-    # GCS names have no root: "/harness/audit/" can only mean "harness/audit".
-    return _object_name(s, raw, raw.strip("/"), MAX_PREFIX_BYTES)
-
-
-def _state_key(s: Setting, raw: str) -> str:
-    if raw.endswith("/"):
-        raise Invalid(
-            f"{s.name}={shown(raw)} names a folder, not an object: give an object name, e.g. "
-            f"{s.default}"
-        )
-    return _object_name(s, raw, raw.lstrip("/"), MAX_OBJECT_NAME_BYTES)
+    return parse
 
 
 def _words(example: str):
@@ -171,7 +158,7 @@ def _words(example: str):
         words = tuple(word.strip() for word in raw.split(",") if word.strip())
         bad = [word for word in words if not re.fullmatch(r"[A-Z][A-Z0-9_]*", word)]
         if bad:
-            raise Invalid(
+            raise ValueError(
                 f"{s.name} has values that are not upper-case words: "
                 f"{', '.join(map(shown, bad))}: write a comma-separated list such as {example}"
             )
@@ -180,44 +167,36 @@ def _words(example: str):
     return parse
 
 
-def _boolean(s: Setting, raw: str) -> bool:
-    if raw.lower() not in ("true", "false"):
-        raise Invalid(f"{s.name}={shown(raw)}: set it to true or false (default {s.default})")
-    return raw.lower() == "true"
-
-
-def _static_filter(s: Setting, raw: str) -> str:
-    if raw.upper() not in STATIC_FILTERS:
-        raise Invalid(
-            f"{s.name}={shown(raw.upper())} is not one of {', '.join(STATIC_FILTERS)}: pick "
-            "one, or unset it"
-        )
-    return raw.upper()
-
-
 def _object_bytes(s: Setting, raw: str) -> int:
     megabytes = float(raw) if re.fullmatch(r"[0-9]*\.?[0-9]+", raw) else math.nan
     if not 0.001 <= megabytes <= MAX_OBJECT_MEGABYTES:  # NaN fails both
-        raise Invalid(
+        raise ValueError(
             f"{s.name}={shown(raw)} must be a number of megabytes from 0.001 to "
             f"{MAX_OBJECT_MEGABYTES}, or unset for the default {s.default}"
         )
     return int(megabytes * 1_000_000)
 
 
-def _output_format(s: Setting, raw: str) -> OutputFormat:
-    try:
-        return parse_output_format(raw)
-    except ValueError as problem:
-        raise Invalid(f"{s.name}: {problem} (default {s.default})") from None
+def _choice(values: Mapping[str, object]):
+    """One of a few words, in any case; ``values`` maps each word to what it stands for."""
+    by_word = {word.lower(): value for word, value in values.items()}
+
+    def parse(s: Setting, raw: str) -> object:
+        if raw.lower() not in by_word:
+            default = f" for the default {s.default}" if s.default else ""
+            raise ValueError(
+                f"{s.name}={shown(raw)} is not one of {', '.join(values)}: set it to "
+                f"{' or '.join(values)}, or unset it{default}"
+            )
+        return by_word[raw.lower()]
+
+    return parse
 
 
 def _topic(s: Setting, raw: str) -> str:
-    shape = re.fullmatch(
-        r"projects/([a-z][a-z0-9-]{4,28}[a-z0-9])/topics/([A-Za-z][\w.~+%-]{2,254})", raw
-    )
-    if shape is None or shape[2].startswith("goog") or not shape[2].isascii():
-        raise Invalid(
+    project, topic = r"[a-z][a-z0-9-]{4,28}[a-z0-9]", r"(?!goog)[A-Za-z][\w.~+%-]{2,254}"
+    if not re.fullmatch(f"projects/{project}/topics/{topic}", raw, re.ASCII):
+        raise ValueError(
             f"{s.name}={shown(raw)} is not a full topic name: write it as projects/<project-id>/"
             "topics/<topic-id>: a project id of 6-30 lowercase letters, digits and hyphens, "
             "starting with a letter; a topic id of 3-255 letters, digits and - _ . ~ + %, "
@@ -238,24 +217,23 @@ SETTINGS = (
     ),
     Setting("GCS_BUCKET", "bucket", None, _bucket, "the name of the bucket the SecOps feed reads"),
     Setting("HARNESS_API_BASE", "api_base", "https://app.harness.io", _api_base),
-    Setting("GCS_PREFIX", "prefix", "harness/audit", _prefix),
+    Setting("GCS_PREFIX", "prefix", "harness/audit", _object_name(MAX_PREFIX_BYTES, folder=True)),
     # Outside the prefix: the SecOps feed reads everything under it, and its "delete
     # transferred files" option would delete a checkpoint kept there.
-    Setting("STATE_KEY", "state_key", "harness/state/audit-state.json", _state_key),
+    Setting("STATE_KEY", "state_key", "harness/state/audit-state.json", _object_name()),
     Setting("PAGE_SIZE", "page_size", "100", _integer(1, 100)),
     Setting("START_MINUTES_BACK", "start_minutes_back", "60", _integer(1, 525_600, " minutes")),
     Setting("FILTER_MODULES", "modules", "", _words("CD,CI,CORE")),
     Setting("FILTER_ACTIONS", "actions", "", _words("CREATE,UPDATE,DELETE")),
-    Setting("STATIC_FILTER", "static_filter", None, _static_filter),
+    Setting("STATIC_FILTER", "static_filter", None, _choice({f: f for f in STATIC_FILTERS})),
     Setting("MAX_RETRIES", "max_retries", "8", _integer(0, 20)),
     Setting(
         "MAX_RUN_SECONDS", "max_run_seconds", "480",
-        _integer(10, FUNCTION_TIMEOUT_LIMIT - 1, " seconds (below the function timeout, at "
-                 "most 540 s for event-driven functions)"),
+        _integer(10, FUNCTION_TIMEOUT_LIMIT - 1, " s (below the function timeout, at most 540 s)"),
     ),
     Setting("OVERLAP_SECONDS", "overlap_seconds", "600", _integer(0, 86_400, " seconds")),
     Setting("MAX_OBJECT_MB", "max_object_bytes", str(MAX_OBJECT_MEGABYTES), _object_bytes),
-    Setting("OUTPUT_FORMAT", "output_format", "api", _output_format),
+    Setting("OUTPUT_FORMAT", "output_format", "api", _choice({f.value: f for f in OutputFormat})),
     # Harness documents no limit; one request per 167 ms stays well below its 429s.
     Setting(
         "MAX_REQUESTS_PER_MINUTE", "max_requests_per_minute", "360",
@@ -265,12 +243,11 @@ SETTINGS = (
     # Three hours without progress is an outage worth a page, not a slow afternoon.
     Setting("ALERT_LAG_MINUTES", "alert_lag_minutes", "180", _integer(1, 525_600, " minutes")),
     # false: the scheduled verify (command=verify) reports what is missing without writing it.
-    Setting("VERIFY_REPAIR", "verify_repair", "true", _boolean),
+    Setting("VERIFY_REPAIR", "verify_repair", "true", _choice({"true": True, "false": False})),
 )  # fmt: skip
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 ALL = tuple(BY_NAME)
-# The frozen configuration: one attribute per setting (``config.page_size``), the key kept
-# out of repr, and what is worth saying but not worth stopping for.
+# One attribute per setting, the key kept out of repr; warnings: worth saying, not stopping for.
 Config = make_dataclass(
     "Config",
     [(s.field, object, field(repr=s.field != "api_key")) for s in SETTINGS]
@@ -292,19 +269,18 @@ def load_config(
         raw = raw or s.default
         try:
             values[s.field] = s.parse(s, raw) if raw is not None else ("" if s.required else None)
-        except Invalid as bad:
+        except ValueError as bad:
             problems += bad.args
     if problems:
         raise ConfigError(problems)
     prefix, state_key = values["prefix"], values["state_key"]
-    warnings = ()
-    if prefix == "" or state_key.startswith(prefix + "/"):
-        warnings = (
-            f"STATE_KEY={shown(state_key)} lies under GCS_PREFIX={shown(prefix)}: the SecOps "
-            "feed will try to ingest it, and 'delete transferred files' would delete it. Move "
-            f"it outside the prefix (default {BY_NAME['STATE_KEY'].default})",
-        )
-    return Config(**values, warnings=warnings)
+    warning = (
+        f"STATE_KEY={shown(state_key)} lies under GCS_PREFIX={shown(prefix)}: the SecOps feed "
+        "will try to ingest it, and 'delete transferred files' would delete it. Move it outside "
+        f"the prefix (default {BY_NAME['STATE_KEY'].default})"
+    )
+    under = prefix == "" or state_key.startswith(prefix + "/")
+    return Config(**values, warnings=(warning,) if under else ())
 
 
 def _is_control(ch: str) -> bool:

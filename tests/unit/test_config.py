@@ -105,6 +105,7 @@ def test_all_problems_reported_at_once_and_key_never_echoed():
         ("MAX_OBJECT_MB", "lots", "from 0.001 to 8"),
         ("GCS_BUCKET", "Bad_Bucket", "not a valid bucket name"),
         ("GCS_BUCKET", "ab", "not a valid bucket name"),
+        ("GCS_BUCKET", "audit..logs", "not a valid bucket name"),
         ("HARNESS_ACCOUNT_ID", "https://app.harness.io/ng/account/x", "not a URL"),
         ("HARNESS_API_BASE", "http://app.harness.io", "is not a usable Harness URL"),
         ("HARNESS_API_BASE", "ftp://app.harness.io", "is not a usable Harness URL"),
@@ -245,6 +246,7 @@ def test_accepted_values(name, value, attribute, expected):
         ("TRIGGER_TOPIC", "projects/my-proj/topics/ab c", "is not a full topic name"),
         ("TRIGGER_TOPIC", "projects/my-proj/topics/ab$c", "is not a full topic name"),
         ("TRIGGER_TOPIC", "projects/my-proj/topics/google-audit", "is not a full topic name"),
+        ("TRIGGER_TOPIC", "projects/my-proj/topics/topic-\u00e9", "is not a full topic name"),
         # GCS object naming rules for the prefix.
         ("GCS_PREFIX", "a" * (MAX_PREFIX_BYTES + 1), "keep it to 900 bytes"),
         ("GCS_PREFIX", "é" * (MAX_PREFIX_BYTES // 2 + 1), "902 bytes long"),
@@ -306,6 +308,7 @@ def test_accepted_values(name, value, attribute, expected):
         ("FILTER_ACTIONS", "CREATE\nDELETE", "'CREATE\\nDELETE'"),
         ("STATIC_FILTER", "EXCLUDE_LOGIN_EVENTS\x00", "EXCLUDE_LOGIN_EVENTS\\x00"),
         ("PAGE_SIZE", "٣", "not a whole number"),
+        ("PAGE_SIZE", "1" * 5000, "not a whole number"),  # int() refuses over 4,300 digits
         ("VERIFY_REPAIR", "no", "set it to true or false"),
     ],
 )

@@ -11,11 +11,11 @@ import threading
 import functions_framework
 from werkzeug.exceptions import InternalServerError
 
-from harness_audit.cli import open_bucket
 from harness_audit.clock import SystemClock
 from harness_audit.config import load_config
 from harness_audit.continuation import NEXT_RUN, Continuation
 from harness_audit.errors import LeaseHeld, NeedsFix
+from harness_audit.gcs import open_bucket
 from harness_audit.logs import configure_logging, log, register_secret
 from harness_audit.pacing import Pacer
 from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
@@ -35,7 +35,7 @@ def _get_instance() -> tuple[Collector, Continuation, functools.partial]:
             register_secret(config.api_key)
             for warning in config.warnings:
                 log(logging.WARNING, warning)
-            bucket = open_bucket(config)
+            bucket = open_bucket(config.bucket)
             # One pacer: the collector and verify share the Harness key's rate.
             pacer = Pacer(config.max_requests_per_minute, CLOCK)
             collector = Collector(config, bucket=bucket, clock=CLOCK, pacer=pacer)

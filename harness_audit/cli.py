@@ -12,14 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
-from google.cloud import storage
-
 from harness_audit import feed, status, verify
 from harness_audit.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from harness_audit.clock import Clock, SystemClock
 from harness_audit.config import ALL, BY_NAME, SETTINGS, Config, load_config
 from harness_audit.errors import CollectorError, ConfigError, NeedsFix
-from harness_audit.gcs import storage_errors
+from harness_audit.gcs import open_bucket
 from harness_audit.logs import LOGGER_NAME, clean, register_secret
 
 PROG = "python -m harness_audit"
@@ -36,12 +34,6 @@ class Command:
     arguments: Callable[[argparse.ArgumentParser], object] = lambda parser: None
     settings: tuple[str, ...] = ALL  # what it reads; the others stay at their defaults, unread
     optional: tuple[str, ...] = ()  # settings it reads that may be missing
-
-
-def open_bucket(config: Config):
-    """Google's ADC; storage.Client() itself goes anonymous when STORAGE_EMULATOR_HOST is set."""
-    with storage_errors("read the bucket", config.bucket):
-        return storage.Client().bucket(config.bucket)
 
 
 def _verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +70,7 @@ COMMANDS = (
         "create-only repair objects",
         ("1  events missing or written twice", _USAGE + ", an unreadable checkpoint", _FAILED),
         lambda args, config, clock, out, environ: verify.run(
-            config, open_bucket(config), clock, verify.request_from(args), out
+            config, open_bucket(config.bucket), clock, verify.request_from(args), out
         ),
         _verify_arguments,
     ),
@@ -87,7 +79,12 @@ COMMANDS = (
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
         lambda args, config, clock, out, environ: status.run(
-            config, open_bucket(config), clock, out, args.json, feed.status_section(environ, config)
+            config,
+            open_bucket(config.bucket),
+            clock,
+            out,
+            args.json,
+            feed.status_section(environ, config),
         ),
         lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
         settings=("GCS_BUCKET", "GCS_PREFIX", "STATE_KEY", "ALERT_LAG_MINUTES"),

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
-from harness_audit.harness_client import EndpointChoice, HarnessClient
+from harness_audit.harness_client import HarnessClient
 from harness_audit.listing import FIRST_PAGE, AuditQuery
 from harness_audit.pacing import Pacer
 
@@ -173,9 +173,7 @@ def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
 
 def preflight(config: Config, clock: Clock, out) -> int:
     """One listing request for the last minute: a rejected key stops deploy.sh at once."""
-    client = HarnessClient.from_config(
-        config, clock=clock, pacer=Pacer(0, clock), endpoint=EndpointChoice()
-    )
+    client = HarnessClient(config, clock=clock, pacer=Pacer(0, clock))
     now = clock.now_ms()
     query = AuditQuery(now - 60_000, now, config.modules, config.actions, config.static_filter)
     try:

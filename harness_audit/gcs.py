@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from google.api_core import exceptions as api_exceptions
 from google.api_core.exceptions import NotFound, PreconditionFailed
 from google.auth import exceptions as auth_exceptions
+from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from harness_audit.errors import StorageRejected, StorageUnavailable
@@ -62,3 +63,9 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
             f"Cloud Storage did not answer in time to {action} in bucket {bucket_name} "
             f"({type(cause).__name__}); check the network, then try again"
         ) from None
+
+
+def open_bucket(name: str):
+    """Google's ADC; storage.Client() itself goes anonymous when STORAGE_EMULATOR_HOST is set."""
+    with storage_errors("read the bucket", name):
+        return storage.Client().bucket(name)

@@ -93,10 +93,11 @@ class HarnessClient:
         *,
         clock: Clock,
         pacer: Pacer,
-        endpoint: EndpointChoice,
+        endpoint: EndpointChoice | None = None,
         jitter: Callable[[], float] = random.random,
     ):
-        self._config, self._clock, self._pacer, self._endpoint = config, clock, pacer, endpoint
+        self._config, self._clock, self._pacer = config, clock, pacer
+        self._endpoint = endpoint or EndpointChoice()
         self._jitter = jitter
         self._headers = {"x-api-key": config.api_key, "Content-Type": "application/json"}
         self._headers |= {"Accept": "application/json", "Accept-Encoding": "identity"}
@@ -106,11 +107,6 @@ class HarnessClient:
         self._connection: HTTPConnection | None = None
         self._sock: socket.socket | None = None  # the socket the current request uses
         self.requests, self.retries, self.last_failure = 0, Counter(), None  # for the summary
-
-    @classmethod
-    def from_config(cls, config: Config, **instance) -> "HarnessClient":
-        """The client a run (or verify) uses; clock, pacer and endpoint are the instance's."""
-        return cls(config, **instance)
 
     def close(self) -> None:
         connection, self._connection = self._connection, None

@@ -16,15 +16,6 @@ class OutputFormat(enum.StrEnum):
     STREAMING = "streaming"  # Harness's audit streaming layout
 
 
-def parse_output_format(value: str) -> OutputFormat:
-    """``OUTPUT_FORMAT``, case and spaces ignored; else a ValueError naming the valid values."""
-    valid = ", ".join(repr(member.value) for member in OutputFormat)
-    try:
-        return OutputFormat(value.strip().lower())
-    except ValueError:
-        raise ValueError(f"invalid output format {value!r}: expected one of {valid}") from None
-
-
 def layout_function(output_format: OutputFormat) -> Callable[[dict], dict]:
     """What lays out one decoded REST event: ``api`` returns the event itself (no copy)."""
     return to_streaming if output_format == OutputFormat.STREAMING else lambda event: event

@@ -106,7 +106,7 @@ class Collector:
     def run(self) -> RunResult:
         """One run. Safe to call from several threads at once: each run has its own state."""
         client = {"clock": self._clock, "pacer": self._pacer, "endpoint": self._endpoint}
-        with closing(HarnessClient.from_config(self.config, **client)) as harness:
+        with closing(HarnessClient(self.config, **client)) as harness:
             return _Run(self.config, self._bucket, harness, self._clock).execute()
 
 

@@ -20,7 +20,7 @@ from harness_audit.clock import Clock, Deadline, iso, utc
 from harness_audit.config import Config
 from harness_audit.errors import DeadlineReached, HarnessInconsistent
 from harness_audit.gcs import storage_errors
-from harness_audit.harness_client import EndpointChoice, HarnessClient
+from harness_audit.harness_client import HarnessClient
 from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
@@ -250,7 +250,7 @@ def verify_range(
     sink = ObjectSink(bucket, prefix=config.prefix, output_format=str(config.output_format))
     stored, names, objects_read = bucket_lines(sink, todo[0].start_ms, todo[-1].checked_until_ms)
     pacer = pacer or Pacer(config.max_requests_per_minute, clock)
-    harness = HarnessClient.from_config(config, clock=clock, pacer=pacer, endpoint=EndpointChoice())
+    harness = HarnessClient(config, clock=clock, pacer=pacer)
     checked = []
     with contextlib.closing(harness):
         for row in todo:

@@ -366,3 +366,27 @@ def test_api_key_errors_never_quote_the_key(bad, expected):
     for size in range(4, len(key) + 1):
         for start in range(len(key) - size + 1):
             assert key[start : start + size] not in shown
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("api", OutputFormat.API),
+        ("API", OutputFormat.API),
+        ("  api  ", OutputFormat.API),
+        ("streaming", OutputFormat.STREAMING),
+        ("Streaming\n", OutputFormat.STREAMING),
+        ("\tSTREAMING", OutputFormat.STREAMING),
+    ],
+)
+def test_output_format_accepts_either_word_in_any_case(value: str, expected: OutputFormat):
+    assert config_with(OUTPUT_FORMAT=value).output_format is expected
+
+
+@pytest.mark.parametrize(
+    "value", ["json", "stream", "rest", "api,streaming", "api streaming", "API_"]
+)
+def test_output_format_refuses_anything_else_naming_both_words(value: str):
+    message = problems_of(OUTPUT_FORMAT=value)
+    assert "api" in message and "streaming" in message
+    assert repr(value) in message

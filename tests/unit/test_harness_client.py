@@ -70,7 +70,7 @@ def make_client(url, clock, **overrides) -> HarnessClient:
     config |= {name: overrides.pop(name) for name in list(overrides) if name in config}
     defaults = load_config({"HARNESS_ACCOUNT_ID": "a", "HARNESS_API_KEY": "k", "GCS_BUCKET": "bkt"})
     instance = {"clock": clock, "pacer": Pacer(0, clock), "endpoint": EndpointChoice()}
-    return HarnessClient.from_config(
+    return HarnessClient(
         replace(defaults, **config), **instance | {"jitter": lambda: 0.0} | overrides
     )
 

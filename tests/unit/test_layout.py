@@ -10,7 +10,7 @@ import pytest
 
 from devtools import sample_events
 from harness_audit import layout
-from harness_audit.layout import OutputFormat, layout_function, parse_output_format, to_streaming
+from harness_audit.layout import OutputFormat, layout_function, to_streaming
 
 # The nine invented sample events of the project's shared notes
 # (shared/harness-sample-responses.json, "events"), copied unchanged. Fictitious ids, emails and
@@ -728,33 +728,3 @@ def test_api_layout_is_the_event_itself() -> None:
 
 def test_streaming_layout_is_to_streaming() -> None:
     assert layout_function(OutputFormat.STREAMING) is to_streaming
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("api", OutputFormat.API),
-        ("API", OutputFormat.API),
-        ("  api  ", OutputFormat.API),
-        ("streaming", OutputFormat.STREAMING),
-        ("Streaming\n", OutputFormat.STREAMING),
-        ("\tSTREAMING", OutputFormat.STREAMING),
-        (OutputFormat.STREAMING, OutputFormat.STREAMING),
-    ],
-)
-def test_parse_output_format_accepts(value: str, expected: OutputFormat) -> None:
-    parsed = parse_output_format(value)
-    assert parsed is expected
-
-
-@pytest.mark.parametrize(
-    "value",
-    ["", "   ", "json", "stream", "rest", "api,streaming", "api streaming", "API_"],
-)
-def test_parse_output_format_rejects(value: object) -> None:
-    with pytest.raises(ValueError) as raised:
-        parse_output_format(value)  # type: ignore[arg-type]
-    message = str(raised.value)
-    assert "'api'" in message
-    assert "'streaming'" in message
-    assert repr(value) in message

@@ -29,7 +29,7 @@ from harness_audit.listing import AuditQuery
 from harness_audit.logs import log
 from harness_audit.migration import adopt_guide_state
 from harness_audit.pacing import Pacer
-from harness_audit.paging import PagingInconsistent, Step, read_page
+from harness_audit.paging import PagingInconsistent, Position, Step, read_page
 from harness_audit.sink import ObjectSink, PartBuffer, object_name
 from harness_audit.state import ORIGIN_GUIDE, State
 from harness_audit.window import complete_window, plan_window, tail_ids
@@ -94,6 +94,20 @@ def collector_error(exc: Exception) -> CollectorError:
         f"unexpected {type(exc).__name__}: {str(exc)[:500]}. The checkpoint keeps what was "
         "written before it; please report this"
     )
+
+
+def fetch_step(harness: HarnessClient, config: Config, position: Position, deadline) -> Step:
+    """The next page of ``position``'s range, in the configured filters, read."""
+    start_ms, end_ms, cursor = position.request()
+    query = AuditQuery(start_ms, end_ms, config.modules, config.actions, config.static_filter)
+    try:
+        return read_page(position, harness.fetch(query, cursor, deadline))
+    except PagingInconsistent as exc:
+        raise HarnessInconsistent(
+            f"Harness sent a page for {iso(start_ms)} to {iso(end_ms)} that paging by time "
+            f"cannot trust: {exc}. Nothing from it was written and no checkpoint moved past "
+            "it; if this persists, report it to Harness support"
+        ) from exc
 
 
 class Collector:
@@ -175,13 +189,9 @@ class _Run:
     def _collect(self) -> tuple[Stopped, CollectorError | None]:
         """Page until the window is read, the deadline comes, or Harness fails. A Harness
         failure comes between pages, and is returned: what was read before it is kept."""
-        filters = (self.config.modules, self.config.actions, self.config.static_filter)
         while not self.window.position.done:
-            start_ms, end_ms, cursor = self.window.position.request()
-            query = AuditQuery(start_ms, end_ms, *filters)
             try:
-                page = self.harness.fetch(query, cursor, self.deadline)
-                step = read_page(self.window.position, page)
+                step = fetch_step(self.harness, self.config, self.window.position, self.deadline)
             except DeadlineReached as reason:
                 if self.summary.pages:
                     return Stopped.DEADLINE, None
@@ -189,12 +199,6 @@ class _Run:
                     f"MAX_RUN_SECONDS ran out before Harness answered a single page ({reason}; "
                     f"last failure: {self.harness.last_failure or 'none'}). Nothing changed; "
                     "the next run tries again"
-                )
-            except PagingInconsistent as exc:
-                return Stopped.FAILED, HarnessInconsistent(
-                    f"Harness sent a page that paging by time cannot trust: {exc}. Nothing "
-                    "from it was written and the checkpoint stays before it; if this "
-                    "persists, report it to Harness support"
                 )
             except CollectorError as failure:
                 return Stopped.FAILED, failure

@@ -22,9 +22,9 @@ from harness_audit.errors import DeadlineReached, HarnessInconsistent
 from harness_audit.gcs import storage_errors
 from harness_audit.harness_client import HarnessClient
 from harness_audit.layout import encode_line, layout_function
-from harness_audit.listing import AuditQuery
 from harness_audit.pacing import Pacer
-from harness_audit.paging import PagingInconsistent, Position, Taken, Unplaceable, read_page
+from harness_audit.paging import Position, Taken, Unplaceable
+from harness_audit.run import fetch_step
 from harness_audit.sink import ObjectSink, PartBuffer, folder, line_identities, object_name
 from harness_audit.state import State
 
@@ -178,19 +178,14 @@ def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadl
     position, events = Position(row.start_ms, row.checked_until_ms - 1), {}
     try:
         while not position.done:
-            low, high, cursor = position.request()
-            query = AuditQuery(low, high, config.modules, config.actions, config.static_filter)
-            step = read_page(position, harness.fetch(query, cursor, deadline))
+            step = fetch_step(harness, config, position, deadline)
             for taken in step.events:
                 events.setdefault(taken.audit_id, taken)
             position = step.position
-    except Unplaceable:  # counted as missing, so the hour is never "OK"
-        return events, 1
-    except PagingInconsistent as exc:
-        raise HarnessInconsistent(
-            f"Harness sent a page for {iso(row.start_ms)} that paging by time cannot trust: "
-            f"{exc}. Nothing there can be called complete; try again later"
-        ) from None
+    except HarnessInconsistent as exc:
+        if isinstance(exc.__cause__, Unplaceable):  # counted as missing: the hour is never "OK"
+            return events, 1
+        raise
     return events, 0
 
 

@@ -173,28 +173,25 @@ def bucket_lines(sink: ObjectSink, lo_ms: int, hi_ms: int) -> tuple[dict, set[st
     return by_hour, set(names), len(held)
 
 
-def listed_events(harness: HarnessClient, config: Config, row: HourResult, deadline: Deadline):
-    """Harness's events in the row's checked range by auditId; 1 if one had no usable time."""
-    position, events = Position(row.start_ms, row.checked_until_ms - 1), {}
+def _check(harness, config: Config, row: HourResult, held: dict, deadline) -> tuple:
+    """The hour as checked, and Harness's events in its checked range by auditId. One without
+    a usable time counts as missing, so the hour is never "OK"."""
+    position, listed, unplaceable = Position(row.start_ms, row.checked_until_ms - 1), {}, 0
     try:
         while not position.done:
             step = fetch_step(harness, config, position, deadline)
             for taken in step.events:
-                events.setdefault(taken.audit_id, taken)
+                listed.setdefault(taken.audit_id, taken)
             position = step.position
     except HarnessInconsistent as exc:
-        if isinstance(exc.__cause__, Unplaceable):  # counted as missing: the hour is never "OK"
-            return events, 1
-        raise
-    return events, 0
-
-
-def _check(row: HourResult, listed: dict, unplaceable: int, held: dict) -> HourResult:
+        if not isinstance(exc.__cause__, Unplaceable):
+            raise
+        unplaceable = 1
     missing = tuple(sorted(key for key in listed if key not in held))
     twice = sorted(key for key, uris in held.items() if len(uris) > 1)
     duplicated = tuple((key, tuple(sorted(set(held[key])))) for key in twice)
     counted = {"in_harness": len(listed), "in_bucket": len(held), "unplaceable": unplaceable}
-    return replace(row, **counted, still_missing=missing, duplicated=duplicated)
+    return replace(row, **counted, still_missing=missing, duplicated=duplicated), listed
 
 
 def repair_parts(todo: list[Taken], config: Config) -> Iterator[PartBuffer]:
@@ -250,10 +247,9 @@ def verify_range(
     with contextlib.closing(harness):
         for row in todo:
             try:
-                listed, unplaceable = listed_events(harness, config, row, deadline)
+                row, listed = _check(harness, config, row, stored[row.hour_ms], deadline)
             except DeadlineReached:
                 break
-            row = _check(row, listed, unplaceable, stored[row.hour_ms])
             checked.append(_repair(row, listed, sink, config, names) if repair else row)
     rest = [replace(row, checked_until_ms=None) for row in hours[len(checked) :]]
     done = {"cut_short": len(checked) < len(todo), "harness_requests": harness.requests}

@@ -1,6 +1,6 @@
 """Cloud Run function entry point: each Pub/Sub message (Scheduler, Force run, continuation,
 redelivery; body unused) is one collector run, or verify with the attribute ``command=verify``
-(scheduled.py). Clients are built once per instance; each invocation logs one summary line, a
+(verify.py). Clients are built once per instance; each invocation logs one summary line, a
 failure is HTTP 500 (no traceback)."""
 
 import functools
@@ -19,7 +19,7 @@ from harness_audit.gcs import open_bucket
 from harness_audit.logs import configure_logging, log, register_secret
 from harness_audit.pacing import Pacer
 from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
-from harness_audit.scheduled import summary_line, verify_scheduled
+from harness_audit.verify import summary_line, verify_scheduled
 
 configure_logging()
 CLOCK = SystemClock()  # replaced by tests that drive time themselves

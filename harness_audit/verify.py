@@ -1,11 +1,14 @@
 """``verify``: compare Harness with the bucket hour by hour up to the collector's watermark
 less OVERLAP_SECONDS, optionally repair; then report. Nothing checked is a problem (a wrong
 STATE_KEY would otherwise pass forever); a repair is create-only and a name taken first is
-reported, not retried; duplicates are reported, never deleted."""
+reported, not retried; duplicates are reported, never deleted. The function's verify
+(``command=verify``) checks the last settled day, under the collector's lease."""
 
 import contextlib
 import json
+import logging
 import re
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -26,7 +29,7 @@ from harness_audit.pacing import Pacer
 from harness_audit.paging import Position, Taken, Unplaceable
 from harness_audit.run import fetch_step
 from harness_audit.sink import ObjectSink, PartBuffer, folder, line_identities, object_name
-from harness_audit.state import State
+from harness_audit.state import ORIGIN_GUIDE, State
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -256,6 +259,29 @@ def verify_range(
     return replace(result, hours=(*checked, *rest), objects_read=objects_read, **done)
 
 
+def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> VerifyResult:
+    """Verify (with VERIFY_REPAIR, repair) the last settled day from a whole hour, so that daily
+    runs leave no gap. Under the lease, never paging Harness alongside the collector, and the
+    lease is all it writes to the checkpoint; LeaseHeld when another run holds it. What
+    MAX_RUN_SECONDS leaves is reported (``cut_short``), never continued."""
+    deadline = Deadline.for_run(clock, config.max_run_seconds)
+    store = CheckpointStore.of(config, bucket, deadline)
+    loaded = store.load(clock.now_ms())
+    settled = settled_until(loaded.state, config.overlap_seconds * 1000)
+    ours = settled is not None and loaded.state.origin != ORIGIN_GUIDE
+    until = settled if ours else clock.now_ms()
+    since = until - DAY_MS - (until - DAY_MS) % HOUR_MS
+    if not ours:  # no checkpoint (so no watermark), or not ours: nothing to lease or check
+        hours = tuple(plan_hours(since, until, None))
+        return VerifyResult(since, until, loaded.state.watermark_ms, None, hours)
+    taken = store.take(loaded, f"verify-{uuid.uuid4().hex}", clock.now_ms())
+    try:
+        options = {"repair": config.verify_repair, "deadline": deadline, "pacer": pacer}
+        return verify_range(config, bucket, clock, since, until, **options)
+    finally:  # the state as loaded: only the lease was ours to write
+        store.release(taken, clock.now_ms())
+
+
 def _hour_json(row: HourResult) -> dict:
     hour = {"hour": iso(row.hour_ms), "start": iso(row.start_ms)}
     hour |= {"end": iso(row.end_ms), "state": row.state}
@@ -331,6 +357,7 @@ VERDICTS = {
     "cut short by the deadline": "CUT SHORT: the deadline came before every settled hour was "
     "checked; run again",
 }
+FOUND = "FOUND: events missing and not repaired, duplicated, or a repair that lost a race"
 
 
 def exit_code(result: VerifyResult) -> int:
@@ -354,3 +381,27 @@ def run(config: Config, bucket, clock: Clock, request: SimpleNamespace, out: Tex
         lines = report_text(result, summary, uri, config.overlap_seconds)
     print("\n".join(lines), file=out, flush=True)
     return summary["exit_code"]
+
+
+def summary_line(result: VerifyResult) -> tuple[int, str, dict]:
+    """The one line the function's verify logs: INFO all accounted for, WARNING nothing checked
+    or cut short, ERROR found; ``verify_*`` fields for the metrics, ``outcome`` apart."""
+    problem = "found" if result.found else result.problem  # found outranks a cut short
+    severity = {None: logging.INFO, "found": logging.ERROR}.get(problem, logging.WARNING)
+    counts = (
+        f"{result.hours_checked} hours checked, {result.in_harness} in Harness, "
+        f"{result.in_bucket} in the bucket, {result.missing} missing, {result.repaired} "
+        f"repaired, {result.duplicated} duplicated"
+    )
+    parts = [counts, VERDICTS.get(problem, FOUND)]
+    if result.cut_short:
+        rest = next(row.start_ms for row in result.hours if row.state == "in_progress")
+        parts.append(
+            f"check the rest with python -m harness_audit verify --since {iso(rest)} "
+            f"--until {iso(result.until_ms)}"
+        )
+    if result.missing_ids:
+        parts.append(f"still missing: {', '.join(result.missing_ids)}")
+    fields = {f"verify_{name}": value for name, value in summary_of(result).items()}
+    outcome = {"outcome": "verified" if problem is None else "verify_failed"}
+    return severity, "verify: " + "; ".join(parts), outcome | fields | {"verify_problem": problem}

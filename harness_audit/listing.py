@@ -35,9 +35,7 @@ class PageCursor:
 
     token: str | None = None
     index: int = 0
-    # list only: a page size other than PAGE_SIZE. After a first page of k < PAGE_SIZE,
-    # page 1 of size k starts right after it whether or not Harness capped that page.
-    size: int | None = None
+    size: int | None = None  # list: k after a first page of k < PAGE_SIZE, so page 1 follows it
 
 
 FIRST_PAGE = PageCursor()

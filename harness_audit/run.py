@@ -169,10 +169,8 @@ class _Run:
             state = adopt_guide_state(
                 state, self.sink, overlap_ms=self.overlap_ms, now_ms=now_ms, deadline=self.deadline
             )
-        lookback_ms = self.config.start_minutes_back * 60_000
-        window = plan_window(
-            state, now_ms, overlap_ms=self.overlap_ms, first_lookback_ms=lookback_ms
-        )
+        lookback = self.config.start_minutes_back * 60_000
+        window = plan_window(state, now_ms, overlap_ms=self.overlap_ms, first_lookback_ms=lookback)
         summary = self.summary
         summary.window_start_ms, summary.window_end_ms = window.start_ms, window.end_ms
         summary.resumed = state.window is not None

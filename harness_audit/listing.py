@@ -95,9 +95,8 @@ def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
 
 def timestamp_ms(value: object) -> int | None:
     """Epoch ms from an int, a digit string or a whole float; None if it cannot be placed."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        return int(value)
-    if isinstance(value, float) and value.is_integer():
+    digits = isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18
+    if digits or (isinstance(value, float) and value.is_integer()):
         return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 

@@ -1,8 +1,7 @@
 """``verify``: compare Harness with the bucket hour by hour up to the collector's watermark
 less OVERLAP_SECONDS, optionally repair; then report. Nothing checked is a problem (a wrong
 STATE_KEY would otherwise pass forever); a repair is create-only and a name taken first is
-reported, not retried; duplicates are reported, never deleted. The function's verify
-(``command=verify``) checks the last settled day, under the collector's lease."""
+reported, not retried; duplicates are reported, never deleted."""
 
 import contextlib
 import json
@@ -40,7 +39,6 @@ HOUR_DEADLINE_SECONDS = 900
 MAX_NAMED = 20
 # What an hour's row and the totals count, in the order the JSON gives them.
 COUNTS = ("in_harness", "in_bucket", "missing", "still_missing", "duplicated", "repaired")
-# The text report's columns and their headings.
 COLUMNS = {"in_harness": "in Harness", "in_bucket": "in bucket", "missing": "missing"}
 COLUMNS |= {"duplicated": "duplicated"}
 _NAME = re.compile(r"harness-audit-(?:repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-\d{4,}\.jsonl")
@@ -260,10 +258,9 @@ def verify_range(
 
 
 def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> VerifyResult:
-    """Verify (with VERIFY_REPAIR, repair) the last settled day from a whole hour, so that daily
-    runs leave no gap. Under the lease, never paging Harness alongside the collector, and the
-    lease is all it writes to the checkpoint; LeaseHeld when another run holds it. What
-    MAX_RUN_SECONDS leaves is reported (``cut_short``), never continued."""
+    """``command=verify``: the last settled day from a whole hour (daily runs leave no gap),
+    repaired with VERIFY_REPAIR, under the lease: never paging Harness alongside the collector
+    (LeaseHeld if another run holds it). What MAX_RUN_SECONDS leaves is reported, not continued."""
     deadline = Deadline.for_run(clock, config.max_run_seconds)
     store = CheckpointStore.of(config, bucket, deadline)
     loaded = store.load(clock.now_ms())

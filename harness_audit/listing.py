@@ -60,8 +60,7 @@ def parse_page(data: bytes, endpoint: str, cursor: PageCursor, size: int) -> Pag
         raise MalformedPage(f"invalid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise MalformedPage("not a JSON object")
-    status = payload.get("status")
-    if status != "SUCCESS":
+    if (status := payload.get("status")) != "SUCCESS":
         raise MalformedPage(f"status is {status!r}, not SUCCESS ({error_summary(payload)})")
     page = payload.get("data")
     items = page.get("content") if isinstance(page, dict) else None

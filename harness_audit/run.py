@@ -222,17 +222,16 @@ class _Run:
         if len(self.part) and self.part.size + sum(len(line) + 1 for line, _ in lines) > limit:
             self._write_part()
             self._save()
-        cut = False
+        parts = self.window.next_part
         for line, taken in lines:
             if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
                 self.summary.duplicates_dropped += 1
                 continue
             if len(self.part) and self.part.size + len(line) + 1 > limit:
                 self._write_part()
-                cut = True
             self.part.add(line, taken.audit_id, taken.timestamp)
         self.window = replace(self.window, position=step.position, pages=self.window.pages + 1)
-        if cut:
+        if self.window.next_part > parts:  # the page alone was larger than a part
             self._write_part()
             self._save()
 

@@ -364,11 +364,9 @@ def exit_code(result: VerifyResult) -> int:
 
 def run(config: Config, bucket, clock: Clock, request: SimpleNamespace, out: TextIO) -> int:
     """The CLI: verify, then print the report (text or --json); the exit code."""
-    since, until = request.since_ms, request.until_ms
-    deadline = Deadline(clock, ((until - since) // HOUR_MS + 2) * HOUR_DEADLINE_SECONDS, 0)
-    result = verify_range(
-        config, bucket, clock, since, until, repair=request.repair, deadline=deadline
-    )
+    seconds = ((request.until_ms - request.since_ms) // HOUR_MS + 2) * HOUR_DEADLINE_SECONDS
+    options = {"repair": request.repair, "deadline": Deadline(clock, seconds, 0)}
+    result = verify_range(config, bucket, clock, request.since_ms, request.until_ms, **options)
     summary = summary_of(result) | {"exit_code": exit_code(result)}
     if request.json:
         lines = [json.dumps(_hour_json(row)) for row in result.hours]

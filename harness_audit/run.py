@@ -222,7 +222,7 @@ class _Run:
         if len(self.part) and self.part.size + sum(len(line) + 1 for line, _ in lines) > limit:
             self._write_part()
             self._save()
-        parts = self.window.next_part
+        next_part = self.window.next_part
         for line, taken in lines:
             if self._known(taken.audit_id):  # found in a part an earlier attempt wrote
                 self.summary.duplicates_dropped += 1
@@ -231,7 +231,7 @@ class _Run:
                 self._write_part()
             self.part.add(line, taken.audit_id, taken.timestamp)
         self.window = replace(self.window, position=step.position, pages=self.window.pages + 1)
-        if self.window.next_part > parts:  # the page alone was larger than a part
+        if self.window.next_part > next_part:  # the page alone was larger than a part
             self._write_part()
             self._save()
 

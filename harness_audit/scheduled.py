@@ -8,7 +8,7 @@ import uuid
 from harness_audit import verify
 from harness_audit.checkpoint import CheckpointStore
 from harness_audit.clock import Clock, Deadline, iso
-from harness_audit.pacing import Pacer
+from harness_audit.harness_client import Pacer
 from harness_audit.state import ORIGIN_GUIDE
 
 FOUND = "FOUND: events missing and not repaired, duplicated, or a repair that lost a race"

@@ -106,8 +106,8 @@ class _Failed(Exception):
 
 
 class HarnessClient:
-    """One run's requests, over one kept-alive urllib3 connection (verifying TLS as its pools
-    do). Pacer and endpoint choice belong to the instance."""
+    """One run's requests, over one kept-alive urllib3 connection, reconnected after a close
+    and verifying TLS as its pools do. Pacer and endpoint choice belong to the instance."""
 
     def __init__(
         self,
@@ -124,7 +124,6 @@ class HarnessClient:
         self._headers |= {"Accept": "application/json", "Accept-Encoding": "identity"}
         parts = urlsplit(config.api_base)
         connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
-        # Reconnected after each close(), as urllib3's pools reuse theirs.
         self._connection = connection_class(parts.hostname, parts.port)
         self._base_path = parts.path.rstrip("/")
         self._sock: socket.socket | None = None  # the socket the current request uses

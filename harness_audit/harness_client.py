@@ -35,7 +35,6 @@ READ_TIMEOUT_SECONDS = 60.0
 # A 100-event page is under 1 MB; an error body is a few hundred bytes.
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_ERROR_BYTES = 1024 * 1024
-_CHUNK_BYTES = 64 * 1024
 _AS_IT_ARRIVES = {"preload_content": False, "decode_content": False}  # bounded, never inflated
 HINTS = {
     400: "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and STATIC_FILTER",
@@ -234,7 +233,7 @@ class HarnessClient:
             raise _Failed("malformed_body", f"HTTP {response.status} with a bad body: {detail}")
         limit = MAX_PAGE_BYTES if ok else MAX_ERROR_BYTES
         data = bytearray()
-        while chunk := response.read1(_CHUNK_BYTES):
+        while chunk := response.read1(64 * 1024):
             data += chunk
             if len(data) > limit:
                 raise _Failed("body_too_large", f"the answer is larger than {limit} bytes")

@@ -16,8 +16,8 @@ from harness_audit.config import load_config
 from harness_audit.continuation import NEXT_RUN, Continuation
 from harness_audit.errors import LeaseHeld, NeedsFix
 from harness_audit.gcs import open_bucket
+from harness_audit.harness_client import Pacer
 from harness_audit.logs import configure_logging, log, register_secret
-from harness_audit.pacing import Pacer
 from harness_audit.run import Collector, RunResult, RunSummary, Stopped, collector_error
 from harness_audit.verify import summary_line, verify_scheduled
 

@@ -12,9 +12,8 @@ from urllib.parse import urlsplit
 from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
-from harness_audit.harness_client import HarnessClient
+from harness_audit.harness_client import HarnessClient, Pacer
 from harness_audit.listing import FIRST_PAGE, AuditQuery
-from harness_audit.pacing import Pacer
 
 PREFLIGHT_SECONDS = 60.0  # Google's client bounds each of its calls itself (30-300 s)
 _RULES = {  # setting: (pattern, what it must be); in FeedSettings' order

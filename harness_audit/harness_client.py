@@ -24,10 +24,9 @@ from harness_audit.config import Config
 from harness_audit.errors import DeadlineReached, HarnessRejected, HarnessUnavailable
 from harness_audit.listing import LIST, LIST_V2, AuditQuery, Page, PageCursor
 from harness_audit.logs import log
-from harness_audit.pacing import Pacer
 
 PATHS = {LIST_V2: "/audit/api/audits/listV2", LIST: "/audit/api/audits/list"}
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRY_CAUSES = {429: "http_429"} | dict.fromkeys((500, 502, 503, 504), "http_5xx")
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
 RETRY_AFTER_MAX_SECONDS = 60.0
@@ -36,7 +35,6 @@ READ_TIMEOUT_SECONDS = 60.0
 # A 100-event page is under 1 MB; an error body is a few hundred bytes.
 MAX_PAGE_BYTES = 32 * 1024 * 1024
 MAX_ERROR_BYTES = 1024 * 1024
-_CHUNK_BYTES = 64 * 1024
 _AS_IT_ARRIVES = {"preload_content": False, "decode_content": False}  # bounded, never inflated
 HINTS = {
     400: "Check HARNESS_ACCOUNT_ID, PAGE_SIZE, FILTER_MODULES, FILTER_ACTIONS and STATIC_FILTER",
@@ -75,6 +73,29 @@ class EndpointChoice:
         return True
 
 
+class Pacer:
+    """Requests to Harness spaced evenly below its limit (400 a minute per key, then a 429 with
+    no Retry-After), retries included, so a backlog drains at full pace and never meets the
+    limit. One pacer per instance: back-to-back runs keep the spacing."""
+
+    def __init__(self, requests_per_minute: int, clock: Clock):
+        # 0: no pacing (a self-managed installation without the edge throttle, benchmarks).
+        self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self._clock, self._next_slot, self._lock = clock, float("-inf"), threading.Lock()
+
+    def wait(self, deadline: Deadline) -> None:
+        """Wait for the next request's slot; DeadlineReached if it comes too late."""
+        with self._lock:
+            now = self._clock.monotonic()
+            slot = max(now, self._next_slot)
+            delay = slot - now
+            if delay and delay >= deadline.remaining():
+                raise DeadlineReached(f"the next request's slot is {delay:.2f} s away")
+            self._next_slot = slot + self._interval
+        if delay:
+            self._clock.sleep(delay)
+
+
 class _Failed(Exception):
     """One attempt failed in a way worth retrying; ``retry_after`` is the header as sent."""
 
@@ -84,8 +105,8 @@ class _Failed(Exception):
 
 
 class HarnessClient:
-    """One run's requests, over one kept-alive urllib3 connection (verifying TLS as its pools
-    do). Pacer and endpoint choice belong to the instance."""
+    """One run's requests, over one kept-alive urllib3 connection, reconnected after a close
+    and verifying TLS as its pools do. Pacer and endpoint choice belong to the instance."""
 
     def __init__(
         self,
@@ -97,21 +118,18 @@ class HarnessClient:
         jitter: Callable[[], float] = random.random,
     ):
         self._config, self._clock, self._pacer = config, clock, pacer
-        self._endpoint = endpoint or EndpointChoice()
-        self._jitter = jitter
+        self._endpoint, self._jitter = endpoint or EndpointChoice(), jitter
         self._headers = {"x-api-key": config.api_key, "Content-Type": "application/json"}
         self._headers |= {"Accept": "application/json", "Accept-Encoding": "identity"}
         parts = urlsplit(config.api_base)
-        self._connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
-        self._host, self._port, self._base_path = parts.hostname, parts.port, parts.path.rstrip("/")
-        self._connection: HTTPConnection | None = None
+        connection_class = HTTPSConnection if parts.scheme == "https" else HTTPConnection
+        self._connection = connection_class(parts.hostname, parts.port)
+        self._base_path = parts.path.rstrip("/")
         self._sock: socket.socket | None = None  # the socket the current request uses
         self.requests, self.retries, self.last_failure = 0, Counter(), None  # for the summary
 
     def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+        self._connection.close()
 
     def fetch(self, query: AuditQuery, cursor: PageCursor, deadline: Deadline) -> Page:
         """One page. Raises HarnessRejected (fix something), HarnessUnavailable (retries
@@ -122,16 +140,14 @@ class HarnessClient:
             self._pacer.wait(deadline)
             try:
                 page = self._attempt(endpoint, query, cursor, deadline)
+                self._endpoint.confirm(endpoint)
+                return page
             except HarnessRejected as rejection:
-                if rejection.status in (404, 405) and self._endpoint.fall_back(endpoint):
-                    continue
-                raise
+                if rejection.status not in (404, 405) or not self._endpoint.fall_back(endpoint):
+                    raise
             except _Failed as failure:
                 failures += 1
                 self._back_off(failure, failures, deadline)
-                continue
-            self._endpoint.confirm(endpoint)
-            return page
 
     def _back_off(self, failure: _Failed, failures: int, deadline: Deadline) -> None:
         """Count the failure; wait before the next attempt, unless retries or time are spent."""
@@ -143,13 +159,11 @@ class HarnessClient:
                 f"({failure.detail}). The next run resumes from the checkpoint; if "
                 "this persists, check HARNESS_API_BASE and Harness's status page"
             ) from None
-        delay = None
+        ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
+        delay = self._jitter() * ceiling
         with contextlib.suppress(ValueError):  # an HTTP date, or junk: the backoff applies
             seconds = float(failure.retry_after or "nan")
-            delay = min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < float("inf") else None
-        if delay is None:
-            ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (failures - 1))
-            delay = self._jitter() * ceiling
+            delay = min(seconds, RETRY_AFTER_MAX_SECONDS) if 0 <= seconds < float("inf") else delay
         if delay >= deadline.remaining():
             raise DeadlineReached(f"a {delay:.1f} s backoff after {failure.cause} would pass it")
         fields = {"cause": failure.cause, "detail": failure.detail, "retry": failures}
@@ -186,10 +200,9 @@ class HarnessClient:
         payload = None
         with contextlib.suppress(ValueError, RecursionError):  # an error body may be anything
             payload = json.loads(data)
-        if status in RETRYABLE_STATUSES:
+        if status in RETRY_CAUSES:
             detail = f"HTTP {status} ({listing.error_summary(payload)})"
-            cause = "http_429" if status == 429 else "http_5xx"
-            raise _Failed(cause, detail, headers.get("Retry-After"))
+            raise _Failed(RETRY_CAUSES[status], detail, headers.get("Retry-After"))
         hint = HINTS.get(status, "Check HARNESS_API_BASE and the Harness status page")
         fields = listing.error_fields(payload)
         raise HarnessRejected(status, *fields, hint.format(account=self._config.account_id))
@@ -197,11 +210,9 @@ class HarnessClient:
     def _exchange(self, endpoint, query, cursor, remaining, passed) -> tuple:
         """(status, headers, body) of the answer; the body bounded, never inflated."""
         connection = self._connection
-        if connection is None or not connection.is_connected:
-            self.close()
-            connect_timeout = min(CONNECT_TIMEOUT_SECONDS, remaining)
-            connection = self._connection_class(self._host, self._port, timeout=connect_timeout)
-            self._connection = connection
+        if not connection.is_connected:
+            connection.close()
+            connection.timeout = min(CONNECT_TIMEOUT_SECONDS, remaining)
             connection.connect()
             if passed.is_set():  # the watchdog came while the socket did not exist yet
                 raise DeadlineReached("the deadline passed while connecting to Harness")
@@ -222,7 +233,7 @@ class HarnessClient:
             raise _Failed("malformed_body", f"HTTP {response.status} with a bad body: {detail}")
         limit = MAX_PAGE_BYTES if ok else MAX_ERROR_BYTES
         data = bytearray()
-        while chunk := response.read1(_CHUNK_BYTES):
+        while chunk := response.read1(64 * 1024):
             data += chunk
             if len(data) > limit:
                 raise _Failed("body_too_large", f"the answer is larger than {limit} bytes")

@@ -1,7 +1,6 @@
 """Paging by time: which range to ask Harness for next, and what a page means. Pure: no I/O.
 The *edge* and *burst* are explained in docs/DESIGN.md (Paging by time)."""
 
-import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -91,8 +90,7 @@ def read_page(position: Position, page: Page) -> Step:
     new = [taken for taken in in_range if taken.audit_id not in position.edge_ids]
     repeats = len(in_range) - len(new) + rejected.pop(REPEATED_IN_PAGE, 0)
     if position.burst_ms is not None:
-        after, burst = _burst_page(position, page, new)
-        return Step(new, repeats, rejected, sample, after, burst)
+        return Step(new, repeats, rejected, sample, *_burst_page(position, page, new))
     order = _page_order(in_range, position.order)
     learned = replace(position, order=order, last_count=len(page.items))
     distinct = {taken.timestamp for taken in in_range}
@@ -101,14 +99,13 @@ def read_page(position: Position, page: Page) -> Step:
             f"a page that says there is more held no event stamped inside the range asked "
             f"for [{start}, {end}] ({sum(rejected.values())} items outside it)"
         )
+    edge_ms, edge_ids = _edge(learned, in_range)
     if len(distinct) > 1:
-        edge_ms, edge_ids = _edge(learned, in_range)
         bound = "lower_ms" if order == OLDEST_FIRST else "upper_ms"
         after = replace(learned, **{bound: edge_ms}, edge_ids=edge_ids)
     elif distinct and (new or page.has_more or len(page.items) >= position.last_count):
         # One millisecond, and nothing proves it was served whole: read it alone.
-        ms, edge_ids = _edge(learned, in_range)
-        after = replace(learned, edge_ids=edge_ids, burst_ms=ms, burst_pass=1, burst_new=False)
+        after = replace(learned, edge_ids=edge_ids, burst_ms=edge_ms, burst_pass=1, burst_new=False)
     else:  # an empty page, or one millisecond proven whole: the range is read
         after = _next_range(learned)
     return Step(new, repeats, rejected, sample, after)
@@ -118,8 +115,7 @@ def _screen(items: Iterable, start: int, end: int) -> tuple:
     """The page's events stamped inside ``[start, end]``, each id once; the rest counted by
     reason, with a sample. A second copy of an id in a page says nothing new, and must not
     be mistaken for a break in the page's order."""
-    in_range: list[Taken] = []
-    seen: set[str] = set()
+    in_range: dict[str, Taken] = {}
     rejected: Counter[str] = Counter()
     sample = None
     for item in items:
@@ -130,15 +126,14 @@ def _screen(items: Iterable, start: int, end: int) -> tuple:
             timestamp = timestamp_ms(item.get("timestamp"))
             if timestamp is None:
                 raise Unplaceable(_unplaceable(audit_id, item.get("timestamp")))
-            if audit_id not in seen and start <= timestamp <= end:
-                seen.add(audit_id)
-                in_range.append(Taken(item, audit_id, timestamp))
+            if audit_id not in in_range and start <= timestamp <= end:
+                in_range[audit_id] = Taken(item, audit_id, timestamp)
                 continue
-            reason = REPEATED_IN_PAGE if audit_id in seen else OUT_OF_RANGE
+            reason = REPEATED_IN_PAGE if audit_id in in_range else OUT_OF_RANGE
             description = audit_id
         rejected[reason] += 1
         sample = sample or description
-    return in_range, rejected, sample
+    return list(in_range.values()), rejected, sample
 
 
 def _unplaceable(audit_id: str, value: object) -> str:
@@ -155,9 +150,9 @@ def _unplaceable(audit_id: str, value: object) -> str:
 
 def _page_order(in_range: list[Taken], known: str | None) -> str | None:
     """The order pages come in: ``known``, or learned from a page with two timestamps."""
-    pairs = list(itertools.pairwise(taken.timestamp for taken in in_range))
-    newest_first = all(a >= b for a, b in pairs)
-    oldest_first = all(a <= b for a, b in pairs)
+    stamps = [taken.timestamp for taken in in_range]
+    newest_first = stamps == sorted(stamps, reverse=True)
+    oldest_first = stamps == sorted(stamps)
     if newest_first and oldest_first:  # one timestamp, or none: the page cannot tell
         return known
     if newest_first == oldest_first:

@@ -23,12 +23,11 @@ from harness_audit.errors import (
     NoProgress,
     StateMissing,
 )
-from harness_audit.harness_client import EndpointChoice, HarnessClient
+from harness_audit.harness_client import EndpointChoice, HarnessClient, Pacer
 from harness_audit.layout import encode_line, layout_function
 from harness_audit.listing import AuditQuery
 from harness_audit.logs import log
 from harness_audit.migration import adopt_guide_state
-from harness_audit.pacing import Pacer
 from harness_audit.paging import PagingInconsistent, Position, Step, read_page
 from harness_audit.sink import ObjectSink, PartBuffer, object_name
 from harness_audit.state import ORIGIN_GUIDE, State

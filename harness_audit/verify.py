@@ -22,9 +22,8 @@ from harness_audit.clock import Clock, Deadline, iso, utc
 from harness_audit.config import Config
 from harness_audit.errors import DeadlineReached, HarnessInconsistent
 from harness_audit.gcs import storage_errors
-from harness_audit.harness_client import HarnessClient
+from harness_audit.harness_client import HarnessClient, Pacer
 from harness_audit.layout import encode_line, layout_function
-from harness_audit.pacing import Pacer
 from harness_audit.paging import Position, Taken, Unplaceable
 from harness_audit.run import fetch_step
 from harness_audit.sink import ObjectSink, PartBuffer, folder, line_identities, object_name

@@ -27,9 +27,9 @@ from harness_audit.harness_client import (
     RETRY_AFTER_MAX_SECONDS,
     EndpointChoice,
     HarnessClient,
+    Pacer,
 )
 from harness_audit.listing import FIRST_PAGE, LIST, LIST_V2, AuditQuery, PageCursor
-from harness_audit.pacing import Pacer
 
 T0 = 1_749_564_000_000
 PAGE_SIZE = 10

@@ -32,16 +32,10 @@ class Snapshot:
 
 
 class CheckpointStore:
-    def __init__(self, bucket, key: str, *, lease_seconds: int, deadline: Deadline | None = None):
-        self._bucket, self._key, self._deadline = bucket, key, deadline
-        self._lease_ms = lease_seconds * 1000
-        self.uri = f"gs://{bucket.name}/{key}"
-
-    @classmethod
-    def of(cls, config, bucket, deadline: Deadline | None = None) -> "CheckpointStore":
-        """The one way to open the checkpoint: the run, verify, the scheduled verify, status."""
-        lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
-        return cls(bucket, config.state_key, lease_seconds=lease_seconds, deadline=deadline)
+    def __init__(self, config, bucket, deadline: Deadline | None = None):
+        self._bucket, self._key, self._deadline = bucket, config.state_key, deadline
+        self._lease_ms = (config.max_run_seconds + LEASE_MARGIN_SECONDS) * 1000
+        self.uri = f"gs://{bucket.name}/{self._key}"
 
     def _options(self, release: bool = False) -> dict:
         return call_options(self._deadline and self._deadline.storage_seconds(release=release))

@@ -18,7 +18,7 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> verify.Verif
     """Verify (with VERIFY_REPAIR, repair) the last settled day from a whole hour, so that daily
     runs leave no gap; LeaseHeld when the collector or another verify holds the lease."""
     deadline = Deadline.for_run(clock, config.max_run_seconds)
-    store = CheckpointStore.of(config, bucket, deadline)
+    store = CheckpointStore(config, bucket, deadline)
     loaded = store.load(clock.now_ms())
     settled = verify.settled_until(loaded.state, config.overlap_seconds * 1000)
     ours = settled is not None and loaded.state.origin != ORIGIN_GUIDE

@@ -102,7 +102,7 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
     """The report; ``feed``: the SecOps feed's section (feed.status_section), if any."""
     now_ms = clock.now_ms()
     recent = recent_objects(bucket, config, now_ms)  # first: fails fast when unreachable
-    store = CheckpointStore.of(config, bucket)
+    store = CheckpointStore(config, bucket)
     document: dict = {"checkpoint": store.uri, "now": iso(now_ms)}
     try:
         snapshot = store.load(now_ms)

@@ -239,7 +239,7 @@ def verify_range(
 ) -> VerifyResult:
     """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
     checkpoint or the lease. Stops at ``deadline`` with ``cut_short``; paced by ``pacer``."""
-    state = CheckpointStore.of(config, bucket).load(clock.now_ms()).state
+    state = CheckpointStore(config, bucket).load(clock.now_ms()).state
     settled = settled_until(state, config.overlap_seconds * 1000)
     hours = plan_hours(since_ms, until_ms, settled)
     result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))

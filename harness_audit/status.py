@@ -98,8 +98,8 @@ def window_document(window: WindowProgress, config: Config) -> dict:
     }
 
 
-def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
-    """The report; ``feed``: the SecOps feed's section (feed.status_section), if any."""
+def run(config: Config, bucket, clock: Clock, out: TextIO, json_output: bool, feed) -> int:
+    """``feed``: the SecOps feed's section (feed.status_section), if any."""
     now_ms = clock.now_ms()
     recent = recent_objects(bucket, config, now_ms)  # first: fails fast when unreachable
     store = CheckpointStore(config, bucket)
@@ -119,7 +119,10 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
     if feed is not None:
         document["secops_feed"] = feed
         problems += [feed["problem"]] if "problem" in feed else []
-    return document | {"problems": problems, "ok": not problems}
+    document |= {"problems": problems, "ok": not problems}
+    out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
+    out.flush()
+    return EXIT_FOUND if problems else EXIT_OK
 
 
 def render(document: dict) -> list[str]:
@@ -172,10 +175,3 @@ def _render_lease(lease: dict) -> str:
     if lease["state"] == "held":
         return f"held by run {owner} until {expires} ({left} left)"
     return f"expired {left} ago (run {owner}, {expires}): the next run takes it over"
-
-
-def run(config: Config, bucket, clock: Clock, out: TextIO, json_output: bool, feed) -> int:
-    document = gather(config, bucket, clock, feed)
-    out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
-    out.flush()
-    return EXIT_OK if document["ok"] else EXIT_FOUND

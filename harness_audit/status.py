@@ -2,7 +2,6 @@
 The listing goes first, bounded to CALL_SECONDS: an unreachable bucket is one short line."""
 
 import json
-from datetime import timedelta
 from typing import TextIO
 
 from harness_audit.checkpoint import CheckpointStore
@@ -34,7 +33,7 @@ def _duration(seconds: float) -> str:
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
     base = folder(config.prefix)
-    week = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
+    week = f"{base}{utc(now_ms - RECENT_DAYS * 86_400_000):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
         for start_offset in (week, None):
             listed = bucket.list_blobs(

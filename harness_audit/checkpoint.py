@@ -41,8 +41,7 @@ class CheckpointStore:
         return call_options(self._deadline and self._deadline.storage_seconds(release=release))
 
     def load(self, now_ms: int) -> Snapshot:
-        """The checkpoint and the generation read; StateCorrupt (naming the fix) when it
-        cannot be continued from."""
+        """The checkpoint and its generation; StateCorrupt, naming the fix, if it is unusable."""
         with storage_errors("read the checkpoint", self._bucket.name):
             blob = self._bucket.get_blob(self._key, **self._options())
             if blob is None:
@@ -97,8 +96,7 @@ class CheckpointStore:
         return replace(state, lease=Lease(owner, now_ms + self._lease_ms))
 
     def release(self, held: Snapshot, now_ms: int) -> None:
-        """Free the lease after a failure, keeping the state last saved. One try: if even that
-        fails, the lease expires on its own."""
+        """Free the lease after a failure, keeping the state last saved; one try (it expires)."""
         try:
             self.save(replace(held.state, lease=None), held.generation, now_ms, release=True)
         except CollectorError as failure:

@@ -32,13 +32,11 @@ def _duration(seconds: float) -> str:
 
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
-    base = folder(config.prefix)
+    base, options = folder(config.prefix), call_options(CALL_SECONDS)  # for each call
     week = f"{base}{utc(now_ms - RECENT_DAYS * 86_400_000):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
-        for start_offset in (week, None):
-            listed = bucket.list_blobs(
-                prefix=base or None, start_offset=start_offset, **call_options(CALL_SECONDS)
-            )
+        for offset in (week, None):
+            listed = bucket.list_blobs(prefix=base or None, start_offset=offset, **options)
             found = [
                 blob for blob in listed if blob.name != config.state_key and blob.name[-1:] != "/"
             ]

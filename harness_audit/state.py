@@ -175,9 +175,8 @@ def _decode_window(raw: dict) -> WindowProgress:
 
 
 def _id_map(raw, name: str) -> dict[str, int]:
-    if not isinstance(raw, dict) or not all(
-        isinstance(key, str) and _is_ms(value) for key, value in raw.items()
-    ):
+    # A JSON object's keys are strings: only its values need checking.
+    if not isinstance(raw, dict) or not all(map(_is_ms, raw.values())):
         raise TypeError(f"{name} must map auditId strings to epoch milliseconds")
     return raw
 

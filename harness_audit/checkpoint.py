@@ -32,23 +32,16 @@ class Snapshot:
 
 
 class CheckpointStore:
-    def __init__(self, bucket, key: str, *, lease_seconds: int, deadline: Deadline | None = None):
-        self._bucket, self._key, self._deadline = bucket, key, deadline
-        self._lease_ms = lease_seconds * 1000
-        self.uri = f"gs://{bucket.name}/{key}"
-
-    @classmethod
-    def of(cls, config, bucket, deadline: Deadline | None = None) -> "CheckpointStore":
-        """The one way to open the checkpoint: the run, verify, the scheduled verify, status."""
-        lease_seconds = config.max_run_seconds + LEASE_MARGIN_SECONDS
-        return cls(bucket, config.state_key, lease_seconds=lease_seconds, deadline=deadline)
+    def __init__(self, config, bucket, deadline: Deadline | None = None):
+        self._bucket, self._key, self._deadline = bucket, config.state_key, deadline
+        self._lease_ms = (config.max_run_seconds + LEASE_MARGIN_SECONDS) * 1000
+        self.uri = f"gs://{bucket.name}/{self._key}"
 
     def _options(self, release: bool = False) -> dict:
         return call_options(self._deadline and self._deadline.storage_seconds(release=release))
 
     def load(self, now_ms: int) -> Snapshot:
-        """The checkpoint and the generation read; StateCorrupt (naming the fix) when it
-        cannot be continued from."""
+        """The checkpoint and its generation; StateCorrupt, naming the fix, if it is unusable."""
         with storage_errors("read the checkpoint", self._bucket.name):
             blob = self._bucket.get_blob(self._key, **self._options())
             if blob is None:
@@ -103,8 +96,7 @@ class CheckpointStore:
         return replace(state, lease=Lease(owner, now_ms + self._lease_ms))
 
     def release(self, held: Snapshot, now_ms: int) -> None:
-        """Free the lease after a failure, keeping the state last saved. One try: if even that
-        fails, the lease expires on its own."""
+        """Free the lease after a failure, keeping the state last saved; one try (it expires)."""
         try:
             self.save(replace(held.state, lease=None), held.generation, now_ms, release=True)
         except CollectorError as failure:

@@ -3,7 +3,6 @@ objects already hold within the overlap, so the overlap is not written twice."""
 
 import logging
 from dataclasses import replace
-from datetime import timedelta
 
 from harness_audit.clock import Deadline, iso, utc
 from harness_audit.errors import StorageUnavailable
@@ -19,7 +18,7 @@ def adopt_guide_state(
     """The guide's state with the ids stamped since ``since`` minus the overlap in objects
     created since then, in the date folders (ours and the guide's) from that day to today."""
     since_ms = state.watermark_ms - overlap_ms
-    base, first, end = folder(sink.prefix), utc(since_ms), utc(now_ms) + timedelta(days=1)
+    base, first, end = folder(sink.prefix), utc(since_ms), utc(now_ms + 86_400_000)
     days = {"start_offset": f"{base}{first:%Y/%m/%d}/", "end_offset": f"{base}{end:%Y/%m/%d}/"}
     with storage_errors("list earlier objects", sink.bucket.name):
         blobs = list(sink.bucket.list_blobs(**days, **call_options(deadline.storage_seconds())))

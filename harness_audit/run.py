@@ -127,7 +127,7 @@ class _Run:
     def __init__(self, config: Config, bucket, harness: HarnessClient, clock: Clock):
         self.config, self.harness, self.clock = config, harness, clock
         self.deadline = Deadline.for_run(clock, config.max_run_seconds)
-        self.checkpoints = CheckpointStore.of(config, bucket, self.deadline)
+        self.checkpoints = CheckpointStore(config, bucket, self.deadline)
         self.sink = ObjectSink(bucket, prefix=config.prefix, output_format=config.output_format)
         self.owner = uuid.uuid4().hex
         self.summary = RunSummary()

@@ -88,9 +88,8 @@ class ObjectSink:
         return True
 
     def read_ids(self, name: str, *, seconds: float | None = None) -> dict[str, int]:
-        """The ids in an existing object, whichever layout it was written in (none if it has
-        gone since). One larger than any part is refused unread: it is not ours, and reading
-        it could exhaust the memory."""
+        """The ids in an existing object, in either layout (none if it has gone since). One
+        larger than any part is not ours: refused unread, as reading it could exhaust memory."""
         with storage_errors(f"read {name}", self.bucket.name):
             blob = self.bucket.get_blob(name, **call_options(seconds))
             if blob is None:

@@ -2,7 +2,6 @@
 The listing goes first, bounded to CALL_SECONDS: an unreachable bucket is one short line."""
 
 import json
-from datetime import timedelta
 from typing import TextIO
 
 from harness_audit.checkpoint import CheckpointStore
@@ -33,13 +32,11 @@ def _duration(seconds: float) -> str:
 
 
 def recent_objects(bucket, config: Config, now_ms: int) -> list[dict]:
-    base = folder(config.prefix)
-    week = f"{base}{utc(now_ms).date() - timedelta(days=RECENT_DAYS):%Y/%m/%d}/"
+    base, options = folder(config.prefix), call_options(CALL_SECONDS)  # for each call
+    week = f"{base}{utc(now_ms - RECENT_DAYS * 86_400_000):%Y/%m/%d}/"
     with storage_errors("list the objects under the prefix", bucket.name):
-        for start_offset in (week, None):
-            listed = bucket.list_blobs(
-                prefix=base or None, start_offset=start_offset, **call_options(CALL_SECONDS)
-            )
+        for offset in (week, None):
+            listed = bucket.list_blobs(prefix=base or None, start_offset=offset, **options)
             found = [
                 blob for blob in listed if blob.name != config.state_key and blob.name[-1:] != "/"
             ]
@@ -98,11 +95,11 @@ def window_document(window: WindowProgress, config: Config) -> dict:
     }
 
 
-def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
-    """The report; ``feed``: the SecOps feed's section (feed.status_section), if any."""
+def run(config: Config, bucket, clock: Clock, out: TextIO, json_output: bool, feed) -> int:
+    """``feed``: the SecOps feed's section (feed.status_section), if any."""
     now_ms = clock.now_ms()
     recent = recent_objects(bucket, config, now_ms)  # first: fails fast when unreachable
-    store = CheckpointStore.of(config, bucket)
+    store = CheckpointStore(config, bucket)
     document: dict = {"checkpoint": store.uri, "now": iso(now_ms)}
     try:
         snapshot = store.load(now_ms)
@@ -119,7 +116,10 @@ def gather(config: Config, bucket, clock: Clock, feed: dict | None) -> dict:
     if feed is not None:
         document["secops_feed"] = feed
         problems += [feed["problem"]] if "problem" in feed else []
-    return document | {"problems": problems, "ok": not problems}
+    document |= {"problems": problems, "ok": not problems}
+    out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
+    out.flush()
+    return EXIT_FOUND if problems else EXIT_OK
 
 
 def render(document: dict) -> list[str]:
@@ -172,10 +172,3 @@ def _render_lease(lease: dict) -> str:
     if lease["state"] == "held":
         return f"held by run {owner} until {expires} ({left} left)"
     return f"expired {left} ago (run {owner}, {expires}): the next run takes it over"
-
-
-def run(config: Config, bucket, clock: Clock, out: TextIO, json_output: bool, feed) -> int:
-    document = gather(config, bucket, clock, feed)
-    out.write((json.dumps(document) if json_output else "\n".join(render(document))) + "\n")
-    out.flush()
-    return EXIT_OK if document["ok"] else EXIT_FOUND

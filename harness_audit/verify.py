@@ -231,7 +231,7 @@ def verify_range(
 ) -> VerifyResult:
     """Check (and with ``repair``, complete) ``[since_ms, until_ms)``; never touches the
     checkpoint or the lease. Stops at ``deadline`` with ``cut_short``; paced by ``pacer``."""
-    state = CheckpointStore.of(config, bucket).load(clock.now_ms()).state
+    state = CheckpointStore(config, bucket).load(clock.now_ms()).state
     settled = settled_until(state, config.overlap_seconds * 1000)
     hours = plan_hours(since_ms, until_ms, settled)
     result = VerifyResult(since_ms, until_ms, state.watermark_ms, settled, tuple(hours))
@@ -261,7 +261,7 @@ def verify_scheduled(config, bucket, clock: Clock, pacer: Pacer) -> VerifyResult
     repaired with VERIFY_REPAIR, under the lease: never paging Harness alongside the collector
     (LeaseHeld if another run holds it). What MAX_RUN_SECONDS leaves is reported, not continued."""
     deadline = Deadline.for_run(clock, config.max_run_seconds)
-    store = CheckpointStore.of(config, bucket, deadline)
+    store = CheckpointStore(config, bucket, deadline)
     loaded = store.load(clock.now_ms())
     settled = settled_until(loaded.state, config.overlap_seconds * 1000)
     ours = settled is not None and loaded.state.origin != ORIGIN_GUIDE

@@ -2,6 +2,7 @@
 on: the ids delivered within the overlap, so that re-reading it writes nothing twice. Pure."""
 
 from collections.abc import Iterable
+from itertools import chain
 
 from harness_audit.state import State, WindowProgress, new_window
 
@@ -27,7 +28,5 @@ def complete_window(state: State, window: WindowProgress, *, overlap_ms: int) ->
     """The state after ``window`` has been read to its end. The next window starts at
     ``end - overlap``: every id stamped since then is kept, written, skipped or found."""
     since_ms = window.end_ms - overlap_ms
-    delivered = tail_ids(state.delivered.items(), since_ms)
-    delivered.update(tail_ids(window.ahead.items(), since_ms))
-    delivered.update(tail_ids(window.committed.items(), since_ms))
-    return State(watermark_ms=window.end_ms, delivered=delivered, window=None, lease=state.lease)
+    ids = chain(state.delivered.items(), window.ahead.items(), window.committed.items())
+    return State(watermark_ms=window.end_ms, delivered=tail_ids(ids, since_ms), lease=state.lease)

@@ -2,6 +2,7 @@
 writes nothing it should not, and leaves the checkpoint as it was."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from support import (
@@ -181,7 +182,8 @@ def test_a_412_on_our_own_retried_checkpoint_write_is_recognised(bucket, mocker)
     from harness_audit.errors import LeaseLost
     from harness_audit.state import State
 
-    store = CheckpointStore(bucket, STATE_KEY, lease_seconds=540)
+    config = SimpleNamespace(state_key=STATE_KEY, max_run_seconds=480)  # a 540 s lease
+    store = CheckpointStore(config, bucket)
     generation = store.save(State(watermark_ms=1), 0, now_ms=1)
     real_upload = Blob.upload_from_string
 

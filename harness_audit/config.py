@@ -97,29 +97,26 @@ def _bucket(s: Setting, raw: str) -> str:
 def _api_base(s: Setting, raw: str) -> str:
     """A URL urllib3 sends to exactly the host it names (urlsplit drops tabs and newlines
     and reads a backslash differently), and the key never in clear over the network."""
-    try:
+    with contextlib.suppress(ValueError):  # urlsplit's, or a port's out of range
         parts = urlsplit(raw)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        parts, host, port = urlsplit(""), "", 0
-    ip = None
-    with contextlib.suppress(ValueError):
-        ip = ipaddress.ip_address(host)
-    if (
-        parts.scheme not in ("https", "http")
-        or not (re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or ip)
-        or port == 0
-        or any(ch.isspace() or _is_control(ch) or ch in "\\?#" for ch in raw)
-        or "@" in parts.netloc
-        or (parts.scheme == "http" and not (host == "localhost" or (ip and ip.is_loopback)))
-    ):
-        raise ValueError(
-            f"{s.name}={shown(raw)} is not a usable Harness URL: https, a DNS host name (in its "
-            "xn-- form if international) and a port from 1 to 65535, without white space, "
-            "backslash, credentials, query or fragment (plain http only for a loopback host "
-            "in local runs): use https://app.harness.io, or your Harness host"
-        )
-    return raw.rstrip("/")
+        host, ip = parts.hostname or "", None
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(host)
+        local = host == "localhost" or (ip and ip.is_loopback)
+        if (
+            (parts.scheme == "https" or (parts.scheme == "http" and local))
+            and (re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or ip)
+            and parts.port != 0
+            and not any(ch.isspace() or _is_control(ch) or ch in "\\?#" for ch in raw)
+            and "@" not in parts.netloc
+        ):
+            return raw.rstrip("/")
+    raise ValueError(
+        f"{s.name}={shown(raw)} is not a usable Harness URL: https, a DNS host name (in its "
+        "xn-- form if international) and a port from 1 to 65535, without white space, "
+        "backslash, credentials, query or fragment (plain http only for a loopback host "
+        "in local runs): use https://app.harness.io, or your Harness host"
+    )
 
 
 def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):

@@ -23,8 +23,6 @@ MAX_PREFIX_BYTES = 900
 MAX_OBJECT_MEGABYTES = 8
 STATIC_FILTERS = ("EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS")
 _ACME_PREFIX = ".well-known/acme-challenge/"  # reserved by GCS for domain verification
-# int() also takes "1_000" and "٣", and refuses over 4,300 digits.
-_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,8 @@ def shown(value: str) -> str:
 def _integer(low: int, high: int, unit: str = ""):
     def parse(s: Setting, raw: str) -> int:
         fix = f"set it to an integer from {low} to {high}{unit}, or unset it for the default"
-        if not _INTEGER.fullmatch(raw):
+        # Not int() alone: it also takes "1_000" and "٣", and refuses over 4,300 digits.
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", raw):
             raise ValueError(f"{s.name}={shown(raw)} is not a whole number: {fix} {s.default}")
         if not low <= int(raw) <= high:
             raise ValueError(f"{s.name}={int(raw)} is out of range: {fix} {s.default}")

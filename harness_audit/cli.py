@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Lines(logging.Formatter):
+class _Lines(logging.StreamHandler):
     """The package's log lines, short and redacted, on stderr: stdout carries the report."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -148,8 +148,7 @@ class _Lines(logging.Formatter):
 
 @contextlib.contextmanager
 def _logs_to(stream: TextIO):
-    logger, handler = logging.getLogger(LOGGER_NAME), logging.StreamHandler(stream)
-    handler.setFormatter(_Lines())
+    logger, handler = logging.getLogger(LOGGER_NAME), _Lines(stream)
     handler.setLevel(logging.WARNING)
     saved = logger.handlers, logger.propagate
     logger.handlers, logger.propagate = [handler], False

@@ -1,6 +1,5 @@
-"""Every setting's name, default, rule and message, in one table (SETTINGS). The function,
-the operator commands and deploy.sh (through check-config) all read the environment through
-``load_config``, so they accept and refuse the same values with the same words."""
+"""Every setting's name, default, rule and message, in one table (SETTINGS), which the function,
+the operator commands and deploy.sh (check-config) read alike through ``load_config``."""
 
 import contextlib
 import ipaddress

@@ -49,6 +49,11 @@ def _check_config(args, config: Config, clock: Clock, out: TextIO, environ) -> i
     return EXIT_OK
 
 
+def _status(args, config: Config, clock: Clock, out: TextIO, environ) -> int:
+    bucket = open_bucket(config.bucket)
+    return status.run(config, bucket, clock, out, args.json, feed.status_section(environ, config))
+
+
 COMMANDS = (
     Command(
         "verify",
@@ -71,14 +76,7 @@ COMMANDS = (
         "status",
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
-        lambda args, config, clock, out, environ: status.run(
-            config,
-            open_bucket(config.bucket),
-            clock,
-            out,
-            args.json,
-            feed.status_section(environ, config),
-        ),
+        _status,
         (("--json", {"action": "store_true", "help": "one JSON object"}),),
         settings=("GCS_BUCKET", "GCS_PREFIX", "STATE_KEY", "ALERT_LAG_MINUTES"),
     ),

@@ -31,22 +31,9 @@ class Command:
     summary: str
     exit_codes: tuple[str, ...]
     run: Callable[[argparse.Namespace, Config, Clock, TextIO, Mapping[str, str]], int]
-    arguments: Callable[[argparse.ArgumentParser], object] = lambda parser: None
+    arguments: tuple[tuple[str, dict], ...] = ()  # add_argument's name and options
     settings: tuple[str, ...] = ALL  # what it reads; the others stay at their defaults, unread
     optional: tuple[str, ...] = ()  # settings it reads that may be missing
-
-
-def _verify_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--since", required=True, help="start, ISO 8601 UTC (inclusive)")
-    parser.add_argument("--until", required=True, help="end, ISO 8601 UTC (exclusive)")
-    parser.add_argument("--repair", action="store_true", help="write what is missing")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--force", action="store_true", help="allow a range over 31 days")
-
-
-def _feed_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("ensure", "destroy"))
-    parser.add_argument("--dry-run", action="store_true", help="say what, change nothing")
 
 
 def _check_config(args, config: Config, clock: Clock, out: TextIO, environ) -> int:
@@ -62,6 +49,11 @@ def _check_config(args, config: Config, clock: Clock, out: TextIO, environ) -> i
     return EXIT_OK
 
 
+def _status(args, config: Config, clock: Clock, out: TextIO, environ) -> int:
+    bucket = open_bucket(config.bucket)
+    return status.run(config, bucket, clock, out, args.json, feed.status_section(environ, config))
+
+
 COMMANDS = (
     Command(
         "verify",
@@ -72,21 +64,20 @@ COMMANDS = (
         lambda args, config, clock, out, environ: verify.run(
             config, open_bucket(config.bucket), clock, verify.request_from(args), out
         ),
-        _verify_arguments,
+        (
+            ("--since", {"required": True, "help": "start, ISO 8601 UTC (inclusive)"}),
+            ("--until", {"required": True, "help": "end, ISO 8601 UTC (exclusive)"}),
+            ("--repair", {"action": "store_true", "help": "write what is missing"}),
+            ("--json", {"action": "store_true", "help": "one JSON object per line"}),
+            ("--force", {"action": "store_true", "help": "allow a range over 31 days"}),
+        ),
     ),
     Command(
         "status",
         "read the checkpoint (read-only): watermark and lag, window in progress, lease",
         ("1  lag over ALERT_LAG_MINUTES, or a checkpoint the collector cannot go on from", _USAGE),
-        lambda args, config, clock, out, environ: status.run(
-            config,
-            open_bucket(config.bucket),
-            clock,
-            out,
-            args.json,
-            feed.status_section(environ, config),
-        ),
-        lambda parser: parser.add_argument("--json", action="store_true", help="one JSON object"),
+        _status,
+        (("--json", {"action": "store_true", "help": "one JSON object"}),),
         settings=("GCS_BUCKET", "GCS_PREFIX", "STATE_KEY", "ALERT_LAG_MINUTES"),
     ),
     Command(
@@ -95,9 +86,7 @@ COMMANDS = (
         "each as NAME=value, or each problem on a line of its own",
         ("2  a setting the function would refuse",),
         _check_config,
-        lambda parser: parser.add_argument(
-            "--api-key-stdin", action="store_true", help="read HARNESS_API_KEY from stdin"
-        ),
+        (("--api-key-stdin", {"action": "store_true", "help": "read HARNESS_API_KEY from stdin"}),),
         optional=("HARNESS_API_KEY",),
     ),
     Command(
@@ -106,7 +95,10 @@ COMMANDS = (
         "deploy.sh runs it)",
         ("1  a SecOps API call failed: run it again later", _USAGE),
         lambda args, config, clock, out, environ: feed.command(args, config, environ, out),
-        _feed_arguments,
+        (
+            ("action", {"choices": ("ensure", "destroy")}),
+            ("--dry-run", {"action": "store_true", "help": "say what, change nothing"}),
+        ),
         settings=("GCS_BUCKET", "GCS_PREFIX"),
     ),
     Command(
@@ -127,8 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Operate the Harness audit collector.")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:
-        required = {n for n in command.settings if BY_NAME[n].required}
-        required -= set(command.optional)
+        required = {n for n in command.settings if BY_NAME[n].required} - set(command.optional)
         reads = ", ".join(n + (" (required)" if n in required else "") for n in command.settings)
         codes = "".join(f"\n  {line}" for line in ("0  all well", *command.exit_codes))
         sub = commands.add_parser(
@@ -139,11 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
             + f"\n\nexit codes:{codes}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        command.arguments(sub)
+        for name, options in command.arguments:
+            sub.add_argument(name, **options)
     return parser
 
 
-class _Lines(logging.Formatter):
+class _Lines(logging.StreamHandler):
     """The package's log lines, short and redacted, on stderr: stdout carries the report."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -154,8 +146,7 @@ class _Lines(logging.Formatter):
 
 @contextlib.contextmanager
 def _logs_to(stream: TextIO):
-    logger, handler = logging.getLogger(LOGGER_NAME), logging.StreamHandler(stream)
-    handler.setFormatter(_Lines())
+    logger, handler = logging.getLogger(LOGGER_NAME), _Lines(stream)
     handler.setLevel(logging.WARNING)
     saved = logger.handlers, logger.propagate
     logger.handlers, logger.propagate = [handler], False

@@ -1,5 +1,4 @@
-"""What the operator commands share, apart from ``cli`` so that ``status`` and ``verify``
-need not import the module that imports them."""
+"""What the operator commands share, apart from ``cli``, which imports them."""
 
 from datetime import UTC, datetime
 

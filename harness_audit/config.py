@@ -1,6 +1,5 @@
-"""Every setting's name, default, rule and message, in one table (SETTINGS). The function,
-the operator commands and deploy.sh (through check-config) all read the environment through
-``load_config``, so they accept and refuse the same values with the same words."""
+"""Every setting's name, default, rule and message, in one table (SETTINGS), which the function,
+the operator commands and deploy.sh (check-config) read alike through ``load_config``."""
 
 import contextlib
 import ipaddress
@@ -23,8 +22,6 @@ MAX_PREFIX_BYTES = 900
 MAX_OBJECT_MEGABYTES = 8
 STATIC_FILTERS = ("EXCLUDE_LOGIN_EVENTS", "EXCLUDE_SYSTEM_EVENTS")
 _ACME_PREFIX = ".well-known/acme-challenge/"  # reserved by GCS for domain verification
-# int() also takes "1_000" and "٣", and refuses over 4,300 digits.
-_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,8 @@ def shown(value: str) -> str:
 def _integer(low: int, high: int, unit: str = ""):
     def parse(s: Setting, raw: str) -> int:
         fix = f"set it to an integer from {low} to {high}{unit}, or unset it for the default"
-        if not _INTEGER.fullmatch(raw):
+        # Not int() alone: it also takes "1_000" and "٣", and refuses over 4,300 digits.
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", raw):
             raise ValueError(f"{s.name}={shown(raw)} is not a whole number: {fix} {s.default}")
         if not low <= int(raw) <= high:
             raise ValueError(f"{s.name}={int(raw)} is out of range: {fix} {s.default}")
@@ -97,29 +95,26 @@ def _bucket(s: Setting, raw: str) -> str:
 def _api_base(s: Setting, raw: str) -> str:
     """A URL urllib3 sends to exactly the host it names (urlsplit drops tabs and newlines
     and reads a backslash differently), and the key never in clear over the network."""
-    try:
+    with contextlib.suppress(ValueError):  # urlsplit's, or a port's out of range
         parts = urlsplit(raw)
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        parts, host, port = urlsplit(""), "", 0
-    ip = None
-    with contextlib.suppress(ValueError):
-        ip = ipaddress.ip_address(host)
-    if (
-        parts.scheme not in ("https", "http")
-        or not (re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or ip)
-        or port == 0
-        or any(ch.isspace() or _is_control(ch) or ch in "\\?#" for ch in raw)
-        or "@" in parts.netloc
-        or (parts.scheme == "http" and not (host == "localhost" or (ip and ip.is_loopback)))
-    ):
-        raise ValueError(
-            f"{s.name}={shown(raw)} is not a usable Harness URL: https, a DNS host name (in its "
-            "xn-- form if international) and a port from 1 to 65535, without white space, "
-            "backslash, credentials, query or fragment (plain http only for a loopback host "
-            "in local runs): use https://app.harness.io, or your Harness host"
-        )
-    return raw.rstrip("/")
+        host, ip = parts.hostname or "", None
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(host)
+        local = host == "localhost" or (ip and ip.is_loopback)
+        if (
+            (parts.scheme == "https" or (parts.scheme == "http" and local))
+            and (re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", host) or ip)
+            and parts.port != 0
+            and not any(ch.isspace() or _is_control(ch) or ch in "\\?#" for ch in raw)
+            and "@" not in parts.netloc
+        ):
+            return raw.rstrip("/")
+    raise ValueError(
+        f"{s.name}={shown(raw)} is not a usable Harness URL: https, a DNS host name (in its "
+        "xn-- form if international) and a port from 1 to 65535, without white space, "
+        "backslash, credentials, query or fragment (plain http only for a loopback host "
+        "in local runs): use https://app.harness.io, or your Harness host"
+    )
 
 
 def _object_name(max_bytes: int = MAX_OBJECT_NAME_BYTES, folder: bool = False):

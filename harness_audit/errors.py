@@ -1,22 +1,5 @@
-"""Every error the collector raises, split by what the caller should do about it.
-
-CollectorError
-├── NeedsFix            a person must change something; retrying alone will not help
-│   ├── ConfigError         an environment variable is missing or invalid
-│   ├── HarnessRejected     Harness answered 400/401/403/404 (key, permission, filter, URL)
-│   ├── StorageRejected     GCS answered 401/403/404 (credentials, IAM role, bucket name)
-│   ├── StateCorrupt        the checkpoint object cannot be used; it is left untouched
-│   ├── StateMissing        no checkpoint, but data objects already under the prefix
-│   └── ForeignObject       an object at a part's name too large to be a part of ours
-├── TryLater            a dependency failed after its retries; the next run resumes
-│   ├── HarnessUnavailable  429/5xx/timeouts/bad bodies outlasted MAX_RETRIES
-│   ├── HarnessInconsistent Harness sent pages that paging by time cannot trust
-│   ├── NoProgress          the deadline came before a single page could be read
-│   ├── StorageUnavailable  GCS failed within the run's remaining time
-│   └── LeaseLost           another run took the lease over while this one was writing
-├── InternalError       a defect or an input nobody foresaw: logged in one line
-└── LeaseHeld           another run is on it: this invocation exits successfully
-"""
+"""Every error the collector raises, split by what the caller should do. NeedsFix: a person
+must change something; TryLater: the next run resumes; LeaseHeld: another run is on it (success)."""
 
 
 class CollectorError(Exception): ...
@@ -46,10 +29,10 @@ class StorageRejected(NeedsFix): ...
 class StateCorrupt(NeedsFix): ...
 
 
-class StateMissing(NeedsFix): ...
+class StateMissing(NeedsFix): ...  # no checkpoint, but data objects under the prefix
 
 
-class ForeignObject(NeedsFix): ...
+class ForeignObject(NeedsFix): ...  # too large to be a part of ours, at a part's name
 
 
 class TryLater(CollectorError): ...
@@ -58,19 +41,19 @@ class TryLater(CollectorError): ...
 class HarnessUnavailable(TryLater): ...
 
 
-class HarnessInconsistent(TryLater): ...
+class HarnessInconsistent(TryLater): ...  # pages that paging by time cannot trust
 
 
-class NoProgress(TryLater): ...
+class NoProgress(TryLater): ...  # the deadline came before a single page was read
 
 
 class StorageUnavailable(TryLater): ...
 
 
-class LeaseLost(TryLater): ...
+class LeaseLost(TryLater): ...  # another run took the lease over while this one wrote
 
 
-class InternalError(CollectorError): ...
+class InternalError(CollectorError): ...  # a defect or an input nobody foresaw
 
 
 class LeaseHeld(CollectorError): ...

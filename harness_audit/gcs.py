@@ -37,9 +37,8 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
         raise
     except (api_exceptions.Unauthorized, api_exceptions.Forbidden) as exc:
         raise StorageRejected(
-            f"Cloud Storage refused to {action} in bucket {bucket_name} ({exc.code}): grant "
-            "the function's service account roles/storage.objectUser on that bucket "
-            "(deploy.sh does)"
+            f"Cloud Storage refused to {action} in bucket {bucket_name} ({exc.code}): grant the "
+            "function's service account roles/storage.objectUser on that bucket (deploy.sh does)"
         ) from None
     except NotFound as exc:
         raise StorageRejected(
@@ -48,9 +47,8 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
         ) from None
     except auth_exceptions.GoogleAuthError as exc:
         raise StorageRejected(
-            f"no usable Google credentials to {action} ({type(exc).__name__}). On Cloud Run "
-            "the service account provides them; locally run "
-            "'gcloud auth application-default login'"
+            f"no usable Google credentials to {action} ({type(exc).__name__}). On Cloud Run the "
+            "service account provides them; locally run 'gcloud auth application-default login'"
         ) from None
     except api_exceptions.GoogleAPICallError as exc:  # one the library does not retry
         raise StorageUnavailable(

@@ -3,8 +3,6 @@ it (the default, as Google's guide for the ``HARNESS_IO`` feed writes), or ``str
 Harness's audit streaming payload, for a parser that knows only its names. Nothing is lost (a
 REST value with no place lands at its REST path in ``unmappedFields``), no null is invented."""
 
-from __future__ import annotations
-
 import enum
 import json
 import re

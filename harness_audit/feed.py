@@ -9,6 +9,11 @@ from dataclasses import dataclass
 from operator import attrgetter
 from urllib.parse import urlsplit
 
+from google.api_core.exceptions import GoogleAPICallError
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import GoogleAuthError
+from requests import RequestException
+
 from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
@@ -79,7 +84,6 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
 def open_client(settings: FeedSettings):
     """Google's FeedsServiceClient over REST; anonymous for an http:// loopback stand-in."""
     try:
-        from google.auth.credentials import AnonymousCredentials
         from google.cloud.chronicle_v1 import FeedsServiceClient
     except ImportError:
         raise NeedsFix("no google-cloud-chronicle: pip install -r requirements-ops.txt") from None
@@ -184,10 +188,6 @@ def preflight(config: Config, clock: Clock, out) -> int:
 @contextlib.contextmanager
 def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
     """google-api-core's errors as this package's: a 403 names the role that is missing."""
-    from google.api_core.exceptions import GoogleAPICallError
-    from google.auth.exceptions import GoogleAuthError
-    from requests import RequestException
-
     try:
         yield
     except (GoogleAPICallError, GoogleAuthError, RequestException) as exc:

@@ -18,9 +18,8 @@ MIN_CALL_SECONDS = 1.0  # so that a run at its very end still gets an answer
 
 
 def call_options(seconds: float | None) -> dict:
-    """``timeout`` and ``retry`` for one call that must end within ``seconds`` (None: the
-    library's defaults). The last attempt may start just before the retry gives up, so
-    the retry gets what one attempt's timeout leaves."""
+    """``timeout`` and ``retry`` for a call to end within ``seconds`` (None: the library's
+    defaults). The last attempt may start as the retry gives up: the retry gets what it leaves."""
     if seconds is None:
         return {"retry": DEFAULT_RETRY}
     seconds = max(seconds, MIN_CALL_SECONDS)

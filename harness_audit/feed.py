@@ -20,6 +20,7 @@ from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLate
 from harness_audit.harness_client import HarnessClient
 from harness_audit.listing import FIRST_PAGE, AuditQuery
 from harness_audit.pacing import Pacer
+from harness_audit.sink import folder
 
 PREFLIGHT_SECONDS = 60.0  # Google's client bounds each of its calls itself (30-300 s)
 _RULES = {  # setting: (pattern, what it must be); in the order feed_settings unpacks them
@@ -67,7 +68,7 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
     instance, region, project, lookback, labels = values.values()
     pairs = (item.split("=", 1) for item in labels.split(",") if item)
     parent = f"projects/{project}/locations/{region}/instances/{instance.lower()}"
-    uri = f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else "")
+    uri = f"gs://{config.bucket}/{folder(config.prefix)}"
     gcs = {"bucket_uri": uri, "source_deletion_option": "NEVER", "max_lookback_days": int(lookback)}
     details = {
         "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",

@@ -151,8 +151,7 @@ def destroy(client, settings: FeedSettings, current, *, dry_run: bool) -> list[s
 
 def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
     """The feed's part of ``status``: state, failure, last run, and its problem if any."""
-    settings = feed_settings(environ, config)
-    if settings is None:
+    if (settings := feed_settings(environ, config)) is None:
         return None
     try:
         feed = find(open_client(settings), settings)
@@ -202,8 +201,7 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
 def command(args, config: Config, environ: Mapping[str, str], out) -> int:
     """``feed ensure|destroy``: needs the bucket and prefix, never Harness's key or account. The
     first line, the feed's account, tells deploy.sh which bucket bindings to add or remove."""
-    settings = feed_settings(environ, config)
-    if settings is None:
+    if (settings := feed_settings(environ, config)) is None:
         raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
     client = open_client(settings)
     with _errors(settings, "fetch the feed's service account"):

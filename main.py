@@ -53,10 +53,8 @@ def main(cloud_event) -> None:
     attributes = attributes if isinstance(attributes, dict) else {}
     if reason := attributes.get("reason"):
         invocation["trigger_reason"] = str(reason)[:40]
-    if "command" in attributes:
-        severity, message, fields = _command(str(attributes["command"]))
-    else:
-        severity, message, fields = _run(started)
+    command = str(attributes["command"]) if "command" in attributes else None
+    severity, message, fields = _run(started) if command is None else _command(command)
     log(severity, message, **invocation, **fields)
     if severity >= logging.ERROR:  # one log line, no traceback, still a failure
         raise InternalServerError(fields.get("error", "verify found events missing"))

@@ -1,7 +1,6 @@
-"""Cloud Run function entry point: each Pub/Sub message (Scheduler, Force run, continuation,
-redelivery; body unused) is one collector run, or verify with the attribute ``command=verify``
-(verify.py). Clients are built once per instance; each invocation logs one summary line, a
-failure is HTTP 500 (no traceback)."""
+"""Cloud Run entry point: each Pub/Sub message (Scheduler, Force run, continuation, redelivery;
+body unused) is a collector run, or a verify with ``command=verify``. Clients are built once per
+instance; each invocation logs one summary line, a failure is HTTP 500 (no traceback)."""
 
 import functools
 import logging
@@ -54,10 +53,8 @@ def main(cloud_event) -> None:
     attributes = attributes if isinstance(attributes, dict) else {}
     if reason := attributes.get("reason"):
         invocation["trigger_reason"] = str(reason)[:40]
-    if "command" in attributes:
-        severity, message, fields = _command(str(attributes["command"]))
-    else:
-        severity, message, fields = _run(started)
+    command = str(attributes["command"]) if "command" in attributes else None
+    severity, message, fields = _run(started) if command is None else _command(command)
     log(severity, message, **invocation, **fields)
     if severity >= logging.ERROR:  # one log line, no traceback, still a failure
         raise InternalServerError(fields.get("error", "verify found events missing"))
@@ -86,8 +83,7 @@ def _run(started: float) -> tuple[int, str, dict]:
 
 
 def _command(command: str) -> tuple[int, str, dict]:
-    """``command=verify``: scheduled.summary_line's line. Any other command fails loudly,
-    named: the verify job is the only sender of one."""
+    """``command=verify``; any other fails loudly, named (the verify job is the only sender)."""
     try:
         if command != "verify":
             raise NeedsFix(f"unknown command {command[:40]!r}: only command=verify is known")

@@ -25,7 +25,6 @@ TIMEOUT_MARGIN_SECONDS = 5.0  # left of the function's timeout after the last at
 MIN_ATTEMPT_SECONDS = 1.0  # an attempt with less time than this is not started
 PUBLISH_SECONDS = 30.0  # all attempts together: an outage is the next trigger's to absorb
 MAX_ATTEMPTS = 3
-RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 NO_TIME_LEFT = "no time was left before the function's timeout"
 _HINTS = {
     403: ". Grant the function's service account roles/pubsub.publisher on TRIGGER_TOPIC",
@@ -131,7 +130,7 @@ class Continuation:
                     return response.json()["messageIds"][0]
                 raise PublishFailed(f"Pub/Sub answered 200 without a message id: {text}")
             failure = f"HTTP {status} from {self.url}: {text}"
-            if status in RETRYABLE_STATUS:
+            if status in (408, 429, 500, 502, 503, 504):
                 raise _Transient(failure)
             raise PublishFailed(failure + _HINTS.get(status, ""))
 

@@ -9,19 +9,26 @@ from dataclasses import dataclass
 from operator import attrgetter
 from urllib.parse import urlsplit
 
+from google.api_core.exceptions import GoogleAPICallError
+from google.auth.credentials import AnonymousCredentials
+from google.auth.exceptions import GoogleAuthError
+from requests import RequestException
+
 from harness_audit.clock import Clock, Deadline, iso
 from harness_audit.config import Config
 from harness_audit.errors import ConfigError, DeadlineReached, NeedsFix, TryLater
 from harness_audit.harness_client import HarnessClient, Pacer
 from harness_audit.listing import FIRST_PAGE, AuditQuery
+from harness_audit.sink import folder
 
 PREFLIGHT_SECONDS = 60.0  # Google's client bounds each of its calls itself (30-300 s)
-_RULES = {  # setting: (pattern, what it must be); in FeedSettings' order
+_RULES = {  # setting: (pattern, what it must be); in the order feed_settings unpacks them
     "SECOPS_INSTANCE": (r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}", "a UUID"),
     "SECOPS_REGION": (r"[a-z]+(-[a-z]+[0-9]*)?", "a location such as us, eu, europe-west2"),
     "SECOPS_PROJECT": (r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "a project id (default PROJECT_ID)"),
     # 180 by default: a backlog written before the feed existed is still read.
     "SECOPS_MAX_LOOKBACK_DAYS": (r"[1-9][0-9]?|1[0-7][0-9]|180", "a number of days, 1-180"),
+    "SECOPS_LABELS": (r"([^,=]*=[^,]*|,)*", "key=value,key=value"),
 }
 _FIXES = {
     403: "Feed changes need roles/chronicle.admin on project {}: grant it to the caller",
@@ -55,21 +62,19 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
         for name, (pattern, what) in _RULES.items()
         if not re.fullmatch(pattern, values[name])
     ]
-    labels = [item.split("=", 1) for item in get("SECOPS_LABELS", "").split(",") if item]
-    if any(len(label) == 1 for label in labels):
-        problems.append("SECOPS_LABELS must read key=value,key=value")
     if problems:
         raise ConfigError(problems)
-    instance, region, project, lookback = values.values()
+    instance, region, project, lookback, labels = values.values()
+    pairs = (item.split("=", 1) for item in labels.split(",") if item)
     parent = f"projects/{project}/locations/{region}/instances/{instance.lower()}"
-    uri = f"gs://{config.bucket}/" + (f"{config.prefix}/" if config.prefix else "")
+    uri = f"gs://{config.bucket}/{folder(config.prefix)}"
     gcs = {"bucket_uri": uri, "source_deletion_option": "NEVER", "max_lookback_days": int(lookback)}
     details = {
         "feed_source_type": "GOOGLE_CLOUD_STORAGE_V2",
         "log_type": f"{parent}/logTypes/HARNESS_IO",
         "gcs_v2_settings": gcs,
         "asset_namespace": get("SECOPS_ASSET_NAMESPACE", ""),
-        "labels": {key.strip(): value.strip() for key, value in labels},
+        "labels": {key.strip(): value.strip() for key, value in pairs},
     }
     endpoint = get("SECOPS_API_ENDPOINT") or f"https://{region}-chronicle.googleapis.com"
     name = get("FUNCTION_NAME") or "harness-audit-collector"
@@ -79,19 +84,17 @@ def feed_settings(environ: Mapping[str, str], config: Config) -> FeedSettings | 
 def open_client(settings: FeedSettings):
     """Google's FeedsServiceClient over REST; anonymous for an http:// loopback stand-in."""
     try:
-        from google.auth.credentials import AnonymousCredentials
         from google.cloud.chronicle_v1 import FeedsServiceClient
     except ImportError:
         raise NeedsFix("no google-cloud-chronicle: pip install -r requirements-ops.txt") from None
-    parts = urlsplit(settings.endpoint if "//" in settings.endpoint else "//" + settings.endpoint)
-    plain = parts.scheme == "http"
-    if plain and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+    plain = settings.endpoint.startswith("http://")  # the library takes a bare host as https
+    if plain and urlsplit(settings.endpoint).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise ConfigError(["SECOPS_API_ENDPOINT: http:// is for a loopback stand-in only"])
     with _errors(settings, "find Google credentials"):
         return FeedsServiceClient(
             credentials=AnonymousCredentials() if plain else None,
             transport="rest",
-            client_options={"api_endpoint": f"http://{parts.netloc}" if plain else parts.netloc},
+            client_options={"api_endpoint": settings.endpoint},
         )
 
 
@@ -137,7 +140,6 @@ def ensure(client, settings: FeedSettings, current, *, dry_run: bool) -> list[st
 
 
 def destroy(client, settings: FeedSettings, current, *, dry_run: bool) -> list[str]:
-    """Delete the feed."""
     if current is None:
         return [f"no feed named {settings.display_name!r}: nothing to delete"]
     if not dry_run:
@@ -148,8 +150,7 @@ def destroy(client, settings: FeedSettings, current, *, dry_run: bool) -> list[s
 
 def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
     """The feed's part of ``status``: state, failure, last run, and its problem if any."""
-    settings = feed_settings(environ, config)
-    if settings is None:
+    if (settings := feed_settings(environ, config)) is None:
         return None
     try:
         feed = find(open_client(settings), settings)
@@ -172,15 +173,13 @@ def status_section(environ: Mapping[str, str], config: Config) -> dict | None:
 
 def preflight(config: Config, clock: Clock, out) -> int:
     """One listing request for the last minute: a rejected key stops deploy.sh at once."""
-    client = HarnessClient(config, clock=clock, pacer=Pacer(0, clock))
     now = clock.now_ms()
     query = AuditQuery(now - 60_000, now, config.modules, config.actions, config.static_filter)
-    try:
-        page = client.fetch(query, FIRST_PAGE, Deadline(clock, PREFLIGHT_SECONDS, 0))
-    except DeadlineReached:
-        raise TryLater(f"Harness did not answer within {PREFLIGHT_SECONDS:.0f} s") from None
-    finally:
-        client.close()
+    with contextlib.closing(HarnessClient(config, clock=clock, pacer=Pacer(0, clock))) as client:
+        try:
+            page = client.fetch(query, FIRST_PAGE, Deadline(clock, PREFLIGHT_SECONDS, 0))
+        except DeadlineReached:
+            raise TryLater(f"Harness did not answer within {PREFLIGHT_SECONDS:.0f} s") from None
     out.write(f"Harness accepted the key: {len(page.items)} event(s) in the last minute\n")
     return 0
 
@@ -188,10 +187,6 @@ def preflight(config: Config, clock: Clock, out) -> int:
 @contextlib.contextmanager
 def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
     """google-api-core's errors as this package's: a 403 names the role that is missing."""
-    from google.api_core.exceptions import GoogleAPICallError
-    from google.auth.exceptions import GoogleAuthError
-    from requests import RequestException
-
     try:
         yield
     except (GoogleAPICallError, GoogleAuthError, RequestException) as exc:
@@ -205,8 +200,7 @@ def _errors(settings: FeedSettings, doing: str) -> Iterator[None]:
 def command(args, config: Config, environ: Mapping[str, str], out) -> int:
     """``feed ensure|destroy``: needs the bucket and prefix, never Harness's key or account. The
     first line, the feed's account, tells deploy.sh which bucket bindings to add or remove."""
-    settings = feed_settings(environ, config)
-    if settings is None:
+    if (settings := feed_settings(environ, config)) is None:
         raise ConfigError(["SECOPS_INSTANCE is not set: the feed is managed by hand"])
     client = open_client(settings)
     with _errors(settings, "fetch the feed's service account"):

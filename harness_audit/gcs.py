@@ -18,9 +18,8 @@ MIN_CALL_SECONDS = 1.0  # so that a run at its very end still gets an answer
 
 
 def call_options(seconds: float | None) -> dict:
-    """``timeout`` and ``retry`` for one call that must end within ``seconds`` (None: the
-    library's defaults). The last attempt may start just before the retry gives up, so
-    the retry gets what one attempt's timeout leaves."""
+    """``timeout`` and ``retry`` for a call to end within ``seconds`` (None: the library's
+    defaults). The last attempt may start as the retry gives up: the retry gets what it leaves."""
     if seconds is None:
         return {"retry": DEFAULT_RETRY}
     seconds = max(seconds, MIN_CALL_SECONDS)
@@ -37,9 +36,8 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
         raise
     except (api_exceptions.Unauthorized, api_exceptions.Forbidden) as exc:
         raise StorageRejected(
-            f"Cloud Storage refused to {action} in bucket {bucket_name} ({exc.code}): grant "
-            "the function's service account roles/storage.objectUser on that bucket "
-            "(deploy.sh does)"
+            f"Cloud Storage refused to {action} in bucket {bucket_name} ({exc.code}): grant the "
+            "function's service account roles/storage.objectUser on that bucket (deploy.sh does)"
         ) from None
     except NotFound as exc:
         raise StorageRejected(
@@ -48,9 +46,8 @@ def storage_errors(action: str, bucket_name: str) -> Iterator[None]:
         ) from None
     except auth_exceptions.GoogleAuthError as exc:
         raise StorageRejected(
-            f"no usable Google credentials to {action} ({type(exc).__name__}). On Cloud Run "
-            "the service account provides them; locally run "
-            "'gcloud auth application-default login'"
+            f"no usable Google credentials to {action} ({type(exc).__name__}). On Cloud Run the "
+            "service account provides them; locally run 'gcloud auth application-default login'"
         ) from None
     except api_exceptions.GoogleAPICallError as exc:  # one the library does not retry
         raise StorageUnavailable(

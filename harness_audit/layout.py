@@ -1,9 +1,6 @@
-"""How each event is laid out in GCS (``OUTPUT_FORMAT``): ``api``, as Harness's REST API returned
-it (the default, as Google's guide for the ``HARNESS_IO`` feed writes), or ``streaming``,
-Harness's audit streaming payload, for a parser that knows only its names. Nothing is lost (a
-REST value with no place lands at its REST path in ``unmappedFields``), no null is invented."""
-
-from __future__ import annotations
+"""How each event is laid out in GCS (``OUTPUT_FORMAT``); ``streaming`` is for a parser that
+knows only the streaming payload's names. Nothing is lost (a REST value with no place lands at
+its REST path in ``unmappedFields``), no null is invented."""
 
 import enum
 import json
@@ -12,7 +9,7 @@ from collections.abc import Callable
 
 
 class OutputFormat(enum.StrEnum):
-    API = "api"  # each event exactly as Harness's audit REST API returned it (the default)
+    API = "api"  # as Harness's REST API returned it: the default, as Google's HARNESS_IO guide
     STREAMING = "streaming"  # Harness's audit streaming layout
 
 

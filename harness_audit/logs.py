@@ -33,9 +33,8 @@ def clean(value, cuts: list | None = None):
         return {clean(str(key), cuts): clean(item, cuts) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [clean(item, cuts) for item in value]
-    if value is None or isinstance(value, int):  # bool is an int
-        return value
-    if isinstance(value, float) and math.isfinite(value):  # NaN and Infinity become text
+    finite = isinstance(value, float) and math.isfinite(value)  # NaN and Infinity become text
+    if value is None or isinstance(value, int) or finite:  # bool is an int
         return value
     value = str(value)
     for secret in sorted(_secrets, key=len, reverse=True):  # the escaped form first
@@ -69,15 +68,13 @@ class _StdoutHandler(logging.StreamHandler):  # whatever sys.stdout is now: pyte
 
 def configure_logging() -> None:
     """This package's logs, and urllib3's errors (not its retry warnings), as JSON on stdout."""
-    if any(isinstance(h, _StdoutHandler) for h in logging.getLogger(LOGGER_NAME).handlers):
-        return  # already: main.py is loaded again by each test's function instance
     handler = _StdoutHandler()
     handler.setFormatter(JsonFormatter())
     for name, level in ((LOGGER_NAME, logging.INFO), ("urllib3", logging.ERROR)):
         target = logging.getLogger(name)
-        target.addHandler(handler)
+        # Replaced, not added: main.py is loaded again by each test's function instance.
+        target.handlers, target.propagate = [handler], False
         target.setLevel(level)
-        target.propagate = False
 
 
 def log(severity: int, message: str, /, **fields) -> None:

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 from itertools import count
-from types import SimpleNamespace
 from typing import TextIO
 
 from harness_audit.checkpoint import MAX_LOOKBACK_MS, CheckpointStore
@@ -43,8 +42,16 @@ COLUMNS |= {"duplicated": "duplicated"}
 _NAME = re.compile(r"harness-audit-(?:repair-)?(\d{8}T\d{9}Z)-(\d{8}T\d{9}Z)-\d{4,}\.jsonl")
 
 
-def request_from(args) -> SimpleNamespace:
-    """The command line with its range checked and in milliseconds (since_ms, until_ms)."""
+@dataclass(frozen=True)
+class Request:
+    since_ms: int
+    until_ms: int
+    repair: bool = False
+    json: bool = False
+
+
+def request_from(args) -> Request:
+    """The command line's range, checked, in milliseconds."""
     since, until = parse_time(args.since, "--since"), parse_time(args.until, "--until")
     if since >= until:
         raise UsageError(f"--since {iso(since)} is not before --until {iso(until)}: empty range")
@@ -53,7 +60,7 @@ def request_from(args) -> SimpleNamespace:
             f"the range is {(until - since) / DAY_MS:.1f} days, more than {MAX_RANGE_DAYS}: "
             "every hour costs at least one Harness request; check it in parts, or add --force"
         )
-    return SimpleNamespace(**vars(args), since_ms=since, until_ms=until)
+    return Request(since, until, repair=args.repair, json=args.json)
 
 
 def repair_object_name(prefix: str, hour_ms: int, part: int) -> str:
@@ -110,11 +117,17 @@ class VerifyResult:
     objects_read: int = 0
     harness_requests: int = 0
 
-    def __getattr__(self, name: str) -> int:
-        """``in_harness``, ``missing`` and the other COUNTS: sums over the hours."""
-        if name not in COUNTS:
-            raise AttributeError(name)
-        return sum(hour.counts()[name] for hour in self.hours)
+    @property
+    def totals(self) -> dict[str, int]:
+        """Each of COUNTS summed over the hours."""
+        return {name: sum(hour.counts()[name] for hour in self.hours) for name in COUNTS}
+
+    in_harness = property(lambda self: self.totals["in_harness"])
+    in_bucket = property(lambda self: self.totals["in_bucket"])
+    missing = property(lambda self: self.totals["missing"])
+    still_missing = property(lambda self: self.totals["still_missing"])
+    duplicated = property(lambda self: self.totals["duplicated"])
+    repaired = property(lambda self: self.totals["repaired"])
 
     def _all(self, name: str) -> list:
         return [item for hour in self.hours for item in getattr(hour, name)]
@@ -297,7 +310,7 @@ def summary_of(result: VerifyResult) -> dict:
         "cut_short": result.cut_short,
         "hours_checked": result.hours_checked,
         "hours_in_progress": len(result.hours) - result.hours_checked,
-        **{name: getattr(result, name) for name in COUNTS},
+        **result.totals,
         "missing_ids": list(result.missing_ids),
         "duplicate_objects": sorted({n for _, names in result._all("duplicated") for n in names}),
         "repair_objects": result._all("repair_objects"),
@@ -361,7 +374,7 @@ def exit_code(result: VerifyResult) -> int:
     return {None: EXIT_OK, "cut short by the deadline": EXIT_FAILED}.get(result.problem, EXIT_FOUND)
 
 
-def run(config: Config, bucket, clock: Clock, request: SimpleNamespace, out: TextIO) -> int:
+def run(config: Config, bucket, clock: Clock, request: Request, out: TextIO) -> int:
     """The CLI: verify, then print the report (text or --json); the exit code."""
     seconds = ((request.until_ms - request.since_ms) // HOUR_MS + 2) * HOUR_DEADLINE_SECONDS
     options = {"repair": request.repair, "deadline": Deadline(clock, seconds, 0)}
